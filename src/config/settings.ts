@@ -1,0 +1,157 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/**
+ * Static settings: read once at start-up from an optional YAML file (`--config`), overridden by
+ * environment variables, validated with zod. This is the only module that reads process.env.
+ * Every setting has one env name (UPPER_SNAKE) and one YAML key (the same name in lower case).
+ */
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveMs = z.coerce.number().int().min(1);
+const nonNegativeInt = z.coerce.number().int().min(0);
+const bool = z.preprocess((v) => (typeof v === 'string' ? ['1', 'true', 'yes', 'on'].includes(v.toLowerCase()) : v), z.boolean());
+const list = z.preprocess(
+  (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
+  z.array(z.string()),
+);
+const optionalString = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional());
+
+export const settingsSchema = z.object({
+  GATEWAY_HOST: z.string().min(1).default('0.0.0.0'),
+  GATEWAY_PORT: port.default(8080),
+  ADMIN_HOST: z.string().min(1).default('127.0.0.1'),
+  ADMIN_PORT: port.default(8081),
+  ADMIN_TOKEN: z.preprocess((v) => (v === '' ? undefined : v), z.string().min(16, 'must be at least 16 characters').optional()),
+  REDIS_URL: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL')
+      .optional(),
+  ),
+  /** Empty string (or --ephemeral) = memory only. */
+  DATA_DIR: z.string().default('./data'),
+  REDIS_PREFIX: z.string().max(64).default('mg:'),
+  TOKEN_SECRET: z.preprocess((v) => (v === '' ? undefined : v), z.string().min(32, 'must be at least 32 characters').optional()),
+  TOKEN_JWKS_URL: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z.string().url('must be an http(s) URL').optional(),
+  ),
+  TOKEN_PUBLIC_KEY_FILE: optionalString,
+  TOKEN_ISSUERS: list.default([]),
+  TOKEN_MAX_LIFETIME_SECONDS: z.coerce.number().int().min(60).default(366 * 24 * 3600),
+  TOKEN_CACHE_MAX: z.coerce.number().int().min(0).default(100_000),
+  APPS_DOMAIN: z
+    .string()
+    .min(1)
+    .regex(/^[a-z0-9.-]+$/, 'must be a lower-case domain name')
+    .default('localhost'),
+  WORKERS: nonNegativeInt.max(256).default(1),
+  HOLD_TIMEOUT_MS: nonNegativeInt.default(30_000),
+  HOLD_QUEUE_MAX: nonNegativeInt.default(1000),
+  MAX_CONCURRENT_REQUESTS: z.coerce.number().int().min(1).default(10_000),
+  MAX_CONCURRENT_PER_ENDPOINT: z.coerce.number().int().min(1).default(5_000),
+  MAX_CONNECTIONS: z.coerce.number().int().min(1).default(20_000),
+  CONNECT_TIMEOUT_MS: positiveMs.default(5_000),
+  FIRST_BYTE_TIMEOUT_MS: positiveMs.default(300_000),
+  IDLE_TIMEOUT_MS: positiveMs.default(300_000),
+  BODY_LIMIT_BYTES: z.coerce.number().int().min(0).default(100 * 1024 * 1024),
+  MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
+  HEADERS_TIMEOUT_MS: positiveMs.default(20_000),
+  REQUEST_BODY_TIMEOUT_MS: positiveMs.default(300_000),
+  KEEP_ALIVE_TIMEOUT_MS: positiveMs.default(5_000),
+  UPSTREAM_POOL_CONNECTIONS: z.coerce.number().int().min(1).default(128),
+  RETRY_MAX: nonNegativeInt.max(10).default(2),
+  EJECT_AFTER_FAILURES: z.coerce.number().int().min(1).default(3),
+  EJECT_BASE_MS: positiveMs.default(5_000),
+  EJECT_MAX_MS: positiveMs.default(300_000),
+  DRAIN_GRACE_MS: nonNegativeInt.default(30_000),
+  RESYNC_INTERVAL_MS: positiveMs.default(10_000),
+  ENDPOINT_CACHE_MAX: z.coerce.number().int().min(1).default(100_000),
+  NEGATIVE_CACHE_TTL_MS: nonNegativeInt.default(1_000),
+  TRUSTED_PROXIES: list.default([]),
+  ADMIN_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+  WS_IDLE_TIMEOUT_MS: positiveMs.default(300_000),
+  METRICS_ENDPOINT_LABEL_CAP: z.coerce.number().int().min(1).default(200),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ACCESS_LOG: bool.default(true),
+  CONTROLLER_ENABLED: bool.default(true),
+  CONTROLLER_PORT_RANGE: z
+    .string()
+    .regex(/^\d+-\d+$/, 'must be FROM-TO')
+    .default('20000-29999'),
+  CONTROLLER_WORK_DIR: optionalString,
+});
+
+export type Settings = Readonly<z.infer<typeof settingsSchema>> & {
+  /** Memory-only embedded store (DATA_DIR empty or --ephemeral). */
+  readonly ephemeral: boolean;
+  readonly configFile?: string;
+};
+
+export const SETTING_NAMES = Object.keys(settingsSchema.shape) as (keyof z.infer<typeof settingsSchema>)[];
+
+export class SettingsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SettingsError';
+  }
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  configFile?: string;
+  ephemeral?: boolean;
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new SettingsError(`--config ${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new SettingsError(`--config ${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new SettingsError(`--config ${file}: must be a mapping of settings`);
+  const out: Record<string, unknown> = {};
+  const known = new Set<string>(SETTING_NAMES);
+  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    const name = key.toUpperCase();
+    if (!known.has(name)) throw new SettingsError(`--config ${file}: ${key}: unknown setting`);
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Loads and validates settings; throws SettingsError with one line naming every bad setting. */
+export function loadSettings(opts: LoadOptions = {}): Settings {
+  const env = opts.env ?? process.env;
+  const fromFile = opts.configFile ? readConfigFile(opts.configFile) : {};
+  const merged: Record<string, unknown> = { ...fromFile };
+  for (const name of SETTING_NAMES) {
+    const value = env[name];
+    if (value !== undefined) merged[name] = value;
+  }
+  const result = settingsSchema.safeParse(merged);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => `${String(issue.path[0] ?? 'settings')}: ${issue.message}`);
+    throw new SettingsError(`invalid settings: ${problems.join('; ')}`);
+  }
+  const s = result.data;
+  const problems: string[] = [];
+  if (s.REDIS_URL && !s.TOKEN_SECRET) problems.push('TOKEN_SECRET: required when REDIS_URL is set (every instance must sign with the same key)');
+  if (s.TOKEN_JWKS_URL && !/^https?:/.test(s.TOKEN_JWKS_URL)) problems.push('TOKEN_JWKS_URL: must be an http(s) URL');
+  const [lo, hi] = s.CONTROLLER_PORT_RANGE.split('-').map(Number);
+  if (!(lo >= 1024 && hi <= 65535 && lo < hi)) problems.push('CONTROLLER_PORT_RANGE: must be FROM-TO within 1024-65535');
+  if (problems.length > 0) throw new SettingsError(`invalid settings: ${problems.join('; ')}`);
+  const ephemeral = opts.ephemeral === true || s.DATA_DIR === '';
+  return Object.freeze({ ...s, ephemeral, configFile: opts.configFile });
+}

@@ -1,0 +1,134 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every metric of modelgate, in one place. Labels are bounded: endpoint labels go through
+ * `EndpointLabeler`, which folds endpoints past the cap into `other`.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'modelgate_requests_total',
+    help: 'Data-plane requests by endpoint and status class',
+    labelNames: ['endpoint', 'status_class'] as const,
+    registers: [this.registry],
+  });
+
+  readonly requestDuration = new Histogram({
+    name: 'modelgate_request_duration_seconds',
+    help: 'Time from request start to response end, by endpoint and status class',
+    labelNames: ['endpoint', 'status_class'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+
+  readonly gatewayErrors = new Counter({
+    name: 'modelgate_gateway_errors_total',
+    help: 'Errors produced by the gateway itself, by code',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamErrors = new Counter({
+    name: 'modelgate_upstream_errors_total',
+    help: 'Upstream failures by endpoint and kind (connect, reset, timeout)',
+    labelNames: ['endpoint', 'kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly inFlight = new Gauge({
+    name: 'modelgate_in_flight_requests',
+    help: 'Requests being proxied now',
+    registers: [this.registry],
+  });
+
+  readonly held = new Gauge({
+    name: 'modelgate_held_requests',
+    help: 'Requests waiting for a healthy route',
+    registers: [this.registry],
+  });
+
+  readonly retries = new Counter({
+    name: 'modelgate_retries_total',
+    help: 'Requests retried on another route after a connect failure',
+    labelNames: ['endpoint'] as const,
+    registers: [this.registry],
+  });
+
+  readonly ejections = new Counter({
+    name: 'modelgate_route_ejections_total',
+    help: 'Routes ejected by passive outlier detection',
+    labelNames: ['endpoint'] as const,
+    registers: [this.registry],
+  });
+
+  readonly routeTableVersion = new Gauge({
+    name: 'modelgate_route_table_version',
+    help: 'Version of the route table this instance serves, per endpoint',
+    labelNames: ['endpoint'] as const,
+    registers: [this.registry],
+  });
+
+  readonly endpointsCached = new Gauge({
+    name: 'modelgate_endpoints_cached',
+    help: 'Route tables held in memory',
+    registers: [this.registry],
+  });
+
+  readonly storeUp = new Gauge({
+    name: 'modelgate_store_up',
+    help: '1 when the store is reachable, 0 when degraded',
+    registers: [this.registry],
+  });
+
+  readonly storeEvents = new Counter({
+    name: 'modelgate_store_events_total',
+    help: 'Store change events received, by kind',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly invalidTables = new Counter({
+    name: 'modelgate_invalid_route_tables_total',
+    help: 'Stored route tables that failed validation and were ignored',
+    registers: [this.registry],
+  });
+
+  readonly tokenCache = new Counter({
+    name: 'modelgate_token_cache_total',
+    help: 'Verified-token cache lookups by result (hit, miss)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly authFailures = new Counter({
+    name: 'modelgate_auth_failures_total',
+    help: 'Rejected data-plane requests by auth error code',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly openWebSockets = new Gauge({
+    name: 'modelgate_websockets_open',
+    help: 'Open proxied WebSocket connections by endpoint',
+    labelNames: ['endpoint'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'modelgate_' });
+  }
+}
+
+/** Caps distinct endpoint label values so a flood of endpoints cannot blow up /metrics. */
+export class EndpointLabeler {
+  readonly #seen = new Set<string>();
+  constructor(private readonly cap: number) {}
+
+  label(name: string): string {
+    if (this.#seen.has(name)) return name;
+    if (this.#seen.size >= this.cap) return 'other';
+    this.#seen.add(name);
+    return name;
+  }
+}

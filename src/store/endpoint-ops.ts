@@ -1,0 +1,133 @@
+import { randomUUID, randomBytes } from 'node:crypto';
+import { GatewayError } from '../errors/gateway-error.js';
+import type { BalancerKind, EndpointLimits, EndpointTimeouts, Route, RouteStatus, RouteTable } from '../routing/route-table.js';
+import type { Store } from './store.js';
+
+/**
+ * Control-plane operations on route tables, shared by the admin API and the model-service
+ * controller. Each is one atomic store update (version bump + event).
+ */
+
+export interface RouteInput {
+  id?: string;
+  url: string;
+  weight?: number;
+  status?: RouteStatus;
+}
+
+export interface EndpointInput {
+  public?: boolean;
+  routes?: RouteInput[];
+  timeouts?: EndpointTimeouts;
+  limits?: EndpointLimits;
+  allowed_cidrs?: string[];
+  balancer?: BalancerKind;
+}
+
+export function newRouteId(): string {
+  return `r-${randomBytes(6).toString('hex')}`;
+}
+
+function materializeRoutes(input: RouteInput[], previous: Route[] = []): Route[] {
+  const seen = new Set<string>();
+  const byUrl = new Map(previous.map((r) => [r.url, r.id]));
+  return input.map((r, i) => {
+    const id = r.id ?? byUrl.get(r.url) ?? newRouteId();
+    if (seen.has(id)) {
+      throw new GatewayError('ADM_INVALID', { details: [{ field: `routes.${i}.id`, message: `duplicate route id ${id}` }] });
+    }
+    seen.add(id);
+    return { id, url: r.url, weight: r.weight ?? 1, status: r.status ?? 'healthy' };
+  });
+}
+
+function now(): string {
+  return new Date().toISOString();
+}
+
+/** PUT /v1/endpoints/{name}: create, or replace everything but the permanent id. */
+export function putEndpoint(store: Store, name: string, input: EndpointInput) {
+  return store.updateEndpoint(name, (current) => {
+    const table: Omit<RouteTable, 'version'> = {
+      id: current?.id ?? randomUUID(),
+      name,
+      public: input.public ?? false,
+      routes: materializeRoutes(input.routes ?? [], current?.routes),
+      created_at: current?.created_at ?? now(),
+      updated_at: now(),
+    };
+    if (input.timeouts) table.timeouts = input.timeouts;
+    if (input.limits) table.limits = input.limits;
+    if (input.allowed_cidrs) table.allowed_cidrs = input.allowed_cidrs;
+    if (input.balancer) table.balancer = input.balancer;
+    return table;
+  });
+}
+
+function requireCurrent(current: RouteTable | null, name: string): RouteTable {
+  if (!current) throw new GatewayError('ADM_NOT_FOUND', { message: `endpoint ${name} not found` });
+  return current;
+}
+
+/** PATCH /v1/endpoints/{name}: only the fields given. */
+export async function patchEndpoint(store: Store, name: string, input: EndpointInput, expectedVersion?: number) {
+  const { table } = await store.updateEndpoint(
+    name,
+    (cur) => {
+      const current = requireCurrent(cur, name);
+      const { version: _v, ...rest } = current;
+      const next: Omit<RouteTable, 'version'> = { ...rest, updated_at: now() };
+      if (input.public !== undefined) next.public = input.public;
+      if (input.routes !== undefined) next.routes = materializeRoutes(input.routes, current.routes);
+      if (input.timeouts !== undefined) next.timeouts = input.timeouts;
+      if (input.limits !== undefined) next.limits = input.limits;
+      if (input.allowed_cidrs !== undefined) next.allowed_cidrs = input.allowed_cidrs;
+      if (input.balancer !== undefined) next.balancer = input.balancer;
+      return next;
+    },
+    { expectedVersion },
+  );
+  return table;
+}
+
+/** PUT /v1/endpoints/{name}/routes: replace the route list, optionally compare-and-set. */
+export async function setRoutes(store: Store, name: string, routes: RouteInput[], expectedVersion?: number) {
+  return patchEndpoint(store, name, { routes }, expectedVersion);
+}
+
+/** PATCH /v1/endpoints/{name}/routes/{id}. */
+export async function patchRoute(
+  store: Store,
+  name: string,
+  routeId: string,
+  change: { weight?: number; status?: RouteStatus; url?: string },
+  expectedVersion?: number,
+) {
+  const { table } = await store.updateEndpoint(
+    name,
+    (cur) => {
+      const current = requireCurrent(cur, name);
+      const index = current.routes.findIndex((r) => r.id === routeId);
+      if (index < 0) throw new GatewayError('ADM_NOT_FOUND', { message: `route ${routeId} not found on endpoint ${name}` });
+      const { version: _v, ...rest } = current;
+      const routes = current.routes.slice();
+      routes[index] = { ...routes[index], ...stripUndefined(change) };
+      return { ...rest, routes, updated_at: now() };
+    },
+    { expectedVersion },
+  );
+  return table;
+}
+
+function stripUndefined<T extends object>(obj: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(obj)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
+
+export async function getEndpointOrThrow(store: Store, name: string, parse: (raw: string) => RouteTable | null): Promise<RouteTable> {
+  const raw = await store.getEndpointRaw(name);
+  const table = raw === null ? null : parse(raw);
+  if (!table) throw new GatewayError('ADM_NOT_FOUND', { message: `endpoint ${name} not found` });
+  return table;
+}

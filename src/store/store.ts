@@ -1,0 +1,91 @@
+import type { RouteTable } from '../routing/route-table.js';
+
+/**
+ * The state shared by every gateway instance. Two implementations pass one contract suite
+ * (test/integration/store-contract.test.ts): MemoryStore (embedded, durable in DATA_DIR unless
+ * ephemeral) and RedisStore (layout in docs/redis-schema.md).
+ */
+
+export type StoreEvent =
+  | { kind: 'endpoint'; name: string; version: number }
+  | { kind: 'revoke'; jti: string; exp?: number }
+  | { kind: 'service'; name: string };
+
+export interface TokenRecord {
+  jti: string;
+  endpoint: string;
+  /** Endpoint id the token was issued for (its `aud`). */
+  endpoint_id: string;
+  sub: string;
+  /** Epoch seconds. */
+  exp: number;
+  /** RFC 3339. */
+  created_at: string;
+}
+
+export interface RevokedToken {
+  jti: string;
+  /** Epoch seconds; the marker can be forgotten after it. */
+  exp: number;
+}
+
+/** A model service's desired state, owned by the controller (see src/controller/). */
+export interface ServiceRecord {
+  name: string;
+  /** Opaque to the store: the controller's own validated JSON. */
+  spec: unknown;
+  updated_at: string;
+}
+
+/** Computes the next table from the current one; throw a GatewayError to refuse. */
+export type TableUpdate = (current: RouteTable | null) => Omit<RouteTable, 'version'>;
+
+export interface UpdateOptions {
+  /** Compare-and-set: fail with ADM_CONFLICT unless the stored version equals this. */
+  expectedVersion?: number;
+}
+
+export interface StoreHealth {
+  up: boolean;
+  /** Why it is down, for /readyz and logs. */
+  reason?: string;
+}
+
+export interface Store {
+  readonly kind: 'memory' | 'redis';
+
+  /** Connects / loads state. Resolves even if Redis is down at start-up (health says so). */
+  start(): Promise<void>;
+  close(): Promise<void>;
+  health(): StoreHealth;
+  /** Called on every up/down transition. */
+  onHealthChange(listener: (health: StoreHealth) => void): void;
+
+  /** Raw stored route table text (validated by the reader), or null when absent. */
+  getEndpointRaw(name: string): Promise<string | null>;
+  /** Raw tables for many names at once (MGET); missing names are null. */
+  getEndpointsRaw(names: string[]): Promise<(string | null)[]>;
+  listEndpointNames(): Promise<string[]>;
+  /**
+   * Atomically reads, updates, bumps `version` (current + 1, or 1 when new) and publishes an
+   * endpoint event. Returns the stored table and whether it was created.
+   */
+  updateEndpoint(name: string, update: TableUpdate, opts?: UpdateOptions): Promise<{ table: RouteTable; created: boolean }>;
+  /** Deletes the table, its token records, and publishes an endpoint event with version 0. */
+  deleteEndpoint(name: string): Promise<boolean>;
+
+  putToken(record: TokenRecord): Promise<void>;
+  getToken(jti: string): Promise<TokenRecord | null>;
+  listTokens(endpoint: string): Promise<TokenRecord[]>;
+  /** Marks the jti revoked until exp and publishes a revoke event. */
+  revokeToken(jti: string, exp: number): Promise<void>;
+  listRevoked(): Promise<RevokedToken[]>;
+
+  putService(record: ServiceRecord): Promise<void>;
+  getService(name: string): Promise<ServiceRecord | null>;
+  listServices(): Promise<ServiceRecord[]>;
+  deleteService(name: string): Promise<boolean>;
+
+  /** Subscribes to change events (at-most-once; readers also resync periodically). */
+  subscribe(listener: (event: StoreEvent) => void): () => void;
+}
