@@ -9,7 +9,12 @@ import type { RouteTable } from '../routing/route-table.js';
 export type StoreEvent =
   | { kind: 'endpoint'; name: string; version: number }
   | { kind: 'revoke'; jti: string; exp?: number }
-  | { kind: 'service'; name: string };
+  | { kind: 'service'; name: string }
+  /**
+   * The store may have missed events (Redis came back after being unreachable; pub/sub is
+   * at-most-once): subscribers should re-read everything they cache.
+   */
+  | { kind: 'resync' };
 
 export interface TokenRecord {
   jti: string;
