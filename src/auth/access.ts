@@ -15,6 +15,11 @@ export interface AccessRequest {
   isPreflight: boolean;
   /** `token` query parameter, only offered for WebSocket upgrades. */
   queryToken?: string;
+  /**
+   * Set by the checker when a token was accepted: the verified token's `sub`, for the access
+   * log's `client_id` (never the raw token). Left untouched for public endpoints.
+   */
+  subject?: string;
 }
 
 /**
