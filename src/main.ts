@@ -1,0 +1,217 @@
+#!/usr/bin/env node
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { serve, type ServerType } from '@hono/node-server';
+import { createAuth } from './auth/create-auth.js';
+import { CidrList } from './auth/cidr.js';
+import { loadSettings, SettingsError, type Settings } from './config/settings.js';
+import { createAdminApp, type AdminMount } from './admin/app.js';
+import { endpointsRoutes } from './admin/endpoints-routes.js';
+import { createLogger, type Logger } from './obs/logger.js';
+import { Metrics } from './obs/metrics.js';
+import { GatewayServer } from './proxy/gateway-server.js';
+import { createStore } from './store/create-store.js';
+import { resolveSecrets } from './store/secrets.js';
+import type { Store } from './store/store.js';
+
+/**
+ * Composition root: settings → store → auth → data plane + admin API, and the drain on
+ * SIGTERM/SIGINT. The only module that knows every other one.
+ */
+
+interface CliArgs {
+  configFile?: string;
+  ephemeral: boolean;
+  help: boolean;
+}
+
+const USAGE = `modelgate — edge gateway for model serving
+
+Usage:
+  modelgate [--config FILE] [--ephemeral]   run the gateway (data plane + admin API)
+  modelgate <command> ...                   admin CLI (see: modelgate help)
+
+Options:
+  --config FILE   YAML settings file (environment variables override it)
+  --ephemeral     keep the embedded store in memory only (nothing written to DATA_DIR)
+  -h, --help      this text
+`;
+
+function parseServerArgs(argv: string[]): CliArgs {
+  const args: CliArgs = { ephemeral: false, help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--config') args.configFile = argv[++i];
+    else if (a.startsWith('--config=')) args.configFile = a.slice('--config='.length);
+    else if (a === '--ephemeral') args.ephemeral = true;
+    else if (a === '-h' || a === '--help') args.help = true;
+    else throw new SettingsError(`unknown option ${a} (see --help)`);
+  }
+  if (args.configFile === '') throw new SettingsError('--config needs a file name');
+  return args;
+}
+
+export interface RunningGateway {
+  settings: Settings;
+  store: Store;
+  gateway: GatewayServer;
+  adminToken: string;
+  gatewayPort: number;
+  adminPort: number;
+  shutdown(signal?: string): Promise<void>;
+}
+
+/** Starts every component; used by the CLI entry and by tests that run a gateway in-process. */
+export async function startGateway(settings: Settings, logger: Logger): Promise<RunningGateway> {
+  const metrics = new Metrics();
+  const secrets = await resolveSecrets(settings, logger);
+  const store = createStore(settings, logger);
+  await store.start();
+  metrics.storeUp.set(store.health().up ? 1 : 0);
+  store.onHealthChange((h) => {
+    metrics.storeUp.set(h.up ? 1 : 0);
+    if (h.up) logger.info('store reachable again; resyncing route tables');
+    else logger.warn({ reason: h.reason }, 'store unreachable; serving the last good route tables');
+  });
+
+  const auth = await createAuth({ settings, tokenSecret: secrets.tokenSecret, store, logger, metrics });
+  await auth.checker.start();
+
+  const trusted = settings.TRUSTED_PROXIES.length > 0 ? CidrList.compile(settings.TRUSTED_PROXIES) : null;
+  const gateway = new GatewayServer({
+    settings,
+    store,
+    access: auth.checker,
+    metrics,
+    logger,
+    isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
+  });
+  gateway.start();
+  const gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
+
+  const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
+  const mounts: AdminMount[] = [
+    endpointsRoutes({
+      store,
+      endpointUrl: (name) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`,
+      checkCidrs: auth.checkCidrs,
+    }),
+  ];
+  const adminApp = createAdminApp(
+    {
+      adminToken: secrets.adminToken,
+      bodyLimitBytes: settings.ADMIN_BODY_LIMIT_BYTES,
+      logger,
+      metrics,
+      health: () => ({ store: store.kind, store_up: store.health().up }),
+    },
+    mounts,
+  );
+  const adminServer = await new Promise<ServerType>((resolve, reject) => {
+    const server = serve({ fetch: adminApp.fetch, port: settings.ADMIN_PORT, hostname: settings.ADMIN_HOST }, () => resolve(server));
+    server.once('error', reject);
+  });
+  const adminAddress = adminServer.address();
+  const adminPort = typeof adminAddress === 'object' && adminAddress ? adminAddress.port : settings.ADMIN_PORT;
+
+  if (secrets.generated.adminToken) {
+    // Printed once, on stdout (not through the logger, which redacts it), so the operator can copy it.
+    process.stdout.write(
+      `\nmodelgate: generated ADMIN_TOKEN (saved ${settings.ephemeral ? 'nowhere: --ephemeral' : `in ${settings.DATA_DIR}/admin-token`}):\n  ${secrets.adminToken}\n\n`,
+    );
+  }
+  logger.info(
+    {
+      gateway: `http://${settings.GATEWAY_HOST}:${gatewayAddress.port}`,
+      admin: `http://${settings.ADMIN_HOST}:${adminPort}`,
+      store: store.kind,
+      data_dir: store.kind === 'memory' ? (settings.ephemeral ? null : settings.DATA_DIR) : undefined,
+      apps_domain: settings.APPS_DOMAIN,
+    },
+    store.kind === 'memory' && settings.ephemeral ? 'modelgate started (ephemeral: state is kept in memory only and lost on exit)' : 'modelgate started',
+  );
+
+  let stopping: Promise<void> | null = null;
+  const shutdown = (signal?: string) => {
+    stopping ??= (async () => {
+      logger.info({ signal, in_flight: gateway.inFlight, grace_ms: settings.DRAIN_GRACE_MS }, 'draining');
+      const adminClosed = new Promise<void>((resolve) => adminServer.close(() => resolve()));
+      await gateway.drain(settings.DRAIN_GRACE_MS);
+      auth.checker.stop();
+      (adminServer as { closeAllConnections?: () => void }).closeAllConnections?.();
+      await adminClosed;
+      await store.close();
+      logger.info('stopped');
+    })();
+    return stopping;
+  };
+
+  return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort: gatewayAddress.port, adminPort, shutdown };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const first = argv[0];
+  if (first !== undefined && !first.startsWith('-')) {
+    const { runCli } = await import('./cli/run.js');
+    process.exitCode = await runCli(argv);
+    return;
+  }
+  let settings: Settings;
+  let args: CliArgs;
+  try {
+    args = parseServerArgs(argv);
+    if (args.help) {
+      process.stdout.write(USAGE);
+      return;
+    }
+    settings = loadSettings({ configFile: args.configFile, ephemeral: args.ephemeral });
+  } catch (err) {
+    if (err instanceof SettingsError) {
+      process.stderr.write(`modelgate: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(settings.LOG_LEVEL);
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (kept running)'));
+  process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (kept running)'));
+
+  let running: RunningGateway;
+  try {
+    running = await startGateway(settings, logger);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`modelgate: cannot start: ${message}\n`);
+    logger.flush?.();
+    process.exit(1);
+  }
+  const onSignal = (signal: string) => {
+    void running.shutdown(signal).then(
+      () => {
+        logger.flush?.();
+        process.exit(0);
+      },
+      (err) => {
+        logger.error({ err }, 'error while draining');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+}
+
+function isEntryPoint(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  main(process.argv.slice(2)).catch((err) => {
+    process.stderr.write(`modelgate: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  });
+}

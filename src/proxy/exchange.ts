@@ -1,0 +1,523 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { AccessRequest } from '../auth/access.js';
+import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
+import { fromUndici, upstreamFailureKind, type UpstreamFailureKind } from '../errors/from-undici.js';
+import { toHttp } from '../errors/to-http.js';
+import { HOP_BY_HOP, connectionListedHeaders, dropListed, isSafeRequestId } from '../lib/headers.js';
+import type { RouteState } from '../upstream/route-state.js';
+import { AddressKind } from './addressing.js';
+import { BodyLimiter } from './body-limiter.js';
+import type { EndpointRuntime, HeldRequest } from './endpoint-runtime.js';
+import type { ProxyContext } from './proxy-context.js';
+
+const kExchange = Symbol('modelgate.exchange');
+type TaggedResponse = ServerResponse & { [kExchange]?: Exchange };
+
+/** Shared listeners: one function for every request instead of a closure per request. */
+function onResponseClose(this: TaggedResponse): void {
+  this[kExchange]?.clientClosed();
+}
+function onResponseDrain(this: TaggedResponse): void {
+  this[kExchange]?.resumeUpstream();
+}
+
+const CLIENT_GONE = 499;
+
+/**
+ * One proxied request, from the first header byte to the last response byte. It is also the
+ * undici dispatch handler (legacy callback API, which undici calls without an adapter), so a
+ * request costs one object plus undici's own.
+ */
+export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
+  readonly #ctx: ProxyContext;
+  readonly #req: IncomingMessage;
+  readonly #res: TaggedResponse;
+  readonly #startMs: number;
+  requestId = '';
+  #method: string;
+  #path = '/';
+  #host: string | undefined;
+  #authorization: string | undefined;
+  #xForwardedFor: string | undefined;
+  #isPreflight = false;
+  #hasBody = false;
+  #contentLength = -1;
+  #headers: string[] = [];
+  #runtime: EndpointRuntime | null = null;
+  #route: RouteState | null = null;
+  #routeId: string | undefined;
+  #tried: RouteState | null = null;
+  #tried2: RouteState | null = null;
+  #attempt = 0;
+  #connected = false;
+  #abort: ((err?: Error) => void) | null = null;
+  #resume: (() => void) | null = null;
+  #drainListening = false;
+  #body: Readable | null = null;
+  #holdTimer: NodeJS.Timeout | null = null;
+  #counted = false;
+  #finished = false;
+  #clientGone = false;
+  #bytes = 0;
+  #ttfbMs = -1;
+  #status = 0;
+  #errCode: string | undefined;
+
+  constructor(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse) {
+    this.#ctx = ctx;
+    this.#req = req;
+    this.#res = res as TaggedResponse;
+    this.#startMs = performance.now();
+    this.#method = req.method ?? 'GET';
+  }
+
+  /** Entry point from the server's request handler. Never throws. */
+  begin(): void {
+    const res = this.#res;
+    res[kExchange] = this;
+    res.on('close', onResponseClose);
+    try {
+      this.#readHeaders();
+      if (this.#method === 'CONNECT' || this.#method === 'TRACE') {
+        throw new GatewayError('GW_METHOD_NOT_ALLOWED', { message: `${this.#method} is not proxied` });
+      }
+      const address = this.#ctx.addresser.resolve(this.#host, this.#req.url ?? '/');
+      switch (address.kind) {
+        case AddressKind.Endpoint:
+          this.#path = address.path;
+          break;
+        case AddressKind.Healthz:
+          this.#ctx.respondHealthz(res);
+          return;
+        case AddressKind.Readyz:
+          this.#ctx.respondReadyz(res);
+          return;
+        case AddressKind.BadHost:
+          throw new GatewayError('GW_BAD_REQUEST', { message: 'malformed Host header' });
+        default:
+          throw new GatewayError('GW_ENDPOINT_NOT_FOUND');
+      }
+      const cached = this.#ctx.endpoints.get(address.name);
+      if (cached === null) throw new GatewayError('GW_ENDPOINT_NOT_FOUND');
+      if (cached !== undefined) {
+        this.#withEndpoint(cached);
+        return;
+      }
+      this.#ctx.endpoints.load(address.name).then(
+        (runtime) => {
+          if (this.#clientGone) return;
+          if (runtime === null) this.fail(new GatewayError('GW_ENDPOINT_NOT_FOUND'));
+          else this.#withEndpoint(runtime);
+        },
+        (err) => this.fail(err),
+      );
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  /** One pass over the raw headers: pick what the gateway needs, keep what it forwards. */
+  #readHeaders(): void {
+    const raw = this.#req.rawHeaders;
+    const out = this.#headers;
+    let connection: string | undefined;
+    let hostCount = 0;
+    let requestId: string | undefined;
+    let transferEncoding = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i];
+      const value = raw[i + 1];
+      const lower = name.toLowerCase();
+      switch (lower) {
+        case 'host':
+          hostCount++;
+          this.#host = value;
+          continue;
+        case 'authorization':
+          this.#authorization = value;
+          continue;
+        case 'connection':
+          connection = connection === undefined ? value : `${connection}, ${value}`;
+          continue;
+        case 'transfer-encoding':
+          transferEncoding = true;
+          continue;
+        case 'content-length':
+          this.#contentLength = Number(value);
+          out.push(name, value);
+          continue;
+        case 'x-request-id':
+          requestId = value;
+          continue;
+        case 'x-forwarded-for':
+          this.#xForwardedFor = this.#xForwardedFor === undefined ? value : `${this.#xForwardedFor}, ${value}`;
+          continue;
+        case 'x-forwarded-proto':
+        case 'x-forwarded-host':
+        case 'x-forwarded-port':
+        case 'forwarded':
+        case 'expect':
+          // Set by the gateway itself (or handled by node:http, for Expect); a client may not pose as them.
+          continue;
+        case 'te':
+          if (value.trim().toLowerCase() === 'trailers') out.push(name, value);
+          continue;
+        case 'access-control-request-method':
+          this.#isPreflight = this.#method === 'OPTIONS';
+          out.push(name, value);
+          continue;
+        default:
+          if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-')) continue;
+          out.push(name, value);
+      }
+    }
+    if (hostCount > 1) throw new GatewayError('GW_BAD_REQUEST', { message: 'more than one Host header' });
+    if (connection !== undefined) {
+      const listed = connectionListedHeaders(connection);
+      if (listed !== null) dropListed(out, listed);
+    }
+    this.requestId = requestId !== undefined && isSafeRequestId(requestId) ? requestId : this.#ctx.newRequestId();
+    this.#hasBody = transferEncoding || this.#contentLength > 0;
+  }
+
+  #withEndpoint(runtime: EndpointRuntime): void {
+    this.#runtime = runtime;
+    let check: void | Promise<void>;
+    try {
+      const access: AccessRequest = {
+        authorization: this.#authorization,
+        remoteAddress: this.#req.socket.remoteAddress ?? '',
+        xForwardedFor: this.#xForwardedFor,
+        isPreflight: this.#isPreflight,
+      };
+      check = this.#ctx.access.check(runtime.table, access);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (check === undefined) this.#admitted();
+    else
+      check.then(
+        () => {
+          if (!this.#clientGone) this.#admitted();
+        },
+        (err) => this.fail(err),
+      );
+  }
+
+  #admitted(): void {
+    const ctx = this.#ctx;
+    const runtime = this.#runtime!;
+    if (ctx.inFlight >= ctx.maxConcurrent || runtime.shared.inFlight >= runtime.maxConcurrent) {
+      this.fail(new GatewayError('GW_OVERLOADED', { retryAfterSeconds: 1 }));
+      return;
+    }
+    if (this.#contentLength > ctx.bodyLimitBytes) {
+      this.fail(new GatewayError('GW_BODY_TOO_LARGE', { message: `request body is over ${ctx.bodyLimitBytes} bytes` }));
+      return;
+    }
+    ctx.inFlight++;
+    runtime.shared.inFlight++;
+    this.#counted = true;
+    ctx.metrics.inFlight.inc();
+
+    const headers = this.#headers;
+    // Private endpoints keep their token to themselves; public ones pass Authorization through.
+    if (runtime.isPublic && this.#authorization !== undefined) headers.push('authorization', this.#authorization);
+    const peer = this.#req.socket.remoteAddress ?? '';
+    const client = peer.startsWith('::ffff:') ? peer.slice(7) : peer;
+    const forwardedFor =
+      this.#xForwardedFor !== undefined && ctx.isTrustedProxy(peer) ? `${this.#xForwardedFor}, ${client}` : client;
+    headers.push('x-forwarded-for', forwardedFor, 'x-forwarded-proto', 'http', 'x-request-id', this.requestId);
+    if (this.#host !== undefined) headers.push('x-forwarded-host', this.#host);
+
+    if (this.#hasBody) {
+      this.#body = this.#contentLength >= 0 ? this.#req : this.#req.pipe(new BodyLimiter(ctx.bodyLimitBytes));
+    }
+    this.#dispatch();
+  }
+
+  #dispatch(): void {
+    const runtime = this.#runtime!;
+    const route = runtime.balancer.pick(runtime.candidates, Date.now(), this.#tried, this.#tried2);
+    if (route === null) {
+      if (this.#attempt === 0) this.#hold();
+      else this.fail(new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: 'no other route to retry on' }));
+      return;
+    }
+    this.#route = route;
+    this.#routeId = route.id;
+    route.outstanding++;
+    this.#connected = false;
+    const opts: Dispatcher.DispatchOptions = {
+      path: route.basePath === '' ? this.#path : route.basePath + this.#path,
+      method: this.#method as Dispatcher.HttpMethod,
+      headers: this.#headers,
+      body: this.#body,
+      headersTimeout: runtime.headersTimeoutMs,
+      bodyTimeout: runtime.bodyTimeoutMs,
+    };
+    try {
+      route.pool.dispatch(opts, this);
+    } catch (err) {
+      route.outstanding--;
+      this.#route = null;
+      this.fail(new GatewayError('GW_BAD_REQUEST', { cause: err, detail: (err as Error).message }));
+    }
+  }
+
+  #hold(): void {
+    const runtime = this.#runtime!;
+    const ctx = this.#ctx;
+    if (ctx.holdTimeoutMs === 0) {
+      this.fail(new GatewayError('GW_NO_HEALTHY_ROUTE', { retryAfterSeconds: 1 }));
+      return;
+    }
+    if (runtime.shared.held.length >= runtime.maxHeld) {
+      this.fail(new GatewayError('GW_OVERLOADED', { retryAfterSeconds: 1, detail: 'hold queue full' }));
+      return;
+    }
+    runtime.shared.held.push(this);
+    ctx.metrics.held.inc();
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = null;
+      this.#unhold();
+      this.fail(new GatewayError('GW_NO_HEALTHY_ROUTE', { retryAfterSeconds: Math.max(1, Math.ceil(ctx.holdTimeoutMs / 1000)) }));
+    }, ctx.holdTimeoutMs);
+  }
+
+  #unhold(): void {
+    if (this.#holdTimer !== null) {
+      clearTimeout(this.#holdTimer);
+      this.#holdTimer = null;
+    }
+    const held = this.#runtime?.shared.held;
+    if (held) {
+      const i = held.indexOf(this);
+      if (i >= 0) {
+        held.splice(i, 1);
+        this.#ctx.metrics.held.dec();
+      }
+    }
+  }
+
+  /** Called by the hold queue when the endpoint's table changed. */
+  wake(runtime: EndpointRuntime | null): void {
+    if (this.#holdTimer !== null) {
+      clearTimeout(this.#holdTimer);
+      this.#holdTimer = null;
+    }
+    this.#ctx.metrics.held.dec();
+    if (this.#clientGone) return;
+    if (runtime === null) {
+      this.fail(new GatewayError('GW_ENDPOINT_NOT_FOUND'));
+      return;
+    }
+    if (this.#runtime && this.#runtime.shared !== runtime.shared) {
+      // The endpoint was deleted and recreated under the same name: admission ran against the old one.
+      this.fail(new GatewayError('GW_ENDPOINT_NOT_FOUND'));
+      return;
+    }
+    this.#runtime = runtime;
+    this.#dispatch();
+  }
+
+  // ---- undici dispatch handler (legacy callback API) ----
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#connected = true;
+    this.#abort = abort;
+    if (this.#clientGone) abort(new Error('client went away'));
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode < 200) return true; // 1xx from the upstream: node:http sends its own 100-continue.
+    this.#resume = resume;
+    this.#ttfbMs = performance.now() - this.#startMs;
+    this.#ctx.outlier.recordSuccess(this.#route!);
+    const res = this.#res;
+    const out: string[] = [];
+    let listed: Set<string> | null = null;
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i].toString('latin1');
+      const lower = name.toLowerCase();
+      if (lower === 'connection') {
+        listed = connectionListedHeaders(rawHeaders[i + 1].toString('latin1'));
+        continue;
+      }
+      if (HOP_BY_HOP.has(lower) || lower === 'x-request-id') continue;
+      out.push(name, rawHeaders[i + 1].toString('latin1'));
+    }
+    if (listed !== null) dropListed(out, listed);
+    out.push('x-request-id', this.requestId);
+    if (this.#ctx.draining) out.push('connection', 'close');
+    this.#status = statusCode;
+    try {
+      res.writeHead(statusCode, statusText || undefined, out);
+    } catch (err) {
+      // The upstream sent something node:http refuses to write (a bad header value).
+      this.#abort?.(err as Error);
+      return false;
+    }
+    if (!this.#drainListening) {
+      this.#drainListening = true;
+      res.on('drain', onResponseDrain);
+    }
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.#bytes += chunk.length;
+    return this.#res.write(chunk);
+  }
+
+  onComplete(trailers: string[] | Buffer[] | null): void {
+    const res = this.#res;
+    if (trailers && trailers.length > 0 && res.chunkedEncoding) {
+      const t: Record<string, string> = {};
+      for (let i = 0; i < trailers.length; i += 2) t[trailers[i].toString()] = trailers[i + 1].toString();
+      try {
+        res.addTrailers(t);
+      } catch {
+        // A trailer node refuses is dropped; the body is already complete.
+      }
+    }
+    res.end();
+    this.#finish();
+  }
+
+  onError(err: Error): void {
+    const route = this.#route;
+    const ctx = this.#ctx;
+    if (this.#clientGone) {
+      this.#finish();
+      return;
+    }
+    if (isGatewayError(err)) {
+      // The request body broke a gateway limit (BodyLimiter) while streaming.
+      this.#releaseRoute();
+      this.fail(err);
+      return;
+    }
+    const kind: UpstreamFailureKind = upstreamFailureKind(err, this.#connected);
+    const label = this.#runtime?.shared.label ?? 'unknown';
+    if (kind !== 'client') ctx.metrics.upstreamErrors.labels(label, kind).inc();
+    if (kind === 'connect' && route !== null) {
+      if (ctx.outlier.recordConnectFailure(route, Date.now())) {
+        ctx.metrics.ejections.labels(label).inc();
+        ctx.logger.warn({ endpoint: this.#runtime?.name, route: route.id }, 'route ejected after repeated connect failures');
+      }
+    }
+    if (this.#res.headersSent) {
+      // Mid-body failure: the only honest signal left is to cut the client's response short.
+      ctx.logger.warn({ endpoint: this.#runtime?.name, route: route?.id, request_id: this.requestId, err_code: (err as { code?: string }).code }, 'upstream failed mid-response');
+      this.#errCode = 'GW_UPSTREAM_UNAVAILABLE';
+      this.#res.destroy();
+      this.#finish();
+      return;
+    }
+    if (kind === 'connect' && this.#attempt < ctx.retryMax && route !== null) {
+      this.#releaseRoute();
+      if (this.#attempt === 0) this.#tried = route;
+      else this.#tried2 = route;
+      this.#attempt++;
+      ctx.metrics.retries.labels(label).inc();
+      this.#dispatch();
+      return;
+    }
+    this.#releaseRoute();
+    this.fail(fromUndici(err, kind));
+  }
+
+  // ---- client side ----
+
+  resumeUpstream(): void {
+    this.#resume?.();
+  }
+
+  clientClosed(): void {
+    if (this.#finished || this.#res.writableFinished) return;
+    this.#clientGone = true;
+    if (this.#holdTimer !== null) {
+      this.#unhold();
+      this.#finish();
+      return;
+    }
+    if (this.#abort !== null) this.#abort(new Error('client went away'));
+    else if (this.#route === null) this.#finish();
+    // Else: dispatched but not connected yet; onConnect aborts.
+  }
+
+  /** Sends a gateway error (or cuts the connection if a response already started). */
+  fail(err: unknown): void {
+    const res = this.#res;
+    if (this.#finished) return;
+    if (!isGatewayError(err)) this.#ctx.logger.error({ err, request_id: this.requestId }, 'internal error in the data plane');
+    if (this.requestId === '') this.requestId = this.#ctx.newRequestId();
+    const http = toHttp(err, this.requestId);
+    this.#errCode = http.code;
+    this.#status = http.status;
+    this.#ctx.metrics.gatewayErrors.labels(http.code).inc();
+    if (http.code.startsWith('GW_AUTH_')) this.#ctx.metrics.authFailures.labels(http.code).inc();
+    if (this.#clientGone || res.destroyed) {
+      this.#finish();
+      return;
+    }
+    if (res.headersSent) {
+      res.destroy();
+      this.#finish();
+      return;
+    }
+    const headers: Record<string, string | number> = http.headers;
+    headers['x-request-id'] = this.requestId;
+    headers['content-length'] = Buffer.byteLength(http.body);
+    // An unread request body would have to be drained first to keep the connection; close it instead.
+    if ((this.#hasBody && !this.#req.complete) || this.#ctx.draining) headers.connection = 'close';
+    res.writeHead(http.status, headers);
+    res.end(this.#method === 'HEAD' ? undefined : http.body);
+    this.#finish();
+  }
+
+  #releaseRoute(): void {
+    if (this.#route !== null) {
+      this.#route.outstanding--;
+      this.#route = null;
+    }
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#releaseRoute();
+    const ctx = this.#ctx;
+    const runtime = this.#runtime;
+    if (this.#counted) {
+      ctx.inFlight--;
+      runtime!.shared.inFlight--;
+      ctx.metrics.inFlight.dec();
+    }
+    const status = this.#clientGone ? CLIENT_GONE : this.#status;
+    const durationMs = performance.now() - this.#startMs;
+    if (runtime !== null) runtime.shared.record(status, durationMs / 1000);
+    else ctx.recordUnrouted(status, durationMs / 1000);
+    if (ctx.accessLog) {
+      ctx.logger.info(
+        {
+          request_id: this.requestId,
+          method: this.#method,
+          endpoint: runtime?.name,
+          route: this.#routeId,
+          status,
+          bytes: this.#bytes,
+          duration_ms: Math.round(durationMs * 1000) / 1000,
+          ttfb_ms: this.#ttfbMs < 0 ? undefined : Math.round(this.#ttfbMs * 1000) / 1000,
+          err_code: this.#errCode,
+        },
+        'request',
+      );
+    }
+    ctx.onRequestFinished();
+  }
+}

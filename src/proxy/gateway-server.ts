@@ -1,0 +1,253 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { AccessChecker } from '../auth/access.js';
+import type { Settings } from '../config/settings.js';
+import type { GatewayErrorCode } from '../errors/gateway-error.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import { toHttp } from '../errors/to-http.js';
+import type { Logger } from '../obs/logger.js';
+import { EndpointLabeler, type Metrics } from '../obs/metrics.js';
+import { EndpointCache } from '../routing/endpoint-cache.js';
+import type { Store } from '../store/store.js';
+import { OutlierDetector } from '../upstream/outlier-detector.js';
+import { PoolRegistry } from '../upstream/pool-registry.js';
+import { Addresser } from './addressing.js';
+import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
+import { Exchange } from './exchange.js';
+import type { ProxyContext } from './proxy-context.js';
+
+export interface GatewayServerOptions {
+  settings: Settings;
+  store: Store;
+  access: AccessChecker;
+  metrics: Metrics;
+  logger: Logger;
+  /** Whether a socket peer may set X-Forwarded-For (TRUSTED_PROXIES). */
+  isTrustedProxy?: (address: string) => boolean;
+}
+
+const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+
+/** Status and code for the errors node:http's parser raises before a request exists. */
+function clientErrorFor(err: NodeJS.ErrnoException): { status: number; code: GatewayErrorCode; reason: string } {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, code: 'GW_HEADERS_TOO_LARGE', reason: 'Request Header Fields Too Large' };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { status: 408, code: 'GW_BAD_REQUEST', reason: 'Request Timeout' };
+    default:
+      return { status: 400, code: 'GW_BAD_REQUEST', reason: 'Bad Request' };
+  }
+}
+
+/**
+ * The data plane: a node:http server whose request handler is an Exchange per request, fed by
+ * this instance's route-table snapshot. Owns the pools and the drain.
+ */
+export class GatewayServer {
+  readonly server: Server;
+  readonly endpoints: EndpointCache<EndpointRuntime>;
+  readonly pools: PoolRegistry;
+  readonly #ctx: ProxyContext;
+  readonly #opts: GatewayServerOptions;
+  #drainWaiters: (() => void)[] = [];
+
+  constructor(opts: GatewayServerOptions) {
+    this.#opts = opts;
+    const s = opts.settings;
+    const { metrics, logger, store } = opts;
+    this.pools = new PoolRegistry({
+      connections: s.UPSTREAM_POOL_CONNECTIONS,
+      connectTimeoutMs: s.CONNECT_TIMEOUT_MS,
+      headersTimeoutMs: s.FIRST_BYTE_TIMEOUT_MS,
+      bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
+    });
+    const labeler = new EndpointLabeler(s.METRICS_ENDPOINT_LABEL_CAP);
+    const compiler = new EndpointRuntimeCompiler(
+      this.pools,
+      {
+        connectTimeoutMs: s.CONNECT_TIMEOUT_MS,
+        headersTimeoutMs: s.FIRST_BYTE_TIMEOUT_MS,
+        bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
+        maxConcurrentPerEndpoint: s.MAX_CONCURRENT_PER_ENDPOINT,
+        holdQueueMax: s.HOLD_QUEUE_MAX,
+      },
+      metrics,
+      labeler,
+    );
+    this.endpoints = new EndpointCache({
+      store,
+      compiler,
+      logger,
+      metrics,
+      max: s.ENDPOINT_CACHE_MAX,
+      negativeTtlMs: s.NEGATIVE_CACHE_TTL_MS,
+      resyncIntervalMs: s.RESYNC_INTERVAL_MS,
+    });
+    this.endpoints.onUpdate((_name, runtime, previous) => this.#wakeHeld(runtime, previous));
+
+    const unroutedRequests = metrics.requests;
+    const unroutedDurations = metrics.requestDuration;
+    const self = this;
+    this.#ctx = {
+      addresser: new Addresser(s.APPS_DOMAIN),
+      endpoints: this.endpoints,
+      access: opts.access,
+      metrics,
+      logger,
+      outlier: new OutlierDetector({ failuresToEject: s.EJECT_AFTER_FAILURES, baseMs: s.EJECT_BASE_MS, maxMs: s.EJECT_MAX_MS }),
+      maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
+      bodyLimitBytes: s.BODY_LIMIT_BYTES,
+      holdTimeoutMs: s.HOLD_TIMEOUT_MS,
+      retryMax: s.RETRY_MAX,
+      accessLog: s.ACCESS_LOG,
+      inFlight: 0,
+      draining: false,
+      isTrustedProxy: opts.isTrustedProxy ?? (() => false),
+      newRequestId: randomUUID,
+      respondHealthz(res) {
+        res.writeHead(200, JSON_HEADERS);
+        res.end('{"status":"ok"}');
+      },
+      respondReadyz(res) {
+        self.#respondReadyz(res);
+      },
+      recordUnrouted(status, seconds) {
+        const cls = status >= 500 ? '5xx' : status >= 400 ? '4xx' : '2xx';
+        unroutedRequests.labels('none', cls).inc();
+        unroutedDurations.labels('none', cls).observe(seconds);
+      },
+      onRequestFinished() {
+        if (self.#ctx.inFlight === 0 && self.#drainWaiters.length > 0) {
+          const waiters = self.#drainWaiters;
+          self.#drainWaiters = [];
+          for (const w of waiters) w();
+        }
+      },
+    };
+
+    this.server = createServer(
+      {
+        maxHeaderSize: s.MAX_HEADER_BYTES,
+        headersTimeout: s.HEADERS_TIMEOUT_MS,
+        requestTimeout: s.REQUEST_BODY_TIMEOUT_MS,
+        keepAliveTimeout: s.KEEP_ALIVE_TIMEOUT_MS,
+        requireHostHeader: true,
+        joinDuplicateHeaders: false,
+        insecureHTTPParser: false,
+        noDelay: true,
+      },
+      (req, res) => this.#handle(req, res),
+    );
+    this.server.maxConnections = s.MAX_CONNECTIONS;
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
+  }
+
+  #handle(req: IncomingMessage, res: ServerResponse): void {
+    new Exchange(this.#ctx, req, res).begin();
+  }
+
+  #wakeHeld(runtime: EndpointRuntime | null, previous: EndpointRuntime | undefined): void {
+    const held = (runtime ?? previous)?.shared.held;
+    if (!held || held.length === 0) return;
+    if (runtime !== null && runtime.candidates.size === 0) return;
+    const waiting = held.splice(0, held.length);
+    for (const w of waiting) w.wake(runtime);
+  }
+
+  #onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const { status, code, reason } = clientErrorFor(err);
+    const requestId = randomUUID();
+    const http = toHttp(new GatewayError(code, code === 'GW_BAD_REQUEST' && status === 400 ? { message: 'malformed HTTP request' } : {}), requestId);
+    this.#opts.metrics.gatewayErrors.labels(code).inc();
+    this.#opts.logger.debug({ err_code: err.code, request_id: requestId }, 'rejected a malformed request');
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n` +
+        `content-length: ${Buffer.byteLength(http.body)}\r\nconnection: close\r\n\r\n${http.body}`,
+    );
+    socket.destroySoon?.();
+  }
+
+  #respondReadyz(res: ServerResponse): void {
+    const health = this.#opts.store.health();
+    let status: number;
+    let body: Record<string, unknown>;
+    if (this.#ctx.draining) {
+      status = 503;
+      body = { status: 'draining' };
+    } else if (health.up) {
+      status = 200;
+      body = { status: 'ready', store: 'up' };
+    } else if (this.endpoints.size > 0 || this.endpoints.lastResyncOk > 0) {
+      status = 200;
+      body = { status: 'degraded', store: 'down', reason: health.reason };
+    } else {
+      status = 503;
+      body = { status: 'unavailable', store: 'down', reason: health.reason };
+    }
+    res.writeHead(status, JSON_HEADERS);
+    res.end(JSON.stringify(body));
+  }
+
+  /** Requests in flight on this instance (excluding held ones). */
+  get inFlight(): number {
+    return this.#ctx.inFlight;
+  }
+
+  get draining(): boolean {
+    return this.#ctx.draining;
+  }
+
+  start(): void {
+    this.endpoints.start();
+  }
+
+  listen(port: number, host: string): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /**
+   * Graceful drain: stop accepting, let in-flight requests and streams finish (up to graceMs),
+   * then close what is left. /readyz answers 503 from the first moment.
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.#ctx.draining = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    if (this.#ctx.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        timer.unref();
+        this.#drainWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    this.server.closeAllConnections();
+    await closed;
+    this.endpoints.stop();
+    await this.pools.closeAll();
+  }
+
+  /** Immediate stop (tests). */
+  async close(): Promise<void> {
+    this.#ctx.draining = true;
+    this.endpoints.stop();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.pools.destroyAll();
+  }
+}

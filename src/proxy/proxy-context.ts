@@ -1,0 +1,31 @@
+import type { ServerResponse } from 'node:http';
+import type { AccessChecker } from '../auth/access.js';
+import type { Logger } from '../obs/logger.js';
+import type { Metrics } from '../obs/metrics.js';
+import type { EndpointCache } from '../routing/endpoint-cache.js';
+import type { OutlierDetector } from '../upstream/outlier-detector.js';
+import type { Addresser } from './addressing.js';
+import type { EndpointRuntime } from './endpoint-runtime.js';
+
+/** Everything an Exchange needs from its gateway instance, built once at start-up. */
+export interface ProxyContext {
+  readonly addresser: Addresser;
+  readonly endpoints: EndpointCache<EndpointRuntime>;
+  readonly access: AccessChecker;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly outlier: OutlierDetector;
+  readonly maxConcurrent: number;
+  readonly bodyLimitBytes: number;
+  readonly holdTimeoutMs: number;
+  readonly retryMax: number;
+  readonly accessLog: boolean;
+  inFlight: number;
+  draining: boolean;
+  isTrustedProxy(address: string): boolean;
+  newRequestId(): string;
+  respondHealthz(res: ServerResponse): void;
+  respondReadyz(res: ServerResponse): void;
+  recordUnrouted(status: number, seconds: number): void;
+  onRequestFinished(): void;
+}

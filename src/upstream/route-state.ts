@@ -1,0 +1,45 @@
+import type { Pool } from 'undici';
+import type { Route } from '../routing/route-table.js';
+
+/**
+ * The runtime side of one route on this instance: its pool, outstanding requests and passive
+ * health. It survives route-table updates that keep the route (same id and URL), so counters
+ * and ejections carry over.
+ */
+export class RouteState {
+  readonly id: string;
+  readonly url: string;
+  readonly origin: string;
+  /** Path prefix of the route URL without a trailing slash ('' for none). */
+  readonly basePath: string;
+  readonly pool: Pool;
+  weight: number;
+  status: Route['status'];
+  /** Requests sent and not finished. */
+  outstanding = 0;
+  consecutiveFailures = 0;
+  /** Times ejected in a row; reset by a success. */
+  ejections = 0;
+  ejectedUntil = 0;
+  /** Smooth weighted round-robin state. */
+  currentWeight = 0;
+
+  constructor(route: Route, pool: Pool) {
+    const url = new URL(route.url);
+    this.id = route.id;
+    this.url = route.url;
+    this.origin = url.origin;
+    this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/+$/, '');
+    this.pool = pool;
+    this.weight = route.weight;
+    this.status = route.status;
+  }
+
+  static key(route: Route): string {
+    return `${route.id}\u0000${route.url}`;
+  }
+
+  isEjected(now: number): boolean {
+    return this.ejectedUntil > now;
+  }
+}
