@@ -1,4 +1,4 @@
-import { decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
 import { SYSTEM_CLOCK, type Clock } from './clock.js';
 import type { ExternalKeySource } from './external-keys.js';
 import { MODELGATE_ISSUER } from './issuer.js';
@@ -142,4 +142,13 @@ function normalizeClaims(payload: JWTPayload, requireJti: boolean): VerifiedClai
   if (iss !== undefined) claims.iss = iss;
   if (typeof iat === 'number') claims.iat = iat;
   return claims;
+}
+
+/** Header and claims of a token without verifying it (CLI display only); null when not a JWT. */
+export function decodeUnverified(token: string): { header: Record<string, unknown>; claims: Record<string, unknown> } | null {
+  try {
+    return { header: decodeProtectedHeader(token) as Record<string, unknown>, claims: decodeJwt(token) as Record<string, unknown> };
+  } catch {
+    return null;
+  }
 }

@@ -1,0 +1,215 @@
+import { randomBytes } from 'node:crypto';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadSettings, SettingsError, type Settings } from '../config/settings.js';
+import { ADMIN_TOKEN_FILE, TOKEN_SECRET_FILE } from '../store/secrets.js';
+import { loadPublicKeyFile, type ExternalKeySource } from '../auth/external-keys.js';
+import { decodeUnverified, TokenRejected, TokenVerifier } from '../auth/verifier.js';
+import { CliError, UsageError, type CliCommand, type CliIo } from './cli-io.js';
+
+const USAGE = `usage:
+  modelgate token create --endpoint NAME [--ttl 1h | --expires-at RFC3339] [--sub S]
+                         [--admin-url URL] [--admin-token T] [--json] [--config FILE]
+      Issues a token through the admin API (ADMIN_TOKEN from the environment or
+      --admin-token; URL default http://ADMIN_HOST:ADMIN_PORT). Prints the token alone on
+      stdout (API_TOKEN=$(modelgate token create ...)), or the whole answer with --json.
+      ADMIN_TOKEN falls back to DATA_DIR/admin-token, as the gateway saved it.
+      --ttl takes "30m", "1h", "7d", "1mo" or seconds; without --ttl/--expires-at the
+      server's default applies (30 days, capped by TOKEN_MAX_LIFETIME_SECONDS).
+
+  modelgate token verify TOKEN [--endpoint-id ID] [--json] [--config FILE]
+      Checks a token offline with TOKEN_SECRET or DATA_DIR/token-secret (and
+      TOKEN_PUBLIC_KEY_FILE if set): prints
+      the claims and the verdict; exit code 0 valid, 1 invalid. Revocation is not checked
+      (it lives in the gateway's store).
+`;
+
+const ADMIN_TIMEOUT_MS = 10_000;
+
+function settingsFrom(io: CliIo, configFile: string | undefined): Settings {
+  try {
+    return loadSettings({ env: io.env, configFile, ephemeral: true });
+  } catch (err) {
+    if (err instanceof SettingsError) throw new CliError(err.message);
+    throw err;
+  }
+}
+
+type ParsedArgs = { values: Record<string, string | boolean | undefined>; positionals: string[] };
+
+function parse(args: string[], options: ParseArgsConfig['options'], allowPositionals: boolean): ParsedArgs {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true }) as ParsedArgs;
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0]);
+  }
+}
+
+/** A secret the gateway generated and saved in DATA_DIR (read only; never created here). */
+function savedSecret(settings: Settings, file: string): string | undefined {
+  if (!settings.DATA_DIR) return undefined;
+  try {
+    const value = readFileSync(join(settings.DATA_DIR, file), 'utf8').trim();
+    return value.length > 0 ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function defaultAdminUrl(settings: Settings): string {
+  let host = settings.ADMIN_HOST;
+  if (host === '0.0.0.0' || host === '::' || host === '[::]') host = '127.0.0.1';
+  if (host.includes(':') && !host.startsWith('[')) host = `[${host}]`;
+  return `http://${host}:${settings.ADMIN_PORT}`;
+}
+
+interface ApiError {
+  error?: { code?: string; message?: string; details?: { field: string; message: string }[] };
+}
+
+function describeApiError(status: number, body: unknown): string {
+  const error = (body as ApiError | null)?.error;
+  if (!error?.code) return `admin API answered HTTP ${status}`;
+  const details = error.details?.map((d) => `${d.field}: ${d.message}`).join('; ');
+  return `${error.code}: ${error.message ?? ''}${details ? ` (${details})` : ''}`;
+}
+
+async function create(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse(
+    args,
+    {
+      endpoint: { type: 'string', short: 'e' },
+      ttl: { type: 'string' },
+      'expires-at': { type: 'string' },
+      sub: { type: 'string' },
+      'admin-url': { type: 'string' },
+      'admin-token': { type: 'string' },
+      json: { type: 'boolean' },
+      config: { type: 'string' },
+    },
+    false,
+  );
+  const endpoint = values.endpoint as string | undefined;
+  if (!endpoint) throw new UsageError('--endpoint NAME is required');
+  if (values.ttl !== undefined && values['expires-at'] !== undefined) throw new UsageError('give --ttl or --expires-at, not both');
+  const settings = settingsFrom(io, values.config as string | undefined);
+  const adminToken = (values['admin-token'] as string | undefined) ?? settings.ADMIN_TOKEN ?? savedSecret(settings, ADMIN_TOKEN_FILE);
+  if (!adminToken) throw new CliError(`no admin token: set ADMIN_TOKEN, pass --admin-token, or run where DATA_DIR/${ADMIN_TOKEN_FILE} is`);
+  const base = ((values['admin-url'] as string | undefined) ?? defaultAdminUrl(settings)).replace(/\/+$/, '');
+  let url: URL;
+  try {
+    url = new URL(`${base}/v1/endpoints/${encodeURIComponent(endpoint)}/tokens`);
+  } catch {
+    throw new UsageError(`--admin-url ${base}: not a URL`);
+  }
+  const body: Record<string, string> = {};
+  if (values.ttl !== undefined) body.duration = values.ttl as string;
+  if (values['expires-at'] !== undefined) body.expires_at = values['expires-at'] as string;
+  if (values.sub !== undefined) body.sub = values.sub as string;
+
+  const fetchImpl = io.fetch ?? fetch;
+  let response: Response;
+  try {
+    response = await fetchImpl(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS),
+    });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new CliError(`cannot reach the admin API at ${url.origin}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+  }
+  const text = await response.text();
+  let parsed: unknown = null;
+  try {
+    parsed = JSON.parse(text);
+  } catch {}
+  if (response.status !== 201) throw new CliError(describeApiError(response.status, parsed));
+  const issued = parsed as { token: string; jti: string; expires_at: string; sub: string };
+  if (values.json) {
+    io.stdout(`${JSON.stringify(issued, null, 2)}\n`);
+  } else {
+    io.stdout(`${issued.token}\n`);
+    io.stderr(`token for endpoint ${endpoint}: jti ${issued.jti}, sub ${issued.sub}, expires ${issued.expires_at}\n`);
+  }
+  return 0;
+}
+
+function isoOrDash(seconds: unknown): string {
+  return typeof seconds === 'number' && Number.isFinite(seconds) ? new Date(seconds * 1000).toISOString() : '-';
+}
+
+async function verify(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    { 'endpoint-id': { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string' } },
+    true,
+  );
+  if (positionals.length !== 1) throw new UsageError('exactly one TOKEN is required');
+  const token = positionals[0].trim().replace(/^(?:backendai|bearer) /i, '');
+  const settings = settingsFrom(io, values.config as string | undefined);
+  const savedTokenSecret = settings.TOKEN_SECRET ?? savedSecret(settings, TOKEN_SECRET_FILE);
+  if (!savedTokenSecret && !settings.TOKEN_PUBLIC_KEY_FILE) {
+    throw new CliError(`no key to verify with: set TOKEN_SECRET (or TOKEN_PUBLIC_KEY_FILE), or run where DATA_DIR/${TOKEN_SECRET_FILE} is`);
+  }
+  const external: ExternalKeySource[] = [];
+  if (settings.TOKEN_PUBLIC_KEY_FILE) {
+    try {
+      external.push(await loadPublicKeyFile(settings.TOKEN_PUBLIC_KEY_FILE));
+    } catch (err) {
+      throw new CliError((err as Error).message);
+    }
+  }
+  // Without TOKEN_SECRET, an unguessable throwaway key: no HS256 token can verify against it.
+  const secret = savedTokenSecret ?? randomBytes(32).toString('hex');
+  const verifier = new TokenVerifier({ secret, external, issuers: settings.TOKEN_ISSUERS });
+  const decoded = decodeUnverified(token);
+
+  let code: string | null = null;
+  let reason = '';
+  try {
+    const claims = await verifier.verify(token);
+    const endpointId = values['endpoint-id'] as string | undefined;
+    if (endpointId !== undefined && claims.aud !== endpointId && !(Array.isArray(claims.aud) && claims.aud.includes(endpointId))) {
+      code = 'GW_AUTH_FORBIDDEN';
+      reason = 'aud is another endpoint';
+    }
+  } catch (err) {
+    if (!(err instanceof TokenRejected)) throw err;
+    code = err.code;
+    reason = err.reason;
+  }
+
+  if (values.json) {
+    io.stdout(`${JSON.stringify({ valid: code === null, code, reason: reason || undefined, header: decoded?.header, claims: decoded?.claims }, null, 2)}\n`);
+  } else {
+    if (decoded) {
+      io.stdout(`header:  ${JSON.stringify(decoded.header)}\n`);
+      io.stdout(`claims:  ${JSON.stringify(decoded.claims)}\n`);
+      io.stdout(`issued:  ${isoOrDash(decoded.claims.iat)}\n`);
+      io.stdout(`expires: ${isoOrDash(decoded.claims.exp)}\n`);
+    } else {
+      io.stdout('claims:  (not a JWT)\n');
+    }
+    io.stdout(code === null ? 'verdict: valid (signature, algorithm, iss and exp; revocation is checked by the gateway)\n' : `verdict: invalid: ${code} (${reason})\n`);
+  }
+  return code === null ? 0 : 1;
+}
+
+export const tokenCommand: CliCommand = {
+  name: 'token',
+  summary: 'create a token through the admin API, or verify one offline',
+  usage: USAGE,
+  async run(args, io) {
+    const [sub, ...rest] = args;
+    if (sub === undefined || sub === '--help' || sub === '-h' || rest.includes('--help') || rest.includes('-h')) {
+      io.stdout(USAGE);
+      return sub === undefined ? 2 : 0;
+    }
+    if (sub === 'create') return create(rest, io);
+    if (sub === 'verify') return verify(rest, io);
+    throw new UsageError(`unknown subcommand "${sub}" (create, verify)`);
+  },
+};
