@@ -1,0 +1,94 @@
+import { z } from 'zod';
+import { endpointNameSchema } from '../routing/route-table.js';
+
+/**
+ * A service's desired state: what the admin API accepts and what the store keeps
+ * (ServiceRecord.spec), so a restarted gateway can bring the service back.
+ */
+
+const MEMORY_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+const MIN_MEMORY_BYTES = 4 * 1024 * 1024;
+
+/** "2g", "512m", "1.5Gi", "1048576" or a number of bytes → bytes. */
+export function parseMemory(value: string | number): number | null {
+  if (typeof value === 'number') return Number.isInteger(value) && value > 0 ? value : null;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(value);
+  if (!m) return null;
+  const bytes = Math.floor(Number(m[1]) * MEMORY_UNITS[m[2].toLowerCase()]);
+  return bytes > 0 ? bytes : null;
+}
+
+export const resourcesSchema = z
+  .object({
+    cpu: z.number().gt(0, 'must be a number of cores > 0').max(1024).optional(),
+    memory: z
+      .union([z.string().max(32), z.number()])
+      .superRefine((v, ctx) => {
+        const bytes = parseMemory(v);
+        if (bytes === null) ctx.addIssue({ code: 'custom', message: 'expected a size like "2g", "512m" or a number of bytes' });
+        else if (bytes < MIN_MEMORY_BYTES) ctx.addIssue({ code: 'custom', message: 'must be at least 4m' });
+      })
+      .optional(),
+  })
+  .strict();
+export type Resources = z.infer<typeof resourcesSchema>;
+
+export const envSchema = z
+  .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _').max(256), z.string().max(65_536))
+  .refine((env) => Object.keys(env).length <= 256, 'at most 256 variables');
+
+const folderSchema = z.string().min(1, 'required').max(4096);
+const definitionPathSchema = z.string().min(1).max(4096);
+export const replicasSchema = z.number().int('must be an integer').min(1).max(64);
+
+export const createServiceSchema = z
+  .object({
+    name: endpointNameSchema,
+    model_folder: folderSchema,
+    model_definition_path: definitionPathSchema.optional(),
+    replicas: replicasSchema.default(1),
+    public: z.boolean().default(false),
+    env: envSchema.default({}),
+    resources: resourcesSchema.optional(),
+  })
+  .strict();
+export type CreateServiceInput = z.infer<typeof createServiceSchema>;
+
+export const patchServiceSchema = z
+  .object({
+    replicas: replicasSchema.optional(),
+    public: z.boolean().optional(),
+    env: envSchema.optional(),
+    resources: resourcesSchema.nullable().optional(),
+  })
+  .strict();
+export type PatchServiceInput = z.infer<typeof patchServiceSchema>;
+
+export const validateServiceSchema = z
+  .object({
+    model_folder: folderSchema,
+    model_definition_path: definitionPathSchema.optional(),
+    env: envSchema.default({}),
+    resources: resourcesSchema.optional(),
+    /** Upper bound for the whole run; default: the health window + 30 s, at most 600 s. */
+    timeout_seconds: z.number().positive().max(3600).optional(),
+  })
+  .strict();
+export type ValidateServiceInput = z.infer<typeof validateServiceSchema>;
+
+/** What the store keeps (ServiceRecord.spec). */
+export const serviceSpecSchema = z.object({
+  name: endpointNameSchema,
+  /** Absolute. */
+  model_folder: z.string(),
+  model_definition_path: z.string().optional(),
+  replicas: z.number().int().min(1),
+  public: z.boolean(),
+  env: z.record(z.string(), z.string()),
+  resources: resourcesSchema.optional(),
+  endpoint_id: z.string(),
+  created_at: z.string(),
+  /** Set while a termination is in progress, so a restart finishes it instead of reviving it. */
+  terminating: z.boolean().optional(),
+});
+export type ServiceSpec = z.infer<typeof serviceSpecSchema>;
