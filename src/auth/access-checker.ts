@@ -109,6 +109,7 @@ export class TokenAccessChecker implements AccessChecker {
   readonly #maxLifetimeSeconds: number;
   readonly #warmers: (() => Promise<void>)[];
   readonly #policies = new WeakMap<RouteTable, EndpointPolicy>();
+  readonly #inflight = new Map<string, Promise<CachedToken>>();
   readonly #hit;
   readonly #miss;
   readonly #negativeHit;
@@ -174,7 +175,31 @@ export class TokenAccessChecker implements AccessChecker {
   async #verifyThenAdmit(token: string, endpoint: RouteTable, policy: EndpointPolicy, request: AccessRequest): Promise<void> {
     let entry: CachedToken;
     try {
-      entry = this.#cache.remember(token, await this.#verifier.verify(token), this.#clock.now());
+      entry = await this.#verifyShared(token, endpoint);
+    } catch (err) {
+      throw this.#refuse(policy, REFUSAL_BY_FAILURE[(err as TokenRejected).code]);
+    }
+    this.#admit(entry, endpoint, policy, request);
+  }
+
+  /** One verification per distinct token in flight: a burst of the same token costs one. */
+  #verifyShared(token: string, endpoint: RouteTable): Promise<CachedToken> {
+    let pending = this.#inflight.get(token);
+    if (pending === undefined) {
+      pending = this.#verifyOnce(token, endpoint);
+      this.#inflight.set(token, pending);
+      const forget = () => {
+        this.#inflight.delete(token);
+      };
+      pending.then(forget, forget);
+    }
+    return pending;
+  }
+
+  /** Verifies and caches the outcome; rejects with a TokenRejected. */
+  async #verifyOnce(token: string, endpoint: RouteTable): Promise<CachedToken> {
+    try {
+      return this.#cache.remember(token, await this.#verifier.verify(token), this.#clock.now());
     } catch (err) {
       let rejected: TokenRejected;
       if (err instanceof TokenRejected) {
@@ -187,9 +212,8 @@ export class TokenAccessChecker implements AccessChecker {
       if (this.#logger.isLevelEnabled('debug')) {
         this.#logger.debug({ endpoint: endpoint.name, err_code: rejected.code, reason: rejected.reason }, 'token rejected');
       }
-      throw this.#refuse(policy, REFUSAL_BY_FAILURE[rejected.code]);
+      throw rejected;
     }
-    this.#admit(entry, endpoint, policy, request);
   }
 
   /** Claim checks done on every request, cached or not. */

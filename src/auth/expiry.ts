@@ -33,7 +33,7 @@ const UNIT_SECONDS: Record<string, number> = {
 };
 
 const DURATION_RE = /^(\d{1,12})\s*([a-z]{0,3})$/;
-const RFC3339_RE = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$/;
+const RFC3339_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
 const INTEGER_RE = /^\d{1,15}$/;
 
 function invalid(field: string, message: string): GatewayError {
@@ -63,7 +63,17 @@ function parseEpochSeconds(value: number | string, field: string): number {
 }
 
 function parseRfc3339(value: string, field: string): number {
-  const ms = RFC3339_RE.test(value) ? Date.parse(value) : NaN;
+  const m = RFC3339_RE.exec(value);
+  let ms = NaN;
+  if (m) {
+    const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number);
+    const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+    const offsetOk = m[7] === undefined || (Number(m[7]) <= 23 && Number(m[8]) <= 59);
+    // Date.parse rolls 2030-02-30 over to March; a date that does not exist is refused instead.
+    if (month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 60 && offsetOk) {
+      ms = Date.parse(value.replace(' ', 'T'));
+    }
+  }
   if (!Number.isFinite(ms)) throw invalid(field, 'must be an RFC 3339 date-time, e.g. 2030-01-31T12:00:00Z');
   return Math.floor(ms / 1000);
 }
