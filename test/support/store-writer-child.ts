@@ -13,7 +13,9 @@ const dataDir = process.argv[2];
 /** Orders this run's service writes after every earlier run's. */
 const gen = Date.now();
 const store = await MemoryStore.open({ dataDir, logger: silentLogger(), compactBytes: 8 * 1024 });
-const ack = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
+const ack = (line: object): void => {
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+};
 ack({ t: 'ready' });
 
 for (const name of ['e0', 'e1', 'e2']) {
