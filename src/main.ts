@@ -7,6 +7,9 @@ import { CidrList } from './auth/cidr.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
 import { createAdminApp, type AdminMount } from './admin/app.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
+import { servicesRoutes } from './admin/services-routes.js';
+import { tokensRoutes } from './admin/tokens-routes.js';
+import { ServiceController } from './controller/service-controller.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import { GatewayServer } from './proxy/gateway-server.js';
@@ -90,13 +93,19 @@ export async function startGateway(settings: Settings, logger: Logger): Promise<
   const gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
 
   const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
+  const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
+  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
       store,
-      endpointUrl: (name) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`,
+      endpointUrl,
       checkCidrs: auth.checkCidrs,
+      // Deleting a service's endpoint also stops the service's processes.
+      onDeleted: controller ? async (name) => void (await controller.terminate(name)) : undefined,
     }),
+    tokensRoutes({ store, issuer: auth.issuer, maxLifetimeSeconds: auth.maxLifetimeSeconds, revocations: auth.revocations, clock: auth.clock }),
   ];
+  if (controller) mounts.push(servicesRoutes(controller));
   const adminApp = createAdminApp(
     {
       adminToken: secrets.adminToken,
@@ -112,6 +121,10 @@ export async function startGateway(settings: Settings, logger: Logger): Promise<
     server.once('error', reject);
   });
   const adminAddress = adminServer.address();
+  if (controller) {
+    // Restoring services starts processes; the gateway already serves while they come up.
+    controller.start().catch((err) => logger.error({ err }, 'model-service controller failed to restore services'));
+  }
   const adminPort = typeof adminAddress === 'object' && adminAddress ? adminAddress.port : settings.ADMIN_PORT;
 
   if (secrets.generated.adminToken) {
@@ -137,6 +150,7 @@ export async function startGateway(settings: Settings, logger: Logger): Promise<
       logger.info({ signal, in_flight: gateway.inFlight, grace_ms: settings.DRAIN_GRACE_MS }, 'draining');
       const adminClosed = new Promise<void>((resolve) => adminServer.close(() => resolve()));
       await gateway.drain(settings.DRAIN_GRACE_MS);
+      await controller?.stop();
       auth.checker.stop();
       (adminServer as { closeAllConnections?: () => void }).closeAllConnections?.();
       await adminClosed;

@@ -13,7 +13,7 @@ describe('admin API: endpoints and routes', () => {
   it('needs the admin bearer token on /v1, but not on /healthz and /metrics', async () => {
     const none = await fetch(`${gw.adminUrl}/v1/endpoints`);
     expect(none.status).toBe(401);
-    expect((await none.json()).error.code).toBe('ADM_UNAUTHORIZED');
+    expect(((await none.json()) as any).error.code).toBe('ADM_UNAUTHORIZED');
     expect((await adminCall(gw.adminUrl, 'wrong-token-wrong-token', 'GET', '/v1/endpoints')).status).toBe(401);
     expect((await fetch(`${gw.adminUrl}/healthz`)).status).toBe(200);
     const metrics = await fetch(`${gw.adminUrl}/metrics`);

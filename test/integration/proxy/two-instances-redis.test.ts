@@ -6,7 +6,7 @@ import { eventually, startUpstream, type TestUpstream } from '../../support/upst
 async function whoAnswers(gw: TestGateway, name: string): Promise<string | number> {
   const res = await fetch(`${gw.url}/e/${name}/`);
   if (res.status !== 200) return res.status;
-  return (await res.json()).upstream;
+  return ((await res.json()) as any).upstream;
 }
 
 describe('two gateway instances on one Redis', () => {
