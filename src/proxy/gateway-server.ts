@@ -16,6 +16,7 @@ import { Addresser } from './addressing.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
 import { Exchange } from './exchange.js';
 import type { ProxyContext } from './proxy-context.js';
+import { WebSocketProxy } from './websocket.js';
 
 export interface GatewayServerOptions {
   settings: Settings;
@@ -49,6 +50,7 @@ export class GatewayServer {
   readonly server: Server;
   readonly endpoints: EndpointCache<EndpointRuntime>;
   readonly pools: PoolRegistry;
+  readonly websockets: WebSocketProxy;
   readonly #ctx: ProxyContext;
   readonly #opts: GatewayServerOptions;
   #drainWaiters: (() => void)[] = [];
@@ -142,6 +144,8 @@ export class GatewayServer {
     );
     this.server.maxConnections = s.MAX_CONNECTIONS;
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
+    this.websockets = new WebSocketProxy(this.#ctx, { idleTimeoutMs: s.WS_IDLE_TIMEOUT_MS, connectTimeoutMs: s.CONNECT_TIMEOUT_MS });
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.websockets.handleUpgrade(req, socket, head));
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
@@ -237,6 +241,7 @@ export class GatewayServer {
       });
     }
     this.server.closeAllConnections();
+    this.websockets.closeAll();
     await closed;
     this.endpoints.stop();
     await this.pools.closeAll();
@@ -247,6 +252,7 @@ export class GatewayServer {
     this.#ctx.draining = true;
     this.endpoints.stop();
     this.server.closeAllConnections();
+    this.websockets.closeAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.pools.destroyAll();
   }
