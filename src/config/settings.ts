@@ -59,6 +59,8 @@ export const settingsSchema = z.object({
   IDLE_TIMEOUT_MS: positiveMs.default(300_000),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(0).default(100 * 1024 * 1024),
   MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
+  /** Header lines per request; more is refused with 431 GW_HEADERS_TOO_LARGE (Envoy's default is 100 too). */
+  MAX_HEADER_COUNT: z.coerce.number().int().min(16).max(10_000).default(100),
   HEADERS_TIMEOUT_MS: positiveMs.default(20_000),
   REQUEST_BODY_TIMEOUT_MS: positiveMs.default(300_000),
   KEEP_ALIVE_TIMEOUT_MS: positiveMs.default(5_000),
@@ -75,6 +77,9 @@ export const settingsSchema = z.object({
   ADMIN_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
   WS_IDLE_TIMEOUT_MS: positiveMs.default(300_000),
   METRICS_ENDPOINT_LABEL_CAP: z.coerce.number().int().min(1).default(200),
+  /** OTLP/HTTP collector base URL; unset = no tracing and no OpenTelemetry module loaded. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.preprocess((v) => (v === '' ? undefined : v), z.string().url('must be an http(s) URL').optional()),
+  OTEL_SERVICE_NAME: z.string().min(1).max(128).default('modelgate'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ACCESS_LOG: bool.default(true),
   CONTROLLER_ENABLED: bool.default(true),
@@ -149,6 +154,8 @@ export function loadSettings(opts: LoadOptions = {}): Settings {
   const problems: string[] = [];
   if (s.REDIS_URL && !s.TOKEN_SECRET) problems.push('TOKEN_SECRET: required when REDIS_URL is set (every instance must sign with the same key)');
   if (s.TOKEN_JWKS_URL && !/^https?:/.test(s.TOKEN_JWKS_URL)) problems.push('TOKEN_JWKS_URL: must be an http(s) URL');
+  // node:http refuses to start with headersTimeout > requestTimeout; say so by setting name.
+  if (s.HEADERS_TIMEOUT_MS > s.REQUEST_BODY_TIMEOUT_MS) problems.push('HEADERS_TIMEOUT_MS: must not exceed REQUEST_BODY_TIMEOUT_MS');
   const [lo, hi] = s.CONTROLLER_PORT_RANGE.split('-').map(Number);
   if (!(lo >= 1024 && hi <= 65535 && lo < hi)) problems.push('CONTROLLER_PORT_RANGE: must be FROM-TO within 1024-65535');
   if (problems.length > 0) throw new SettingsError(`invalid settings: ${problems.join('; ')}`);
