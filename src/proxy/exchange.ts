@@ -50,6 +50,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
   #routeId: string | undefined;
   #tried: RouteState | null = null;
   #tried2: RouteState | null = null;
+  /** The connect failure that made this request retry (reported if no route is left to retry on). */
+  #retryCause: Error | null = null;
   #attempt = 0;
   #connected = false;
   #abort: ((err?: Error) => void) | null = null;
@@ -244,7 +246,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     const route = runtime.balancer.pick(runtime.candidates, Date.now(), this.#tried, this.#tried2);
     if (route === null) {
       if (this.#attempt === 0) this.#hold();
-      else this.fail(new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: 'no other route to retry on' }));
+      // No other route to retry on: report the last connect failure (refused → 502, connect timeout → 504).
+      else this.fail(fromUndici(this.#retryCause, 'connect'));
       return;
     }
     this.#route = route;
@@ -423,6 +426,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
       if (this.#attempt === 0) this.#tried = route;
       else this.#tried2 = route;
       this.#attempt++;
+      this.#retryCause = err;
       ctx.metrics.retries.labels(label).inc();
       this.#dispatch();
       return;
