@@ -79,3 +79,85 @@ export class Addresser {
     return { kind: AddressKind.NotFound, name: '', path: url };
   }
 }
+
+/**
+ * Security helpers of the request target (RFC 9112 §3.2, RFC 3986 §5.2.4). See docs/security.md.
+ */
+
+/** Characters allowed in a Host field value: uri-host (reg-name, IP literal) and `:port`. */
+const HOST_CHARS: Uint8Array = (() => {
+  const table = new Uint8Array(128);
+  const allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%";
+  for (let i = 0; i < allowed.length; i++) table[allowed.charCodeAt(i)] = 1;
+  return table;
+})();
+
+/** True when a Host value is syntactically valid (empty is valid: RFC 9112 §3.2). */
+export function isValidHostValue(host: string): boolean {
+  if (host.length > 255) return false;
+  for (let i = 0; i < host.length; i++) {
+    const c = host.charCodeAt(i);
+    if (c >= 128 || HOST_CHARS[c] === 0) return false;
+  }
+  return true;
+}
+
+/** `http://authority/path?query` (scheme case-insensitive); userinfo is refused by the caller. */
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)([/?][^#]*)?$/i;
+
+/**
+ * Splits an absolute-form request target into the authority (which replaces Host, RFC 9112
+ * §3.2.2) and the origin-form path. Returns null for anything else that does not start with
+ * `/` (asterisk-form, authority-form, other schemes, userinfo), which the proxy refuses.
+ */
+export function splitAbsoluteForm(target: string): { authority: string; path: string } | null {
+  const m = ABSOLUTE_FORM.exec(target);
+  if (m === null) return null;
+  const authority = m[1];
+  if (authority.length === 0 || authority.includes('@') || !isValidHostValue(authority)) return null;
+  let path = m[2] ?? '/';
+  if (path.charCodeAt(0) === 63 /* ? */) path = '/' + path;
+  return { authority, path };
+}
+
+/**
+ * True when the path (before `?`) has a `.` or `..` segment, literal or percent-encoded, with
+ * `/`, `\`, `%2F` or `%5C` as separators. Such a path could climb out of a route's base path
+ * on an upstream that normalizes it, so the proxy refuses it instead of forwarding it.
+ */
+export function hasDotSegment(path: string): boolean {
+  let end = path.indexOf('?');
+  if (end < 0) end = path.length;
+  // Fast path: no dot and no escape, nothing to look at.
+  const dot = path.indexOf('.');
+  const pct = path.indexOf('%');
+  if ((dot < 0 || dot >= end) && (pct < 0 || pct >= end)) return false;
+  let dots = 0; // dots in the current segment, -1 once it holds anything else
+  let i = 0;
+  while (i <= end) {
+    let sep = i === end;
+    let step = 1;
+    let isDot = false;
+    if (!sep) {
+      const c = path.charCodeAt(i);
+      if (c === 47 /* / */ || c === 92 /* \ */) sep = true;
+      else if (c === 46 /* . */) isDot = true;
+      else if (c === 37 /* % */ && i + 2 < end + 1) {
+        const hex = path.slice(i + 1, i + 3).toLowerCase();
+        if (hex === '2f' || hex === '5c') sep = true;
+        else if (hex === '2e') isDot = true;
+        step = 3;
+      }
+    }
+    if (sep) {
+      if (dots === 1 || dots === 2) return true;
+      dots = 0;
+    } else if (isDot) {
+      if (dots >= 0) dots++;
+    } else {
+      dots = -1;
+    }
+    i += step;
+  }
+  return false;
+}
