@@ -42,7 +42,7 @@ describe('controller with the example model folders', () => {
     for (const route of view.routes) {
       const base = `http://127.0.0.1:${route.port}`;
       const json = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }) });
-      expect((await json.json()).choices[0].message.content).toContain(`port ${route.port}`);
+      expect(((await json.json()) as any).choices[0].message.content).toContain(`port ${route.port}`);
       const sse = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ stream: true, messages: [{ role: 'user', content: 'hi' }] }) });
       expect(sse.headers.get('content-type')).toBe('text/event-stream');
       const text = await sse.text();
@@ -79,7 +79,7 @@ describe('controller with the example model folders', () => {
     expect(three.routes).toHaveLength(3);
     expect((await table(h.store, 'web'))?.routes.filter((r) => r.status === 'healthy')).toHaveLength(3);
     await h.controller.patch('web', { replicas: 1 });
-    const one = await waitFor(() => healthy('web')()?.routes.length === 1 && h.controller.get('web'), 'scaled back to 1');
+    const one = await waitFor(() => (healthy('web')()?.routes.length === 1 ? h.controller.get('web') : null), 'scaled back to 1');
     const gone = three.routes.filter((r) => r.id !== one.routes[0].id);
     expect(gone).toHaveLength(2);
     await waitFor(() => gone.every((r) => !pidAlive(r.pid!)), 'removed replicas stopped', 5_000);
@@ -88,7 +88,7 @@ describe('controller with the example model folders', () => {
 
   it('rolls an env change one replica at a time, new before old, never without a healthy route', async () => {
     await h.controller.patch('web', { replicas: 2 });
-    const before = await waitFor(() => healthy('web')()?.routes.length === 2 && h.controller.get('web'), 'web at 2');
+    const before = await waitFor(() => (healthy('web')()?.routes.length === 2 ? h.controller.get('web') : null), 'web at 2');
     let sawNoHealthy = false;
     let sampling = true;
     const sampler = (async () => {
