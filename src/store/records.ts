@@ -113,7 +113,7 @@ export function prepareUpdate(name: string, raw: string | null, update: TableUpd
 
 /** Errors a caller (the admin API) sees when the store cannot be reached. */
 export function storeUnavailable(reason: string, cause?: unknown): GatewayError {
-  return new GatewayError('ADM_INTERNAL', { message: `store unavailable: ${reason}`, cause, detail: reason });
+  return new GatewayError('ADM_STORE_UNAVAILABLE', { message: `store unavailable: ${reason}`, cause, detail: reason, retryAfterSeconds: 1 });
 }
 
 export function sleep(ms: number): Promise<void> {

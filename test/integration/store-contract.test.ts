@@ -429,7 +429,7 @@ describe('RedisStore with Redis going away', () => {
     expect(store.health().reason).toMatch(/127\.0\.0\.1:\d+ is unreachable/);
 
     const started = Date.now();
-    const err = await expectCode(putEndpoint(store, 'during', {}), 'ADM_INTERNAL');
+    const err = await expectCode(putEndpoint(store, 'during', {}), 'ADM_STORE_UNAVAILABLE');
     expect(err.message).toMatch(/store unavailable/);
     expect(Date.now() - started).toBeLessThan(500);
     await expect(store.getEndpointRaw('before')).rejects.toThrow(/store unavailable/);
@@ -453,7 +453,7 @@ describe('RedisStore with Redis going away', () => {
     await store.start();
     expect(Date.now() - started).toBeLessThan(3500);
     expect(store.health().up).toBe(false);
-    await expectCode(store.listEndpointNames(), 'ADM_INTERNAL');
+    await expectCode(store.listEndpointNames(), 'ADM_STORE_UNAVAILABLE');
     await server.start();
     await log.waitFor((e) => e.kind === 'resync', 5000);
     expect(store.health().up).toBe(true);
