@@ -58,3 +58,54 @@ describe('two gateway instances on one Redis', () => {
     await eventually(async () => (await whoAnswers(b, 'late')) === 'two', 1000, 10);
   });
 });
+
+describe('tokens across two instances on one Redis', () => {
+  let a: TestGateway;
+  let b: TestGateway;
+  let up: TestUpstream;
+
+  beforeAll(async () => {
+    const env = { REDIS_URL: inject('redisUrl'), REDIS_PREFIX: `t2t-${randomBytes(4).toString('hex')}:`, RESYNC_INTERVAL_MS: '60000' };
+    a = await startTestGateway(env);
+    b = await startTestGateway(env);
+    up = await startUpstream(undefined, { name: 'private' });
+    await a.admin('PUT', '/v1/endpoints/priv', { routes: [{ url: up.url }] });
+  });
+  afterAll(async () => {
+    await a?.stop();
+    await b?.stop();
+    await up?.close();
+  });
+
+  const callWith = (gw: TestGateway, token?: string) =>
+    fetch(`${gw.url}/e/priv/`, { headers: token ? { authorization: `BackendAI ${token}` } : {} }).then(async (r) => ({
+      status: r.status,
+      code: r.status === 200 ? null : (((await r.json()) as any).error.code as string),
+    }));
+
+  it('a token issued on A works on B; revoking it on A stops it on B within 1 s', async () => {
+    const issued = (await a.admin('POST', '/v1/endpoints/priv/tokens', { ttl_seconds: 600 })).body;
+    expect((await callWith(b, issued.token)).status).toBe(200); // now cached on B
+    const started = Date.now();
+    expect((await a.admin('DELETE', `/v1/endpoints/priv/tokens/${issued.jti}`)).status).toBe(204);
+    await eventually(async () => (await callWith(b, issued.token)).code === 'GW_AUTH_REVOKED', 1000, 10);
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it('deleting the endpoint stops its tokens everywhere, even if it is recreated under the same name', async () => {
+    const issued = (await a.admin('POST', '/v1/endpoints/priv/tokens', { ttl_seconds: 600 })).body;
+    expect((await callWith(b, issued.token)).status).toBe(200);
+    await a.admin('DELETE', '/v1/endpoints/priv');
+    await eventually(async () => (await callWith(b, issued.token)).status === 404, 1000, 10);
+    await a.admin('PUT', '/v1/endpoints/priv', { routes: [{ url: up.url }] });
+    await eventually(async () => (await callWith(b, issued.token)).code === 'GW_AUTH_FORBIDDEN', 1000, 10);
+  });
+
+  it('toggling public takes effect on the other instance within 1 s', async () => {
+    expect((await callWith(b)).code).toBe('GW_AUTH_MISSING');
+    await a.admin('PATCH', '/v1/endpoints/priv', { public: true });
+    await eventually(async () => (await callWith(b)).status === 200, 1000, 10);
+    await a.admin('PATCH', '/v1/endpoints/priv', { public: false });
+    await eventually(async () => (await callWith(b)).code === 'GW_AUTH_MISSING', 1000, 10);
+  });
+});
