@@ -71,11 +71,8 @@ export async function startGateway(settings: Settings, logger: Logger): Promise<
   const store = createStore(settings, logger);
   await store.start();
   metrics.storeUp.set(store.health().up ? 1 : 0);
-  store.onHealthChange((h) => {
-    metrics.storeUp.set(h.up ? 1 : 0);
-    if (h.up) logger.info('store reachable again; resyncing route tables');
-    else logger.warn({ reason: h.reason }, 'store unreachable; serving the last good route tables');
-  });
+  // The store logs each up/down transition itself (once per transition, never per request).
+  store.onHealthChange((h) => metrics.storeUp.set(h.up ? 1 : 0));
 
   const auth = await createAuth({ settings, tokenSecret: secrets.tokenSecret, store, logger, metrics });
   await auth.checker.start();
