@@ -7,13 +7,20 @@ import { fromUndici, upstreamFailureKind, type UpstreamFailureKind } from '../er
 import { toHttp } from '../errors/to-http.js';
 import { HOP_BY_HOP, connectionListedHeaders, dropListed, isSafeRequestId } from '../lib/headers.js';
 import type { RouteState } from '../upstream/route-state.js';
-import { AddressKind } from './addressing.js';
+import { AddressKind, hasDotSegment, isValidHostValue, splitAbsoluteForm } from './addressing.js';
 import { BodyLimiter } from './body-limiter.js';
 import type { EndpointRuntime, HeldRequest } from './endpoint-runtime.js';
 import type { ProxyContext } from './proxy-context.js';
 
 const kExchange = Symbol('modelgate.exchange');
 type TaggedResponse = ServerResponse & { [kExchange]?: Exchange };
+
+/**
+ * Marks a client connection the gateway decided to close (framing or protocol refusal). node:http
+ * may already have parsed requests pipelined behind the refused one; they are never proxied.
+ */
+const kRefusedConnection = Symbol('modelgate.refusedConnection');
+type TaggedSocket = IncomingMessage['socket'] & { [kRefusedConnection]?: boolean };
 
 /** Shared listeners: one function for every request instead of a closure per request. */
 function onResponseClose(this: TaggedResponse): void {
@@ -66,6 +73,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
   #ttfbMs = -1;
   #status = 0;
   #errCode: string | undefined;
+  /** Close the client connection after the error response (ambiguous framing, bad Host, ...). */
+  #closeConnection = false;
 
   constructor(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse) {
     this.#ctx = ctx;
@@ -78,6 +87,9 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
   /** Entry point from the server's request handler. Never throws. */
   begin(): void {
     const res = this.#res;
+    // A request pipelined behind one we refused on this connection: never proxied (the
+    // connection closes once the refusal is written).
+    if ((this.#req.socket as TaggedSocket)[kRefusedConnection] === true) return;
     res[kExchange] = this;
     res.on('close', onResponseClose);
     try {
@@ -85,9 +97,21 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
       if (this.#method === 'CONNECT' || this.#method === 'TRACE') {
         throw new GatewayError('GW_METHOD_NOT_ALLOWED', { message: `${this.#method} is not proxied` });
       }
-      const address = this.#ctx.addresser.resolve(this.#host, this.#req.url ?? '/');
+      let target = this.#req.url ?? '/';
+      if (target.charCodeAt(0) !== 47 /* / */) {
+        // RFC 9112 §3.2.2: a server MUST accept absolute-form, and its authority replaces Host.
+        // It routes exactly as a Host header with that authority would; anything else
+        // (asterisk-form, authority-form, userinfo, other schemes) is refused.
+        const absolute = splitAbsoluteForm(target);
+        if (absolute === null) throw this.#refuse('request target must be a path or an absolute http(s) URL', false);
+        this.#host = absolute.authority;
+        target = absolute.path;
+      }
+      const address = this.#ctx.addresser.resolve(this.#host, target);
       switch (address.kind) {
         case AddressKind.Endpoint:
+          // A dot segment (literal or %2e) could climb out of a route's base path upstream.
+          if (hasDotSegment(address.path)) throw this.#refuse('dot segments (. or ..) are not allowed in the path', false);
           this.#path = address.path;
           break;
         case AddressKind.Healthz:
@@ -120,14 +144,29 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     }
   }
 
+  /** A GW_BAD_REQUEST refusal; `close` also ends the connection (framing could be ambiguous). */
+  #refuse(message: string, close = true): GatewayError {
+    if (close) this.#closeConnection = true;
+    return new GatewayError('GW_BAD_REQUEST', { message });
+  }
+
   /** One pass over the raw headers: pick what the gateway needs, keep what it forwards. */
   #readHeaders(): void {
-    const raw = this.#req.rawHeaders;
+    const req = this.#req;
+    const raw = req.rawHeaders;
     const out = this.#headers;
+    // node:http stores at most maxHeadersCount (= MAX_HEADER_COUNT + 1) lines, so one more
+    // than the limit means the client sent too many; refuse rather than forward a truncated set.
+    if (raw.length > this.#ctx.maxHeaderCount * 2) {
+      this.#closeConnection = true;
+      throw new GatewayError('GW_HEADERS_TOO_LARGE', { message: `more than ${this.#ctx.maxHeaderCount} header lines` });
+    }
+    // HTTP/2.0 or 0.9 in a request line: not HTTP/1.x framing, refuse (llhttp lets 2.0 through).
+    if (req.httpVersionMajor !== 1) throw this.#refuse('unsupported HTTP version');
     let connection: string | undefined;
     let hostCount = 0;
     let requestId: string | undefined;
-    let transferEncoding = false;
+    let transferEncoding: string | undefined;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i];
       const value = raw[i + 1];
@@ -144,7 +183,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
           connection = connection === undefined ? value : `${connection}, ${value}`;
           continue;
         case 'transfer-encoding':
-          transferEncoding = true;
+          transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
           continue;
         case 'content-length':
           this.#contentLength = Number(value);
@@ -170,18 +209,31 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
           this.#isPreflight = this.#method === 'OPTIONS';
           out.push(name, value);
           continue;
+        case 'x-real-ip':
+          // Another client-address header upstreams commonly trust; only the gateway speaks for the client.
+          continue;
         default:
           if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-')) continue;
+          // Every X-Forwarded-* (Prefix, Server, Ssl, Client-Cert, ...) is the gateway's to set, not the client's.
+          if (lower.startsWith('x-forwarded-')) continue;
           out.push(name, value);
       }
     }
-    if (hostCount > 1) throw new GatewayError('GW_BAD_REQUEST', { message: 'more than one Host header' });
+    // RFC 9112 §3.2: 400 for more than one Host, an invalid Host, or an HTTP/1.1 request without one.
+    if (hostCount > 1) throw this.#refuse('more than one Host header');
+    if (hostCount === 0 ? req.httpVersionMinor >= 1 : !isValidHostValue(this.#host!)) throw this.#refuse('missing or malformed Host header');
+    if (transferEncoding !== undefined) {
+      // RFC 9112 §6.1: only `chunked` is understood (llhttp accepts e.g. `gzip, chunked`, whose
+      // coding would be lost when re-framed), and Transfer-Encoding in HTTP/1.0 is faulty framing.
+      if (req.httpVersionMinor === 0) throw this.#refuse('Transfer-Encoding in an HTTP/1.0 request');
+      if (transferEncoding.trim().toLowerCase() !== 'chunked') throw this.#refuse('unsupported Transfer-Encoding (only chunked)');
+    }
     if (connection !== undefined) {
       const listed = connectionListedHeaders(connection);
       if (listed !== null) dropListed(out, listed);
     }
     this.requestId = requestId !== undefined && isSafeRequestId(requestId) ? requestId : this.#ctx.newRequestId();
-    this.#hasBody = transferEncoding || this.#contentLength > 0;
+    this.#hasBody = transferEncoding !== undefined || this.#contentLength > 0;
   }
 
   #withEndpoint(runtime: EndpointRuntime): void {
@@ -233,7 +285,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     const forwardedFor =
       this.#xForwardedFor !== undefined && ctx.isTrustedProxy(peer) ? `${this.#xForwardedFor}, ${client}` : client;
     headers.push('x-forwarded-for', forwardedFor, 'x-forwarded-proto', 'http', 'x-request-id', this.requestId);
-    if (this.#host !== undefined) headers.push('x-forwarded-host', this.#host);
+    if (this.#host) headers.push('x-forwarded-host', this.#host);
 
     if (this.#hasBody) {
       this.#body = this.#contentLength >= 0 ? this.#req : this.#req.pipe(new BodyLimiter(ctx.bodyLimitBytes));
@@ -478,7 +530,10 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     headers['x-request-id'] = this.requestId;
     headers['content-length'] = Buffer.byteLength(http.body);
     // An unread request body would have to be drained first to keep the connection; close it instead.
-    if ((this.#hasBody && !this.#req.complete) || this.#ctx.draining) headers.connection = 'close';
+    if (this.#closeConnection || (this.#hasBody && !this.#req.complete) || this.#ctx.draining) {
+      headers.connection = 'close';
+      (this.#req.socket as TaggedSocket)[kRefusedConnection] = true;
+    }
     res.writeHead(http.status, headers);
     res.end(this.#method === 'HEAD' ? undefined : http.body);
     this.#finish();

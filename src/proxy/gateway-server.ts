@@ -101,6 +101,7 @@ export class GatewayServer {
       outlier: new OutlierDetector({ failuresToEject: s.EJECT_AFTER_FAILURES, baseMs: s.EJECT_BASE_MS, maxMs: s.EJECT_MAX_MS }),
       maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
       bodyLimitBytes: s.BODY_LIMIT_BYTES,
+      maxHeaderCount: s.MAX_HEADER_COUNT,
       holdTimeoutMs: s.HOLD_TIMEOUT_MS,
       retryMax: s.RETRY_MAX,
       accessLog: s.ACCESS_LOG,
@@ -135,7 +136,12 @@ export class GatewayServer {
         headersTimeout: s.HEADERS_TIMEOUT_MS,
         requestTimeout: s.REQUEST_BODY_TIMEOUT_MS,
         keepAliveTimeout: s.KEEP_ALIVE_TIMEOUT_MS,
-        requireHostHeader: true,
+        // The Exchange enforces RFC 9112's Host rules itself, so the refusal is our JSON 400
+        // (node's own is an empty 400) and the connection closes.
+        requireHostHeader: false,
+        // node checks headersTimeout/requestTimeout only this often (default 30 s, which would
+        // let a dribbling client hold a socket for up to 30 s past HEADERS_TIMEOUT_MS).
+        connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(s.HEADERS_TIMEOUT_MS, s.REQUEST_BODY_TIMEOUT_MS) / 4))),
         joinDuplicateHeaders: false,
         insecureHTTPParser: false,
         noDelay: true,
@@ -143,6 +149,11 @@ export class GatewayServer {
       (req, res) => this.#handle(req, res),
     );
     this.server.maxConnections = s.MAX_CONNECTIONS;
+    // node keeps at most this many header lines (and silently drops the rest); one more than
+    // the limit lets the Exchange see the excess and answer 431 instead.
+    this.server.maxHeadersCount = s.MAX_HEADER_COUNT + 1;
+    // CONNECT is never proxied; without a listener node would just drop the socket.
+    this.server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseConnect(socket));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
     this.websockets = new WebSocketProxy(this.#ctx, { idleTimeoutMs: s.WS_IDLE_TIMEOUT_MS, connectTimeoutMs: s.CONNECT_TIMEOUT_MS });
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.websockets.handleUpgrade(req, socket, head));
@@ -160,8 +171,28 @@ export class GatewayServer {
     for (const w of waiting) w.wake(runtime);
   }
 
+  #refuseConnect(socket: Socket): void {
+    socket.on('error', () => socket.destroy());
+    this.#writeRawError(socket, 405, 'Method Not Allowed', new GatewayError('GW_METHOD_NOT_ALLOWED', { message: 'CONNECT is not proxied' }));
+  }
+
+  /** A JSON error written straight to a socket that has no ServerResponse, then closed. */
+  #writeRawError(socket: Socket, status: number, reason: string, err: GatewayError): void {
+    const requestId = randomUUID();
+    const http = toHttp(err, requestId);
+    this.#opts.metrics.gatewayErrors.labels(http.code).inc();
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n` +
+        `content-length: ${Buffer.byteLength(http.body)}\r\nconnection: close\r\n\r\n${http.body}`,
+    );
+    socket.destroySoon?.();
+  }
+
   #onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+    // A response already started on this socket (e.g. requestTimeout firing while an upstream
+    // answer streams): raw bytes would corrupt it, so only close.
+    const current = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || current?.headersSent === true) {
       socket.destroy();
       return;
     }

@@ -17,6 +17,8 @@ export interface ProxyContext {
   readonly outlier: OutlierDetector;
   readonly maxConcurrent: number;
   readonly bodyLimitBytes: number;
+  /** MAX_HEADER_COUNT: more header lines → 431. */
+  readonly maxHeaderCount: number;
   readonly holdTimeoutMs: number;
   readonly retryMax: number;
   readonly accessLog: boolean;
