@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { DestinationStream } from 'pino';
 import { createInterface } from 'node:readline';
 import { loadSettings } from '../../src/config/settings.js';
 import { silentLogger, createLogger } from '../../src/obs/logger.js';
@@ -19,7 +20,12 @@ export interface TestGateway {
 }
 
 /** Starts a whole gateway in this process on free ports (ephemeral embedded store unless REDIS_URL). */
-export async function startTestGateway(env: Record<string, string> = {}): Promise<TestGateway> {
+export interface TestGatewayOptions {
+  /** Where log lines go (e.g. a capture for redaction tests); default stdout, or nothing at LOG_LEVEL=silent. */
+  logDestination?: DestinationStream;
+}
+
+export async function startTestGateway(env: Record<string, string> = {}, opts: TestGatewayOptions = {}): Promise<TestGateway> {
   const settings = loadSettings({
     env: {
       GATEWAY_HOST: '127.0.0.1',
@@ -34,7 +40,7 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
       ...env,
     },
   });
-  const logger = settings.LOG_LEVEL === 'silent' ? silentLogger() : createLogger(settings.LOG_LEVEL);
+  const logger = settings.LOG_LEVEL === 'silent' ? silentLogger() : createLogger(settings.LOG_LEVEL, opts.logDestination);
   const running = await startGateway(settings, logger);
   const url = `http://127.0.0.1:${running.gatewayPort}`;
   const adminUrl = `http://127.0.0.1:${running.adminPort}`;
