@@ -78,6 +78,10 @@ export async function startGateway(settings: Settings, logger: Logger): Promise<
   await auth.checker.start();
 
   const trusted = settings.TRUSTED_PROXIES.length > 0 ? CidrList.compile(settings.TRUSTED_PROXIES) : null;
+  // OpenTelemetry is loaded only when a collector is configured: zero cost otherwise.
+  const tracer = settings.OTEL_EXPORTER_OTLP_ENDPOINT
+    ? (await import('./obs/otel.js')).createOtelTracer({ endpoint: settings.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: settings.OTEL_SERVICE_NAME })
+    : undefined;
   const gateway = new GatewayServer({
     settings,
     store,
@@ -85,6 +89,7 @@ export async function startGateway(settings: Settings, logger: Logger): Promise<
     metrics,
     logger,
     isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
+    tracer,
   });
   gateway.start();
   const gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);

@@ -5,6 +5,7 @@ import type { AccessRequest } from '../auth/access.js';
 import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
 import { fromUndici, upstreamFailureKind, type UpstreamFailureKind } from '../errors/from-undici.js';
 import { toHttp } from '../errors/to-http.js';
+import { NOOP_SPAN, type RequestSpan } from '../obs/tracing.js';
 import { HOP_BY_HOP, connectionListedHeaders, dropListed, isSafeRequestId } from '../lib/headers.js';
 import type { RouteState } from '../upstream/route-state.js';
 import { AddressKind, hasDotSegment, isValidHostValue, splitAbsoluteForm } from './addressing.js';
@@ -73,6 +74,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
   #ttfbMs = -1;
   #status = 0;
   #errCode: string | undefined;
+  #span: RequestSpan = NOOP_SPAN;
   /** Close the client connection after the error response (ambiguous framing, bad Host, ...). */
   #closeConnection = false;
 
@@ -125,6 +127,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
         default:
           throw new GatewayError('GW_ENDPOINT_NOT_FOUND');
       }
+      this.#span = this.#ctx.tracer.start(this.#method, this.#path, this.#headers);
       const cached = this.#ctx.endpoints.get(address.name);
       if (cached === null) throw new GatewayError('GW_ENDPOINT_NOT_FOUND');
       if (cached !== undefined) {
@@ -561,11 +564,14 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     const durationMs = performance.now() - this.#startMs;
     if (runtime !== null) runtime.shared.record(status, durationMs / 1000);
     else ctx.recordUnrouted(status, durationMs / 1000);
+    this.#span.end({ endpoint: runtime?.name, route: this.#routeId, status, errCode: this.#errCode, bytes: this.#bytes });
     if (ctx.accessLog) {
+      const q = this.#path.indexOf('?');
       ctx.logger.info(
         {
           request_id: this.requestId,
           method: this.#method,
+          path: q < 0 ? this.#path : this.#path.slice(0, q),
           endpoint: runtime?.name,
           route: this.#routeId,
           status,

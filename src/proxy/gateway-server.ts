@@ -8,6 +8,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { toHttp } from '../errors/to-http.js';
 import type { Logger } from '../obs/logger.js';
 import { EndpointLabeler, type Metrics } from '../obs/metrics.js';
+import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
 import { EndpointCache } from '../routing/endpoint-cache.js';
 import type { Store } from '../store/store.js';
 import { OutlierDetector } from '../upstream/outlier-detector.js';
@@ -26,6 +27,8 @@ export interface GatewayServerOptions {
   logger: Logger;
   /** Whether a socket peer may set X-Forwarded-For (TRUSTED_PROXIES). */
   isTrustedProxy?: (address: string) => boolean;
+  /** One span per request (obs/otel.ts when OTEL_EXPORTER_OTLP_ENDPOINT is set); no-op otherwise. */
+  tracer?: RequestTracer;
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
@@ -98,6 +101,7 @@ export class GatewayServer {
       access: opts.access,
       metrics,
       logger,
+      tracer: opts.tracer ?? NOOP_TRACER,
       outlier: new OutlierDetector({ failuresToEject: s.EJECT_AFTER_FAILURES, baseMs: s.EJECT_BASE_MS, maxMs: s.EJECT_MAX_MS }),
       maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
       bodyLimitBytes: s.BODY_LIMIT_BYTES,
@@ -276,6 +280,7 @@ export class GatewayServer {
     await closed;
     this.endpoints.stop();
     await this.pools.closeAll();
+    await this.#ctx.tracer.shutdown().catch(() => {});
   }
 
   /** Immediate stop (tests). */
@@ -286,5 +291,6 @@ export class GatewayServer {
     this.websockets.closeAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.pools.destroyAll();
+    await this.#ctx.tracer.shutdown().catch(() => {});
   }
 }

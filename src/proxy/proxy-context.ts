@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { AccessChecker } from '../auth/access.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
+import type { RequestTracer } from '../obs/tracing.js';
 import type { EndpointCache } from '../routing/endpoint-cache.js';
 import type { OutlierDetector } from '../upstream/outlier-detector.js';
 import type { Addresser } from './addressing.js';
@@ -14,6 +15,8 @@ export interface ProxyContext {
   readonly access: AccessChecker;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** NOOP_TRACER unless OTEL_EXPORTER_OTLP_ENDPOINT is set. */
+  readonly tracer: RequestTracer;
   readonly outlier: OutlierDetector;
   readonly maxConcurrent: number;
   readonly bodyLimitBytes: number;
