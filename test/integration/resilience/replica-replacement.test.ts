@@ -1,0 +1,126 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from '../../support/gateway.js';
+import { eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { call, type CallResult } from './support.js';
+
+interface Replica {
+  id: string;
+  up: TestUpstream;
+  inFlight: number;
+  served: number;
+}
+
+async function startReplica(id: string): Promise<Replica> {
+  const replica: Replica = { id, up: undefined as unknown as TestUpstream, inFlight: 0, served: 0 };
+  replica.up = await startUpstream((req, res, body) => {
+    replica.inFlight++;
+    res.on('close', () => {
+      replica.inFlight--;
+      replica.served++;
+    });
+    if (req.url === '/stream') {
+      // A short generation: 6 chunks over ~300 ms.
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'x-replica': id });
+      let i = 0;
+      const timer = setInterval(() => {
+        res.write(`data: ${i}\n\n`);
+        if (++i === 6) {
+          clearInterval(timer);
+          res.end('data: [DONE]\n\n');
+        }
+      }, 50);
+      return;
+    }
+    setTimeout(() => {
+      res.setHeader('x-replica', id);
+      res.end(`echo:${body.toString()}`);
+    }, Math.random() * 20);
+  });
+  return replica;
+}
+
+/**
+ * The promise of a permanent address: every replica of an endpoint is replaced, one by one, the
+ * way an orchestrator does it (start new → add → mark old terminating → wait for its in-flight
+ * requests → remove → stop), while a client keeps sending a steady stream of requests (plain,
+ * POST with body, streamed). Not one request may fail.
+ */
+describe('rolling replacement of every replica', () => {
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    gw = await startTestGateway();
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('replaces all 3 replicas under steady traffic with zero failed requests', async () => {
+    let replicas: Replica[] = [];
+    for (let i = 0; i < 3; i++) replicas.push(await startReplica(`old${i}`));
+    const table = () => replicas.map((r) => ({ id: r.id, url: r.up.url, weight: 1, status: 'healthy' }));
+    expect((await gw.admin('PUT', '/v1/endpoints/svc', { public: true, routes: table() })).status).toBe(201);
+
+    const failures: { kind: string; result: CallResult }[] = [];
+    let sent = 0;
+    let stop = false;
+    const seen = new Set<string>();
+    const client = async (worker: number) => {
+      for (let n = 0; !stop; n++) {
+        sent++;
+        const kind = n % 3 === 0 ? 'stream' : n % 3 === 1 ? 'post' : 'get';
+        const body = `w${worker}-${n}`;
+        const r =
+          kind === 'stream'
+            ? await call(gw.port, { path: '/stream' })
+            : kind === 'post'
+              ? await call(gw.port, { method: 'POST', path: '/gen', body })
+              : await call(gw.port, { path: '/ping' });
+        const ok =
+          r.status === 200 &&
+          !r.truncated &&
+          (kind === 'stream' ? r.body.endsWith('data: [DONE]\n\n') : kind === 'post' ? r.body === `echo:${body}` : r.body === 'echo:');
+        if (!ok) failures.push({ kind, result: r });
+        if (typeof r.headers['x-replica'] === 'string') seen.add(r.headers['x-replica']);
+        await sleep(5);
+      }
+    };
+    const clients = Array.from({ length: 6 }, (_, w) => client(w));
+
+    await sleep(500);
+    for (let i = 0; i < 3; i++) {
+      const old = replicas[i];
+      const fresh = await startReplica(`new${i}`);
+      // 1. Add the new replica beside the old ones.
+      replicas = [...replicas, fresh];
+      expect((await gw.admin('PUT', '/v1/endpoints/svc/routes', { routes: table() })).status).toBe(200);
+      await eventually(() => fresh.served > 0, 5000);
+      // 2. Mark the old one terminating: no new requests go to it.
+      expect((await gw.admin('PATCH', `/v1/endpoints/svc/routes/${old.id}`, { status: 'terminating' })).status).toBe(200);
+      // 3. Wait for its in-flight requests (streams included) to finish.
+      await eventually(async () => {
+        if (old.inFlight !== 0) return false;
+        const served = old.served;
+        await sleep(200);
+        return old.inFlight === 0 && old.served === served;
+      }, 5000);
+      // 4. Remove it from the table, then stop the process.
+      replicas = replicas.filter((r) => r !== old);
+      expect((await gw.admin('PUT', '/v1/endpoints/svc/routes', { routes: table() })).status).toBe(200);
+      await sleep(100);
+      await old.up.close();
+      await sleep(300);
+    }
+    stop = true;
+    await Promise.all(clients);
+
+    expect(failures.map((f) => `${f.kind}: ${f.result.status} ${f.result.error ?? ''} ${f.result.body.slice(0, 80)}`)).toEqual([]);
+    expect(sent).toBeGreaterThan(100);
+    expect([...seen].sort()).toEqual(['new0', 'new1', 'new2', 'old0', 'old1', 'old2']);
+    // Only the new replicas are left, and they take the traffic.
+    const before = replicas.map((r) => r.served);
+    for (let i = 0; i < 30; i++) expect((await call(gw.port, { path: '/ping' })).status).toBe(200);
+    expect(replicas.reduce((sum, r, i) => sum + r.served - before[i], 0)).toBe(30);
+    for (const r of replicas) await r.up.close();
+  }, 35_000);
+});
