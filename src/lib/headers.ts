@@ -20,12 +20,25 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 /** Connection options that name no header (`Connection: keep-alive, close`). */
 const CONNECTION_OPTIONS: ReadonlySet<string> = new Set(['close', 'keep-alive', 'upgrade', 'te']);
 
+/** True for `keep-alive` or `close` in any letter case (no allocation). */
+function isOneOption(value: string): boolean {
+  const target = value.length === 10 ? 'keep-alive' : value.length === 5 ? 'close' : null;
+  if (target === null) return false;
+  for (let i = 0; i < target.length; i++) {
+    // ASCII lower-casing by OR-ing 0x20 is exact for letters; '-' (0x2d) already has the bit set.
+    if ((value.charCodeAt(i) | 0x20) !== target.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
 /**
  * Header names a `Connection` header lists, which are hop-by-hop too. Returns null when it lists
  * none (the common case), so callers skip the extra filter pass.
  */
 export function connectionListedHeaders(value: string | undefined): Set<string> | null {
   if (value === undefined) return null;
+  // Nearly every message says just `keep-alive` or `close`: answer those without slicing.
+  if (isOneOption(value)) return null;
   let out: Set<string> | null = null;
   let start = 0;
   for (let i = 0; i <= value.length; i++) {
