@@ -70,6 +70,8 @@ export interface RawSendOptions {
   /** Write the payload in these pieces, `delayMs` apart (default: one write). */
   pieces?: (string | Buffer)[];
   delayMs?: number;
+  /** Resolve as soon as this many responses were parsed (default: wait for close or idle). */
+  untilResponses?: number;
 }
 
 /** Sends `payload` on a fresh connection and collects the answer. */
@@ -98,6 +100,10 @@ export function rawSend(port: number, payload: string | Buffer, opts: RawSendOpt
     const hard = setTimeout(() => finish(false), maxMs);
     socket.on('data', (c: Buffer) => {
       chunks.push(c);
+      if (opts.untilResponses !== undefined && parseResponses(Buffer.concat(chunks).toString('latin1')).length >= opts.untilResponses) {
+        finish(false);
+        return;
+      }
       armIdle();
     });
     socket.on('error', () => finish(true));
