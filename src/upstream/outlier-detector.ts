@@ -18,6 +18,10 @@ export class OutlierDetector {
 
   /** Returns true when this failure ejected the route. */
   recordConnectFailure(route: RouteState, now: number): boolean {
+    // Already ejected: these are attempts that were under way when it went out (a burst of
+    // concurrent requests). They must not eject it again, or one outage would double the
+    // ejection once per concurrent request.
+    if (route.ejectedUntil > now) return false;
     route.consecutiveFailures++;
     // A route that was ejected and has not succeeded since goes straight back out, for longer.
     if (route.consecutiveFailures < this.opts.failuresToEject && route.ejections === 0) return false;

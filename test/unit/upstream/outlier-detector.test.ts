@@ -56,3 +56,17 @@ describe('outlier detector', () => {
     expect(r.ejectedUntil).toBe(5001);
   });
 });
+
+describe('outlier detector under concurrency', () => {
+  it('failures of attempts already under way while ejected do not extend or double the ejection', () => {
+    const detector = new OutlierDetector({ failuresToEject: 3, baseMs: 5000, maxMs: 300_000 });
+    const r = route();
+    for (let i = 0; i < 3; i++) detector.recordConnectFailure(r, 0);
+    // 30 concurrent connects that were dispatched before the ejection all fail now.
+    for (let i = 0; i < 30; i++) expect(detector.recordConnectFailure(r, 10)).toBe(false);
+    expect(r.ejectedUntil).toBe(5000);
+    // The first failure after the ejection ends doubles it, once.
+    expect(detector.recordConnectFailure(r, 5000)).toBe(true);
+    expect(r.ejectedUntil).toBe(15_000);
+  });
+});
