@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
@@ -12,9 +13,11 @@ import { tokensRoutes } from './admin/tokens-routes.js';
 import { ServiceController } from './controller/service-controller.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
+import { onWorkerDrain, reportWorkerReady, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
 import { GatewayServer } from './proxy/gateway-server.js';
 import { createStore } from './store/create-store.js';
-import { resolveSecrets } from './store/secrets.js';
+import { IpcStore } from './store/ipc-store.js';
+import { resolveSecrets, type ResolvedSecrets } from './store/secrets.js';
 import type { Store } from './store/store.js';
 
 /**
@@ -57,18 +60,31 @@ function parseServerArgs(argv: string[]): CliArgs {
 export interface RunningGateway {
   settings: Settings;
   store: Store;
-  gateway: GatewayServer;
+  /** This process's data plane; null in a cluster primary (its workers serve). */
+  gateway: GatewayServer | null;
   adminToken: string;
   gatewayPort: number;
   adminPort: number;
   shutdown(signal?: string): Promise<void>;
 }
 
+/** How this process takes part (WORKERS): everything, a cluster primary, or a data-plane worker. */
+export interface StartOptions {
+  role?: 'single' | 'primary' | 'worker';
+  /** Worker: the store client (IpcStore, or its own RedisStore). */
+  store?: Store;
+  /** Worker: the secrets resolved by the primary. */
+  secrets?: ResolvedSecrets;
+  /** Primary: number of data-plane workers to fork. */
+  workers?: number;
+}
+
 /** Starts every component; used by the CLI entry and by tests that run a gateway in-process. */
-export async function startGateway(settings: Settings, logger: Logger): Promise<RunningGateway> {
+export async function startGateway(settings: Settings, logger: Logger, opts: StartOptions = {}): Promise<RunningGateway> {
+  const role = opts.role ?? 'single';
   const metrics = new Metrics();
-  const secrets = await resolveSecrets(settings, logger);
-  const store = createStore(settings, logger);
+  const secrets = opts.secrets ?? (await resolveSecrets(settings, logger));
+  const store = opts.store ?? createStore(settings, logger);
   await store.start();
   metrics.storeUp.set(store.health().up ? 1 : 0);
   // The store logs each up/down transition itself (once per transition, never per request).
@@ -77,22 +93,32 @@ export async function startGateway(settings: Settings, logger: Logger): Promise<
   const auth = await createAuth({ settings, tokenSecret: secrets.tokenSecret, store, logger, metrics });
   await auth.checker.start();
 
-  const trusted = settings.TRUSTED_PROXIES.length > 0 ? CidrList.compile(settings.TRUSTED_PROXIES) : null;
-  // OpenTelemetry is loaded only when a collector is configured: zero cost otherwise.
-  const tracer = settings.OTEL_EXPORTER_OTLP_ENDPOINT
-    ? (await import('./obs/otel.js')).createOtelTracer({ endpoint: settings.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: settings.OTEL_SERVICE_NAME })
-    : undefined;
-  const gateway = new GatewayServer({
-    settings,
-    store,
-    access: auth.checker,
-    metrics,
-    logger,
-    isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
-    tracer,
-  });
-  gateway.start();
-  const gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
+  let gateway: GatewayServer | null = null;
+  let pool: WorkerPool | null = null;
+  let gatewayAddress: { port: number };
+  if (role === 'primary') {
+    // The workers serve the data plane on the shared port; the embedded store is served to them over IPC.
+    pool = new WorkerPool({ count: opts.workers ?? 2, tokenSecret: secrets.tokenSecret, store: store.kind === 'memory' ? store : null, logger });
+    gatewayAddress = { port: await pool.start() };
+  } else {
+    const trusted = settings.TRUSTED_PROXIES.length > 0 ? CidrList.compile(settings.TRUSTED_PROXIES) : null;
+    // OpenTelemetry is loaded only when a collector is configured: zero cost otherwise.
+    const tracer = settings.OTEL_EXPORTER_OTLP_ENDPOINT
+      ? (await import('./obs/otel.js')).createOtelTracer({ endpoint: settings.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: settings.OTEL_SERVICE_NAME })
+      : undefined;
+    gateway = new GatewayServer({
+      settings,
+      store,
+      access: auth.checker,
+      metrics,
+      logger,
+      isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
+      tracer,
+    });
+    gateway.start();
+    gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
+  }
+  if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
 
   const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
   const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
@@ -149,9 +175,9 @@ export async function startGateway(settings: Settings, logger: Logger): Promise<
   let stopping: Promise<void> | null = null;
   const shutdown = (signal?: string) => {
     stopping ??= (async () => {
-      logger.info({ signal, in_flight: gateway.inFlight, grace_ms: settings.DRAIN_GRACE_MS }, 'draining');
+      logger.info({ signal, in_flight: gateway?.inFlight, workers: pool?.size, grace_ms: settings.DRAIN_GRACE_MS }, 'draining');
       const adminClosed = new Promise<void>((resolve) => adminServer.close(() => resolve()));
-      await gateway.drain(settings.DRAIN_GRACE_MS);
+      await (gateway ? gateway.drain(settings.DRAIN_GRACE_MS) : pool!.drain(settings.DRAIN_GRACE_MS));
       await controller?.stop();
       auth.checker.stop();
       (adminServer as { closeAllConnections?: () => void }).closeAllConnections?.();
@@ -163,6 +189,53 @@ export async function startGateway(settings: Settings, logger: Logger): Promise<
   };
 
   return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort: gatewayAddress.port, adminPort, shutdown };
+}
+
+/** A cluster worker's RunningGateway: the data plane alone (no admin API, no controller). */
+function dataPlaneOnly(
+  settings: Settings,
+  logger: Logger,
+  store: Store,
+  secrets: ResolvedSecrets,
+  gateway: GatewayServer,
+  gatewayPort: number,
+  stopAuth: () => void,
+): RunningGateway {
+  let stopping: Promise<void> | null = null;
+  const shutdown = (signal?: string) => {
+    stopping ??= (async () => {
+      logger.info({ signal, in_flight: gateway.inFlight, grace_ms: settings.DRAIN_GRACE_MS }, 'worker draining');
+      await gateway.drain(settings.DRAIN_GRACE_MS);
+      stopAuth();
+      await store.close();
+    })();
+    return stopping;
+  };
+  return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort, adminPort: 0, shutdown };
+}
+
+/** A cluster worker: secrets from the primary, the store over IPC (or its own Redis connections). */
+async function runWorker(settings: Settings, logger: Logger): Promise<void> {
+  const init = await waitForWorkerInit();
+  const store = settings.REDIS_URL ? createStore(settings, logger) : new IpcStore({ channel: process });
+  const running = await startGateway(settings, logger, {
+    role: 'worker',
+    store,
+    secrets: { adminToken: '', tokenSecret: init.tokenSecret, generated: { adminToken: false, tokenSecret: false } },
+  });
+  onWorkerDrain((reason) => {
+    void running.shutdown(reason).then(
+      () => {
+        logger.flush?.();
+        process.exit(0);
+      },
+      (err) => {
+        logger.error({ err }, 'error while draining');
+        process.exit(1);
+      },
+    );
+  });
+  reportWorkerReady(running.gatewayPort);
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -192,9 +265,14 @@ async function main(argv: string[]): Promise<void> {
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (kept running)'));
   process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (kept running)'));
 
+  if (cluster.isWorker) {
+    await runWorker(settings, logger);
+    return;
+  }
+  const workers = workerCount(settings.WORKERS);
   let running: RunningGateway;
   try {
-    running = await startGateway(settings, logger);
+    running = await startGateway(settings, logger, workers > 1 ? { role: 'primary', workers } : {});
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`modelgate: cannot start: ${message}\n`);
