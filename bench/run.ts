@@ -8,7 +8,7 @@
  * (bench/results/quick.md for --quick).
  */
 import { execSync } from 'node:child_process';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -86,6 +86,7 @@ async function main(): Promise<void> {
     return;
   }
   const started = Date.now();
+  const loadStart = loadavg()[0];
   const md: string[] = [];
   const summary: string[][] = [];
   log(`machine: ${machine()}`);
@@ -206,6 +207,7 @@ async function main(): Promise<void> {
     '',
     `- machine: ${machine()}`,
     `- date: ${new Date().toISOString()}, duration ${Math.round((Date.now() - started) / 1000)} s, command \`npm run bench${quick ? ' -- --quick' : ''}\``,
+    `- 1-minute load average: ${loadStart.toFixed(2)} at the start, ${loadavg()[0].toFixed(2)} at the end (other work on the machine shows up here and in the spread of the rounds)`,
     `- every system in its own process, nothing pinned; load generator, upstream and system share the ${cpus().length} cores (ratios are what carry over to other machines, not absolute numbers)`,
     '',
     '## Targets',
