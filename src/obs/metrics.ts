@@ -115,6 +115,31 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /**
+   * Store events lag: time from a route-table write (its `updated_at`) to this instance serving
+   * the new version. Events carry no timestamp, so the table's own write time is the reference;
+   * an update missed by pub/sub and picked up by the periodic resync shows up as a long lag.
+   */
+  readonly storeEventLag = new Histogram({
+    name: 'modelgate_store_event_lag_seconds',
+    help: 'Time from a route-table write to this instance applying it',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
+  /** Where the resync age comes from (set by the data plane; 0 = never resynced). */
+  lastResyncAt: () => number = () => 0;
+
+  readonly storeResyncAge = new Gauge({
+    name: 'modelgate_store_resync_age_seconds',
+    help: 'Seconds since the last full route-table resync that reached the store (-1: none yet)',
+    registers: [this.registry],
+    collect: () => {
+      const at = this.lastResyncAt();
+      this.storeResyncAge.set(at > 0 ? (Date.now() - at) / 1000 : -1);
+    },
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'modelgate_' });
   }

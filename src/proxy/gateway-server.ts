@@ -91,6 +91,14 @@ export class GatewayServer {
       resyncIntervalMs: s.RESYNC_INTERVAL_MS,
     });
     this.endpoints.onUpdate((_name, runtime, previous) => this.#wakeHeld(runtime, previous));
+    // Store events lag: write time of a changed table → applied here (docs/metrics.md).
+    const lag = metrics.storeEventLag;
+    this.endpoints.onUpdate((_name, runtime, previous) => {
+      if (runtime === null || previous === undefined || runtime.table.version <= previous.table.version) return;
+      const at = runtime.table.updated_at === undefined ? NaN : Date.parse(runtime.table.updated_at);
+      if (Number.isFinite(at)) lag.observe(Math.max(0, Date.now() - at) / 1000);
+    });
+    metrics.lastResyncAt = () => this.endpoints.lastResyncOk;
 
     const unroutedRequests = metrics.requests;
     const unroutedDurations = metrics.requestDuration;
