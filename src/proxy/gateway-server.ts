@@ -102,7 +102,6 @@ export class GatewayServer {
 
     const unroutedRequests = metrics.requests;
     const unroutedDurations = metrics.requestDuration;
-    const self = this;
     this.#ctx = {
       addresser: new Addresser(s.APPS_DOMAIN),
       endpoints: this.endpoints,
@@ -125,18 +124,16 @@ export class GatewayServer {
         res.writeHead(200, JSON_HEADERS);
         res.end('{"status":"ok"}');
       },
-      respondReadyz(res) {
-        self.#respondReadyz(res);
-      },
+      respondReadyz: (res) => this.#respondReadyz(res),
       recordUnrouted(status, seconds) {
         const cls = status >= 500 ? '5xx' : status >= 400 ? '4xx' : '2xx';
         unroutedRequests.labels('none', cls).inc();
         unroutedDurations.labels('none', cls).observe(seconds);
       },
-      onRequestFinished() {
-        if (self.#ctx.inFlight === 0 && self.#drainWaiters.length > 0) {
-          const waiters = self.#drainWaiters;
-          self.#drainWaiters = [];
+      onRequestFinished: () => {
+        if (this.#ctx.inFlight === 0 && this.#drainWaiters.length > 0) {
+          const waiters = this.#drainWaiters;
+          this.#drainWaiters = [];
           for (const w of waiters) w();
         }
       },
