@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toHttp } from '../errors/to-http.js';
+import { isSafeRequestId } from '../lib/headers.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 
@@ -42,7 +43,8 @@ export function createAdminApp(opts: AdminAppOptions, mounts: AdminMount[]): Adm
 
   app.use('*', async (c, next) => {
     const given = c.req.header('x-request-id');
-    c.set('requestId', given && given.length <= 128 ? given : randomUUID());
+    // Same rule as the data plane: it is echoed in a header and logged, so visible ASCII only.
+    c.set('requestId', given !== undefined && isSafeRequestId(given) ? given : randomUUID());
     await next();
     c.header('x-request-id', c.get('requestId'));
   });
