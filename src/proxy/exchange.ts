@@ -307,6 +307,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     }
     this.#route = route;
     this.#routeId = route.id;
+    // Counted only when another route was really found to retry on.
+    if (this.#attempt > 0) this.#ctx.metrics.retries.labels(runtime.shared.label).inc();
     route.outstanding++;
     this.#connected = false;
     const opts: Dispatcher.DispatchOptions = {
@@ -482,7 +484,6 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
       else this.#tried2 = route;
       this.#attempt++;
       this.#retryCause = err;
-      ctx.metrics.retries.labels(label).inc();
       this.#dispatch();
       return;
     }
