@@ -250,7 +250,8 @@ async function main(argv: string[]): Promise<void> {
   try {
     args = parseServerArgs(argv);
     if (args.help) {
-      process.stdout.write(USAGE);
+      const { commandSummary } = await import('./cli/run.js');
+      process.stdout.write(`${USAGE}\n${commandSummary()}`);
       return;
     }
     settings = loadSettings({ configFile: args.configFile, ephemeral: args.ephemeral });

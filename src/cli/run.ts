@@ -1,15 +1,23 @@
 import { CliError, UsageError, processIo, type CliCommand, type CliIo } from './cli-io.js';
+import { endpointCommand, routesCommand } from './endpoint-commands.js';
+import { serviceCommand } from './service-commands.js';
 import { tokenCommand } from './token-commands.js';
 
 /**
  * The `modelgate` subcommands. Add a command by appending to COMMANDS (e.g. `endpoint`,
  * `routes`, `service`); each one parses its own arguments and returns an exit code.
  */
-export const COMMANDS: readonly CliCommand[] = [tokenCommand];
+export const COMMANDS: readonly CliCommand[] = [endpointCommand, routesCommand, tokenCommand, serviceCommand];
 
 /** True when `name` (process.argv[2]) is a CLI subcommand rather than a server option. */
 export function isCliCommand(name: string | undefined): boolean {
   return name !== undefined && (name === 'help' || COMMANDS.some((c) => c.name === name));
+}
+
+/** The command list alone, for `modelgate --help`. */
+export function commandSummary(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return ['Commands:', ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`), '', 'Run `modelgate <command> --help` for its options.', ''].join('\n');
 }
 
 function help(): string {
