@@ -67,7 +67,7 @@ describe('security: admin API', () => {
         for (const [method, path] of [['GET', '/v1/endpoints'], ['PUT', '/v1/endpoints/x'], ['POST', '/v1/endpoints/x/tokens'], ['DELETE', '/v1/endpoints/x']]) {
           const res = await fetch(`${gw.adminUrl}${path}`, { method, headers: authorization ? { authorization } : {} });
           expect(res.status, `${method} ${path} ${authorization}`).toBe(401);
-          expect((await res.json()).error.code).toBe('ADM_UNAUTHORIZED');
+          expect(((await res.json()) as { error: { code: string } }).error.code).toBe('ADM_UNAUTHORIZED');
         }
       }
     });
