@@ -6,6 +6,7 @@ import { toHttp } from '../errors/to-http.js';
 import { isSafeRequestId } from '../lib/headers.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
+import { openApiJson } from './openapi.js';
 
 export type AdminEnv = { Variables: { requestId: string } };
 export type AdminApp = Hono<AdminEnv>;
@@ -66,6 +67,8 @@ export function createAdminApp(opts: AdminAppOptions, mounts: AdminMount[]): Adm
     const text = await opts.metrics.registry.metrics();
     return c.body(text, 200, { 'content-type': opts.metrics.registry.contentType });
   });
+
+  app.get('/openapi.json', (c) => c.body(openApiJson(), 200, { 'content-type': 'application/json' }));
 
   app.use('/v1/*', async (c, next) => {
     if (!isAdmin(c.req.header('authorization'))) throw new GatewayError('ADM_UNAUTHORIZED');

@@ -27,7 +27,7 @@ const routeInputSchema = z
 
 const cidrListSchema = z.array(z.string().max(64)).max(1024);
 
-const endpointBodySchema = z
+export const endpointBodySchema = z
   .object({
     public: z.boolean().optional(),
     routes: z.array(routeInputSchema).max(10_000).optional(),
@@ -39,14 +39,14 @@ const endpointBodySchema = z
   })
   .strict();
 
-const routesBodySchema = z
+export const routesBodySchema = z
   .object({
     routes: z.array(routeInputSchema).max(10_000),
     expected_version: z.number().int().min(1).optional(),
   })
   .strict();
 
-const routePatchSchema = z
+export const routePatchSchema = z
   .object({
     weight: z.number().int().min(0).max(1_000_000).optional(),
     status: z.enum(ROUTE_STATUSES).optional(),

@@ -17,7 +17,7 @@ const subSchema = z
   .max(256)
   .regex(/^[\x21\x23-\x5b\x5d-\x7e][\x20\x21\x23-\x5b\x5d-\x7e]*$/, 'printable ASCII, no quotes or backslashes, not starting with a space');
 
-const issueBodySchema = z
+export const issueBodySchema = z
   .object({
     expires_at: z.string().max(64).optional(),
     ttl_seconds: z.number().int('must be a whole number of seconds').positive().optional(),

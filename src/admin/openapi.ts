@@ -1,0 +1,198 @@
+import { z } from 'zod';
+import { createServiceSchema, patchServiceSchema, validateServiceSchema } from '../controller/service-spec.js';
+import { STATUS_BY_CODE } from '../errors/gateway-error.js';
+import { routeTableSchema } from '../routing/route-table.js';
+import { endpointBodySchema, routePatchSchema, routesBodySchema } from './endpoints-routes.js';
+import { issueBodySchema } from './tokens-routes.js';
+
+/**
+ * The admin API as an OpenAPI 3.1 document. Request bodies come from the same zod schemas the
+ * routes validate with (`z.toJSONSchema`, input side); responses from the route-table schema
+ * (output side) and the small response shapes below. Built once, on first request, and served
+ * at GET /openapi.json on the admin listener (no auth). docs/api.md is the prose companion.
+ */
+
+const errorSchema = z
+  .object({
+    error: z
+      .object({
+        code: z.enum(Object.keys(STATUS_BY_CODE) as [string, ...string[]]),
+        message: z.string(),
+        request_id: z.string(),
+        details: z.array(z.object({ field: z.string(), message: z.string() }).strict()).optional(),
+      })
+      .strict(),
+  })
+  .strict();
+
+const endpointSchema = routeTableSchema.extend({ url: z.string() }).strict();
+
+const tokenIssuedSchema = z.object({ token: z.string(), jti: z.string(), expires_at: z.string(), sub: z.string() }).strict();
+
+const tokenListSchema = z
+  .object({
+    tokens: z.array(z.object({ jti: z.string(), sub: z.string(), created_at: z.string(), expires_at: z.string(), revoked: z.boolean() }).strict()),
+  })
+  .strict();
+
+const serviceSchema = z.looseObject({
+  name: z.string(),
+  endpoint_id: z.string(),
+  url: z.string().optional(),
+  status: z.enum(['PROVISIONING', 'HEALTHY', 'DEGRADED', 'UNHEALTHY', 'TERMINATING']),
+  replicas: z.number().int(),
+  healthy_replicas: z.number().int(),
+  public: z.boolean(),
+  model_folder: z.string(),
+  error: z.string().nullable(),
+  routes: z.array(
+    z.looseObject({
+      id: z.string(),
+      status: z.string(),
+      port: z.number().int().nullable(),
+      pid: z.number().int().nullable(),
+      restarts: z.number().int(),
+      last_error: z.string().nullable(),
+    }),
+  ),
+});
+
+const healthSchema = z.looseObject({ status: z.string() });
+
+function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
+  const out = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
+  delete out.$schema;
+  return out;
+}
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const json = (name: string) => ({ content: { 'application/json': { schema: ref(name) } } });
+const errorResponse = (description: string) => ({ description, ...json('Error') });
+
+const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$' } };
+const routeIdParam = { name: 'route_id', in: 'path', required: true, schema: { type: 'string' } };
+const jtiParam = { name: 'jti', in: 'path', required: true, schema: { type: 'string' } };
+
+const COMMON_ERRORS = {
+  '400': errorResponse('ADM_INVALID: a bad field (see error.details)'),
+  '401': errorResponse('ADM_UNAUTHORIZED: missing or wrong admin token'),
+  '413': errorResponse('ADM_BODY_TOO_LARGE'),
+  '500': errorResponse('ADM_INTERNAL'),
+};
+
+function op(summary: string, responses: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+  return { summary, security: [{ adminToken: [] }], ...extra, responses: { ...responses, ...COMMON_ERRORS } };
+}
+
+const body = (name: string, required = true) => ({ requestBody: { required, ...json(name) } });
+
+export function buildOpenApi(): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'modelgate admin API',
+      version: '1',
+      description: 'Route tables, tokens and model services of a modelgate gateway. Errors are {"error":{"code","message","request_id"}}.',
+    },
+    servers: [{ url: '/' }],
+    components: {
+      securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } },
+      schemas: {
+        Error: jsonSchema(errorSchema, 'output'),
+        Endpoint: jsonSchema(endpointSchema, 'output'),
+        EndpointList: { type: 'object', properties: { endpoints: { type: 'array', items: ref('Endpoint') } }, required: ['endpoints'], additionalProperties: false },
+        EndpointBody: jsonSchema(endpointBodySchema, 'input'),
+        RoutesBody: jsonSchema(routesBodySchema, 'input'),
+        RoutePatch: jsonSchema(routePatchSchema, 'input'),
+        TokenRequest: jsonSchema(issueBodySchema, 'input'),
+        TokenIssued: jsonSchema(tokenIssuedSchema, 'output'),
+        TokenList: jsonSchema(tokenListSchema, 'output'),
+        ServiceCreate: jsonSchema(createServiceSchema, 'input'),
+        ServicePatch: jsonSchema(patchServiceSchema, 'input'),
+        ServiceValidate: jsonSchema(validateServiceSchema, 'input'),
+        Service: jsonSchema(serviceSchema, 'output'),
+        ServiceList: { type: 'object', properties: { services: { type: 'array', items: ref('Service') } }, required: ['services'] },
+        Health: jsonSchema(healthSchema, 'output'),
+      },
+    },
+    paths: {
+      '/healthz': { get: { summary: 'Admin listener alive (no auth)', responses: { '200': { description: 'ok', ...json('Health') } } } },
+      '/metrics': { get: { summary: 'Prometheus metrics (no auth)', responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } } } },
+      '/openapi.json': { get: { summary: 'This document (no auth)', responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } } } },
+      '/v1/endpoints': {
+        get: op('List endpoints', { '200': { description: 'every endpoint', ...json('EndpointList') } }),
+      },
+      '/v1/endpoints/{name}': {
+        parameters: [nameParam],
+        get: op('One endpoint', { '200': { description: 'the endpoint', ...json('Endpoint') }, '404': errorResponse('ADM_NOT_FOUND') }),
+        put: op(
+          'Create or replace an endpoint',
+          { '200': { description: 'replaced', ...json('Endpoint') }, '201': { description: 'created', ...json('Endpoint') }, '409': errorResponse('ADM_CONFLICT: expected_version mismatch') },
+          body('EndpointBody', false),
+        ),
+        patch: op(
+          'Change some fields of an endpoint',
+          { '200': { description: 'the new table', ...json('Endpoint') }, '404': errorResponse('ADM_NOT_FOUND'), '409': errorResponse('ADM_CONFLICT') },
+          body('EndpointBody'),
+        ),
+        delete: op('Delete an endpoint; its tokens stop working', { '204': { description: 'deleted' }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/endpoints/{name}/routes': {
+        parameters: [nameParam],
+        put: op(
+          'Replace the route table',
+          { '200': { description: 'the new table', ...json('Endpoint') }, '404': errorResponse('ADM_NOT_FOUND'), '409': errorResponse('ADM_CONFLICT: version mismatch') },
+          body('RoutesBody'),
+        ),
+      },
+      '/v1/endpoints/{name}/routes/{route_id}': {
+        parameters: [nameParam, routeIdParam],
+        patch: op(
+          'Change one route (weight, status, url)',
+          { '200': { description: 'the new table', ...json('Endpoint') }, '404': errorResponse('ADM_NOT_FOUND'), '409': errorResponse('ADM_CONFLICT') },
+          body('RoutePatch'),
+        ),
+      },
+      '/v1/endpoints/{name}/tokens': {
+        parameters: [nameParam],
+        post: op('Issue a token', { '201': { description: 'the token (shown once)', ...json('TokenIssued') }, '404': errorResponse('ADM_NOT_FOUND') }, body('TokenRequest', false)),
+        get: op('List token metadata (never the token strings)', { '200': { description: 'tokens', ...json('TokenList') }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/endpoints/{name}/tokens/{jti}': {
+        parameters: [nameParam, jtiParam],
+        delete: op('Revoke a token everywhere within 1 s', { '204': { description: 'revoked' }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/services': {
+        post: op('Create a model service', { '201': { description: 'created', ...json('Service') }, '409': errorResponse('ADM_CONFLICT: name taken') }, body('ServiceCreate')),
+        get: op('List services', { '200': { description: 'services', ...json('ServiceList') } }),
+      },
+      '/v1/services/validate': {
+        post: op(
+          'Run one replica to healthy or failed; streams NDJSON log lines and a final result',
+          { '200': { description: 'application/x-ndjson stream of {type:"log",line} then {type:"result",…}', content: { 'application/x-ndjson': { schema: { type: 'string' } } } } },
+          body('ServiceValidate'),
+        ),
+      },
+      '/v1/services/{name}': {
+        parameters: [nameParam],
+        get: op('One service with its replicas', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, {
+          parameters: [{ name: 'logs', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 500 } }],
+        }),
+        patch: op('Change replicas/public/env (rolling)', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, body('ServicePatch')),
+        delete: op('Drain and stop a service', { '204': { description: 'stopped' }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/services/{name}/errors/clear': {
+        parameters: [nameParam],
+        post: op('Clear failed routes, re-read the definition and retry', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+    },
+  };
+}
+
+let cached: string | null = null;
+
+/** The document as JSON text, built on first use. */
+export function openApiJson(): string {
+  cached ??= JSON.stringify(buildOpenApi());
+  return cached;
+}
