@@ -65,7 +65,8 @@ export const settingsSchema = z.object({
   REQUEST_BODY_TIMEOUT_MS: positiveMs.default(300_000),
   KEEP_ALIVE_TIMEOUT_MS: positiveMs.default(5_000),
   UPSTREAM_POOL_CONNECTIONS: z.coerce.number().int().min(1).default(128),
-  RETRY_MAX: nonNegativeInt.max(10).default(2),
+  /** Extra tries on other routes after a connect failure; the design allows at most 2 (each try skips the routes already tried). */
+  RETRY_MAX: nonNegativeInt.max(2).default(2),
   EJECT_AFTER_FAILURES: z.coerce.number().int().min(1).default(3),
   EJECT_BASE_MS: positiveMs.default(5_000),
   EJECT_MAX_MS: positiveMs.default(300_000),
