@@ -111,6 +111,9 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
     }
     const sameEndpoint = previous && previous.id === table.id;
     const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.metrics, this.labeler);
+    // Bounded like every endpoint label (METRICS_ENDPOINT_LABEL_CAP): one series per endpoint
+    // for a million endpoints would cost memory on every instance and flood /metrics.
+    if (shared.label !== 'other') this.metrics.routeTableVersion.labels(shared.label).set(table.version);
     return new EndpointRuntime(table, routes, new Candidates(candidates), shared, this.defaults);
   }
 

@@ -159,7 +159,6 @@ export class EndpointCache<T> {
     this.#missing.delete(name);
     this.#entries.set(name, { value });
     this.#opts.metrics?.endpointsCached.set(this.#entries.size);
-    this.#opts.metrics?.routeTableVersion.labels(name).set(table.version);
     this.#notify(name, value, current?.value);
     return value;
   }
