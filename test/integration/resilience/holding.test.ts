@@ -87,6 +87,20 @@ describe('holding while no route is usable', () => {
     for (const r of await Promise.all([...waiting, other])) expect(r.status).toBe(200);
   });
 
+  it("the table's limits.max_held overrides HOLD_QUEUE_MAX; deleting the endpoint answers the held ones with 404", async () => {
+    await gw.admin('PUT', '/v1/endpoints/h7', { public: true, routes: [], limits: { max_held: 1 } });
+    const first = call(gw.port, { host: 'h7.localhost' });
+    await eventually(async () => (await held()) === 1);
+    const second = await call(gw.port, { host: 'h7.localhost' });
+    expect(second.status).toBe(503);
+    expect(errorCode(second)).toBe('GW_OVERLOADED');
+    expect((await gw.admin('DELETE', '/v1/endpoints/h7')).status).toBe(204);
+    const r = await first;
+    expect(r.status).toBe(404);
+    expect(errorCode(r)).toBe('GW_ENDPOINT_NOT_FOUND');
+    expect(await held()).toBe(0);
+  });
+
   it('a client that leaves while held is removed from the queue', async () => {
     await gw.admin('PUT', '/v1/endpoints/h6', { public: true, routes: [] });
     const agents = [0, 1, 2].map(() => new Agent({ keepAlive: false }));
