@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, startTestGateway, type SpawnedGateway, type TestGateway } from '../../support/gateway.js';
@@ -141,5 +142,11 @@ describe('/metrics on the admin port', () => {
     const hits = metricLines(text, 'modelgate_token_cache_total').find((l) => l.includes('result="hit"'));
     expect(Number(hits?.split(' ').pop())).toBeGreaterThanOrEqual(2);
     expect(text).toMatch(/modelgate_in_flight_requests 0/);
+
+    // Every metric the Grafana dashboard queries exists.
+    const dashboard = JSON.parse(readFileSync(new URL('../../../docs/grafana-dashboard.json', import.meta.url), 'utf8'));
+    const used = new Set<string>(JSON.stringify(dashboard).match(/modelgate_[a-z_]+/g) ?? []);
+    expect(used.size).toBeGreaterThan(10);
+    for (const name of used) expect(text, name).toContain(`# TYPE ${name.replace(/_bucket$/, '')} `);
   });
 });
