@@ -31,6 +31,9 @@ export interface GatewayServerOptions {
   tracer?: RequestTracer;
 }
 
+const kOverCap = Symbol('modelgate.overCap');
+type OverCapSocket = Socket & { [kOverCap]?: boolean };
+
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
 
 /** Status and code for the errors node:http's parser raises before a request exists. */
@@ -57,6 +60,7 @@ export class GatewayServer {
   readonly #ctx: ProxyContext;
   readonly #opts: GatewayServerOptions;
   #drainWaiters: (() => void)[] = [];
+  #connections = 0;
 
   constructor(opts: GatewayServerOptions) {
     this.#opts = opts;
@@ -157,7 +161,9 @@ export class GatewayServer {
       },
       (req, res) => this.#handle(req, res),
     );
-    this.server.maxConnections = s.MAX_CONNECTIONS;
+    // Not server.maxConnections: node would drop the socket without a word. Over the cap a
+    // connection gets the design's 503 GW_OVERLOADED and is closed.
+    this.server.prependListener('connection', (socket: Socket) => this.#admitConnection(socket, s.MAX_CONNECTIONS));
     // node keeps at most this many header lines (and silently drops the rest); one more than
     // the limit lets the Exchange see the excess and answer 431 instead.
     this.server.maxHeadersCount = s.MAX_HEADER_COUNT + 1;
@@ -169,7 +175,29 @@ export class GatewayServer {
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
+    if ((req.socket as OverCapSocket)[kOverCap] === true) {
+      res.destroy();
+      return;
+    }
     new Exchange(this.#ctx, req, res).begin();
+  }
+
+  #admitConnection(socket: Socket, max: number): void {
+    if (this.#connections >= max) {
+      (socket as OverCapSocket)[kOverCap] = true;
+      this.#opts.metrics.gatewayErrors.labels('GW_OVERLOADED').inc();
+      const requestId = randomUUID();
+      const http = toHttp(new GatewayError('GW_OVERLOADED', { retryAfterSeconds: 1, detail: 'connection limit' }), requestId);
+      socket.on('error', () => socket.destroy());
+      socket.end(
+        `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nx-request-id: ${requestId}\r\n` +
+          `content-length: ${Buffer.byteLength(http.body)}\r\nconnection: close\r\n\r\n${http.body}`,
+      );
+      socket.destroySoon();
+      return;
+    }
+    this.#connections++;
+    socket.once('close', () => this.#connections--);
   }
 
   #wakeHeld(runtime: EndpointRuntime | null, previous: EndpointRuntime | undefined): void {

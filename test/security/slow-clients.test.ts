@@ -127,8 +127,12 @@ describe('security: slow and idle clients', () => {
       for (let i = 0; i < 20; i++) held.push(await open(capped.port));
       await new Promise((r) => setTimeout(r, 100));
       const over = await open(capped.port);
-      const { ms } = await closedWithin(over, 2000);
+      const { ms, text } = await closedWithin(over, 2000);
       expect(ms).toBeLessThan(1000);
+      // The design's answer for a full connection limit, not a silent close.
+      expect(text).toContain('HTTP/1.1 503');
+      expect(text).toContain('GW_OVERLOADED');
+      expect(text.toLowerCase()).toContain('retry-after: 1');
       for (const s of held.splice(0, 5)) s.destroy();
       await new Promise((r) => setTimeout(r, 100));
       const res = await rawSend(capped.port, rawRequest('GET', '/', ['Host: pub.localhost', 'Connection: close']), { idleMs: 2000 });
