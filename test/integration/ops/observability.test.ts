@@ -35,10 +35,10 @@ describe('access log (spawned gateway, stdout)', () => {
     expect(denied.status).toBe(401);
     await denied.text();
 
-    const access = await eventually(() => {
+    const access = (await eventually(() => {
       const lines = gw.lines.filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l));
       return lines.length >= 2 ? lines : null;
-    });
+    }))!;
     const okLine = access.find((l) => l.request_id === 'req-ok-1');
     expect(okLine).toMatchObject({ level: 'info', method: 'GET', path: '/v1/models', endpoint: 'logged', route: 'r1', status: 200 });
     expect(typeof okLine.bytes).toBe('number');
@@ -111,10 +111,10 @@ describe('/metrics on the admin port', () => {
     }
     // A route-table change for a cached endpoint feeds the store-events lag histogram.
     expect((await gw.admin('PUT', '/v1/endpoints/m1/routes', { routes: [{ id: 'r2', url: up.url }] })).status).toBe(200);
-    const text = await eventually(async () => {
+    const text = (await eventually(async () => {
       const t = await (await fetch(`${gw.adminUrl}/metrics`)).text();
       return /modelgate_store_event_lag_seconds_count [1-9]/.test(t) ? t : null;
-    });
+    }))!;
 
     const endpoints = new Set(
       metricLines(text, 'modelgate_requests_total').map((l) => /endpoint="([^"]*)"/.exec(l)?.[1]).filter((v): v is string => v !== undefined),
