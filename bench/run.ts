@@ -223,6 +223,13 @@ async function main(): Promise<void> {
     ...summary.map((r) => `| ${r.join(' | ')} |`),
     '',
     ...md,
+    '## Performance (section text for the README)',
+    '',
+    `Measured with \`npm run bench\` on ${machine()}, every system in its own process on loopback, ratios taken within one run (full report: [bench/results/latest.md](bench/results/latest.md), method and profile: [docs/performance.md](docs/performance.md)).`,
+    '',
+    '| figure | target | measured | |',
+    '| --- | --- | --- | --- |',
+    ...summary.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n');
   const file = join(ROOT, 'bench/results', quick ? 'quick.md' : 'latest.md');
   writeFileSync(file, out + '\n');
