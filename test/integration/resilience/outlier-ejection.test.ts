@@ -93,7 +93,7 @@ describe('passive outlier ejection', () => {
       await sleep(20);
     }
     expect(secondAt - ejectedAt).toBeGreaterThanOrEqual(EJECT_BASE_MS - 50);
-    expect(secondAt - ejectedAt).toBeLessThan(EJECT_BASE_MS + 600);
+    expect(secondAt - ejectedAt).toBeLessThan(EJECT_BASE_MS + 1500);
     // The second ejection lasts 2 × base: by 4 s after the first there is at most one more.
     expect(await ejections('dbl')).toBeLessThanOrEqual(3);
     // connect failures stay tiny compared to the requests sent: the route was skipped while ejected.
@@ -110,7 +110,7 @@ describe('passive outlier ejection', () => {
       // Well within the ejection time: the ejected only route is still used.
       const t0 = Date.now();
       const r = await call(gw.port, { host: 'panic.localhost' });
-      expect(Date.now() - t0).toBeLessThan(EJECT_BASE_MS / 2);
+      expect(Date.now() - t0).toBeLessThan(EJECT_BASE_MS - 100);
       expect(r.status).toBe(200);
       expect(r.body).toBe('back');
     } finally {
