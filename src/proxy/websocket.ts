@@ -295,8 +295,11 @@ class UpgradeExchange {
     const forwardedFor = this.#xForwardedFor !== undefined && this.#ctx.isTrustedProxy(peer) ? `${this.#xForwardedFor}, ${clientIp}` : clientIp;
     lines.push(`x-forwarded-for: ${forwardedFor}`, 'x-forwarded-proto: http', `x-request-id: ${this.requestId}`);
     if (this.#host !== undefined) lines.push(`x-forwarded-host: ${this.#host}`);
+    // The body of a non-WebSocket upgrade request is piped raw, so its framing header goes along.
     const contentLength = this.#req.headers['content-length'];
-    if (contentLength !== undefined) lines.push(`content-length: ${contentLength}`);
+    const transferEncoding = this.#req.headers['transfer-encoding'];
+    if (transferEncoding !== undefined) lines.push(`transfer-encoding: ${transferEncoding}`);
+    else if (contentLength !== undefined) lines.push(`content-length: ${contentLength}`);
     if (this.#isWebSocket) lines.push('connection: Upgrade', 'upgrade: websocket');
     else lines.push('connection: close');
     upstream.write(`${lines.join('\r\n')}\r\n\r\n`);

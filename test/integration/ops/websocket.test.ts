@@ -1,10 +1,11 @@
 import { once } from 'node:events';
+import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { TokenIssuer } from '../../../src/auth/issuer.js';
 import { startTestGateway, TEST_TOKEN_SECRET, type TestGateway } from '../../support/gateway.js';
-import { eventually, sleep } from '../../support/upstream.js';
+import { eventually, sleep, startUpstream } from '../../support/upstream.js';
 
 interface WsUpstream {
   wss: WebSocketServer;
@@ -170,6 +171,35 @@ describe('WebSocket proxying', () => {
     const started = Date.now();
     expect(await closed).toBe(1006);
     expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+  });
+
+  it('forwards a non-WebSocket Upgrade (h2c) as a plain HTTP/1.1 request', async () => {
+    const plain = await startUpstream();
+    await gw.admin('PUT', '/v1/endpoints/plain', { public: true, routes: [{ id: 'p', url: plain.url }] });
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: gw.port,
+          path: '/e/plain/x?y=1',
+          method: 'POST',
+          headers: { host: 'localhost', connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAAQAAP__', 'content-length': '5' },
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        },
+      );
+      req.on('upgrade', () => reject(new Error('unexpected upgrade')));
+      req.on('error', reject);
+      req.end('hello');
+    });
+    expect(answer.status).toBe(200);
+    expect(JSON.parse(answer.body)).toMatchObject({ method: 'POST', url: '/x?y=1' });
+    expect(plain.received[0].body.toString()).toBe('hello');
+    expect(plain.received[0].headers.upgrade).toBeUndefined();
+    await plain.close();
   });
 
   it('answers 503 with a JSON error when the endpoint has no healthy route', async () => {
