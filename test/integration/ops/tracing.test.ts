@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -100,5 +101,20 @@ describe('OpenTelemetry tracing (OTEL_EXPORTER_OTLP_ENDPOINT set)', () => {
     const span = (await eventually(() => spans.find((s) => s.traceId === '11111111111111111111111111111111'), 15_000, 100))!;
     expect(attr(span, 'error.type')).toBe('GW_ENDPOINT_NOT_FOUND');
     expect(attr(span, 'http.response.status_code')).toBe(404);
+  });
+});
+
+describe('without OTEL_EXPORTER_OTLP_ENDPOINT', () => {
+  function probe(endpoint?: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      execFile(process.execPath, ['--import', 'tsx', 'test/support/otel-probe.ts', ...(endpoint ? [endpoint] : [])], { cwd: process.cwd(), timeout: 30_000 }, (err, stdout) =>
+        err ? reject(err) : resolve(Number(stdout.trim().split('\n').pop())),
+      );
+    });
+  }
+
+  it('loads no OpenTelemetry SDK or exporter module (and does when set)', async () => {
+    expect(await probe()).toBe(0);
+    expect(await probe('http://127.0.0.1:4318')).toBeGreaterThan(10);
   });
 });
