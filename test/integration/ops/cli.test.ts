@@ -122,3 +122,51 @@ describe('modelgate CLI against a running gateway', { timeout: 120_000 }, () => 
     expect(usage.stderr).toMatch(/--model-folder DIR is required/);
   });
 });
+
+describe('modelgate service against a gateway running the controller', { timeout: 120_000 }, () => {
+  let gw: TestGateway;
+  const env = { ADMIN_TOKEN: TEST_ADMIN_TOKEN };
+
+  beforeAll(async () => {
+    gw = await startTestGateway({ CONTROLLER_ENABLED: 'true' });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('service create / ls / get / rm', async () => {
+    const admin = ['--admin-url', gw.adminUrl];
+    const created = await modelgate(['service', 'create', 'web', '--model-folder', 'config/examples/simple-http-server', '--public', ...admin], env);
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^NAME\s+STATUS\s+REPLICAS\s+PUBLIC\s+URL\s+MODEL FOLDER/m);
+    expect(created.stdout).toMatch(/^web\s+PROVISIONING\s+0\/1\s+yes\s+http:\/\/web\.localhost:/m);
+
+    let healthy = false;
+    for (let i = 0; i < 40 && !healthy; i++) {
+      healthy = (await gw.admin('GET', '/v1/services/web')).body.status === 'HEALTHY';
+      if (!healthy) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(healthy).toBe(true);
+
+    const ls = await modelgate(['service', 'ls', ...admin], env);
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toMatch(/^web\s+HEALTHY\s+1\/1\s+yes\s+http:\/\/web\.localhost:/m);
+
+    const get = await modelgate(['service', 'get', 'web', '--json', ...admin], env);
+    expect(get.code).toBe(0);
+    const view = JSON.parse(get.stdout);
+    expect(view).toMatchObject({ name: 'web', status: 'HEALTHY', replicas: 1 });
+    expect(view.routes[0]).toMatchObject({ status: 'healthy' });
+
+    const table = await modelgate(['service', 'get', 'web', ...admin], env);
+    expect(table.stdout).toMatch(/^ROUTE\s+STATUS\s+PORT\s+PID\s+RESTARTS\s+LAST ERROR/m);
+
+    const rm = await modelgate(['service', 'rm', 'web', ...admin], env);
+    expect(rm.code).toBe(0);
+    expect(rm.stdout).toBe('service web stopped and removed\n');
+    const gone = await modelgate(['service', 'get', 'web', ...admin], env);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toMatch(/^modelgate service: ADM_NOT_FOUND/);
+  });
+});
