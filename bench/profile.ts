@@ -22,6 +22,7 @@ interface CpuProfile {
 
 function area(url: string, fn: string): string {
   if (url === '') return fn === '(garbage collector)' ? 'GC' : fn === '(idle)' || fn === '(program)' ? fn : 'native/V8';
+  if (url.includes('internal/modules') || url.includes('cjs-module-lexer') || url.includes('node_modules/tsx') || url.includes('esbuild')) return 'startup';
   if (url.includes('/src/proxy/')) return 'modelgate proxy';
   if (url.includes('/src/auth/')) return 'modelgate auth';
   if (url.includes('/src/')) return 'modelgate other';
@@ -67,13 +68,14 @@ export async function profile(): Promise<void> {
     const n = byId.get(id)!;
     const { functionName, url: u, lineNumber } = n.callFrame;
     total += us;
-    if (functionName === '(idle)') {
+    const a = area(u, functionName);
+    // Idle time and module loading at start-up are not per-request work.
+    if (functionName === '(idle)' || a === 'startup') {
       idle += us;
       continue;
     }
     const key = `${functionName || '(anonymous)'} ${u.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/src\//, 'src/')}:${lineNumber + 1}`;
     fns.set(key, (fns.get(key) ?? 0) + us);
-    const a = area(u, functionName);
     areas.set(a, (areas.get(a) ?? 0) + us);
   }
   const busy = total - idle;
@@ -82,7 +84,7 @@ export async function profile(): Promise<void> {
   const lines = [
     `# CPU profile: ${isPrivate ? 'private' : 'public'} endpoint, access log ${accessLog ? 'on' : 'off'}`,
     '',
-    `${Math.round(s.rps)} req/s during the 10 s sample; process busy ${((busy / total) * 100).toFixed(0)}% of the profile; ≈ ${perReqUs.toFixed(1)} µs of CPU per request.`,
+    `${Math.round(s.rps)} req/s during the 10 s sample; process busy ${((busy / total) * 100).toFixed(0)}% of the profile (start-up module loading excluded); ≈ ${perReqUs.toFixed(1)} µs of CPU per request.`,
     '',
     '| area | share of busy time | µs per request |',
     '| --- | ---: | ---: |',
