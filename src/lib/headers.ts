@@ -52,7 +52,7 @@ export function connectionListedHeaders(value: string | undefined): Set<string> 
 }
 
 /** Removes the listed names from a flat [name, value, ...] header array, in place. */
-export function dropListed(flat: string[], listed: Set<string>): void {
+export function dropListed(flat: string[], listed: ReadonlySet<string>): void {
   let w = 0;
   for (let r = 0; r < flat.length; r += 2) {
     if (listed.has(flat[r].toLowerCase())) continue;

@@ -8,10 +8,14 @@ import { toHttp } from '../errors/to-http.js';
 import { NOOP_SPAN, type RequestSpan } from '../obs/tracing.js';
 import { HOP_BY_HOP, connectionListedHeaders, dropListed, isSafeRequestId } from '../lib/headers.js';
 import type { RouteState } from '../upstream/route-state.js';
-import { AddressKind, hasDotSegment, isValidHostValue, splitAbsoluteForm } from './addressing.js';
+import { AddressKind } from './addressing.js';
 import { BodyLimiter } from './body-limiter.js';
 import type { EndpointRuntime, HeldRequest } from './endpoint-runtime.js';
 import type { ProxyContext } from './proxy-context.js';
+import { RequestHead, closesConnection, readRequestHead, resolveTarget } from './request-head.js';
+
+/** Placeholder until the head is read (a refused request may fail before that). */
+const EMPTY_HEAD = new RequestHead();
 
 const kExchange = Symbol('modelgate.exchange');
 type TaggedResponse = ServerResponse & { [kExchange]?: Exchange };
@@ -46,13 +50,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
   requestId = '';
   #method: string;
   #path = '/';
-  #host: string | undefined;
-  #authorization: string | undefined;
-  #xForwardedFor: string | undefined;
-  #isPreflight = false;
-  #hasBody = false;
-  #contentLength = -1;
-  #headers: string[] = [];
+  #head: RequestHead = EMPTY_HEAD;
   #runtime: EndpointRuntime | null = null;
   #route: RouteState | null = null;
   #routeId: string | undefined;
@@ -95,25 +93,21 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     res[kExchange] = this;
     res.on('close', onResponseClose);
     try {
-      this.#readHeaders();
+      try {
+        this.#head = readRequestHead(this.#req, this.#ctx.maxHeaderCount);
+      } catch (err) {
+        this.#closeConnection = closesConnection(err);
+        throw err;
+      }
+      const head = this.#head;
+      const requestId = head.requestId;
+      this.requestId = requestId !== undefined && isSafeRequestId(requestId) ? requestId : this.#ctx.newRequestId();
       if (this.#method === 'CONNECT' || this.#method === 'TRACE') {
         throw new GatewayError('GW_METHOD_NOT_ALLOWED', { message: `${this.#method} is not proxied` });
       }
-      let target = this.#req.url ?? '/';
-      if (target.charCodeAt(0) !== 47 /* / */) {
-        // RFC 9112 §3.2.2: a server MUST accept absolute-form, and its authority replaces Host.
-        // It routes exactly as a Host header with that authority would; anything else
-        // (asterisk-form, authority-form, userinfo, other schemes) is refused.
-        const absolute = splitAbsoluteForm(target);
-        if (absolute === null) throw this.#refuse('request target must be a path or an absolute http(s) URL', false);
-        this.#host = absolute.authority;
-        target = absolute.path;
-      }
-      const address = this.#ctx.addresser.resolve(this.#host, target);
+      const address = resolveTarget(this.#ctx.addresser, head, this.#req.url ?? '/');
       switch (address.kind) {
         case AddressKind.Endpoint:
-          // A dot segment (literal or %2e) could climb out of a route's base path upstream.
-          if (hasDotSegment(address.path)) throw this.#refuse('dot segments (. or ..) are not allowed in the path', false);
           this.#path = address.path;
           break;
         case AddressKind.Healthz:
@@ -122,12 +116,10 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
         case AddressKind.Readyz:
           this.#ctx.respondReadyz(res);
           return;
-        case AddressKind.BadHost:
-          throw new GatewayError('GW_BAD_REQUEST', { message: 'malformed Host header' });
         default:
           throw new GatewayError('GW_ENDPOINT_NOT_FOUND');
       }
-      this.#span = this.#ctx.tracer.start(this.#method, this.#path, this.#headers);
+      this.#span = this.#ctx.tracer.start(this.#method, this.#path, head.forward);
       const cached = this.#ctx.endpoints.get(address.name);
       if (cached === null) throw new GatewayError('GW_ENDPOINT_NOT_FOUND');
       if (cached !== undefined) {
@@ -147,107 +139,15 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     }
   }
 
-  /** A GW_BAD_REQUEST refusal; `close` also ends the connection (framing could be ambiguous). */
-  #refuse(message: string, close = true): GatewayError {
-    if (close) this.#closeConnection = true;
-    return new GatewayError('GW_BAD_REQUEST', { message });
-  }
-
-  /** One pass over the raw headers: pick what the gateway needs, keep what it forwards. */
-  #readHeaders(): void {
-    const req = this.#req;
-    const raw = req.rawHeaders;
-    const out = this.#headers;
-    // node:http stores at most maxHeadersCount (= MAX_HEADER_COUNT + 1) lines, so one more
-    // than the limit means the client sent too many; refuse rather than forward a truncated set.
-    if (raw.length > this.#ctx.maxHeaderCount * 2) {
-      this.#closeConnection = true;
-      throw new GatewayError('GW_HEADERS_TOO_LARGE', { message: `more than ${this.#ctx.maxHeaderCount} header lines` });
-    }
-    // HTTP/2.0 or 0.9 in a request line: not HTTP/1.x framing, refuse (llhttp lets 2.0 through).
-    if (req.httpVersionMajor !== 1) throw this.#refuse('unsupported HTTP version');
-    let connection: string | undefined;
-    let hostCount = 0;
-    let requestId: string | undefined;
-    let transferEncoding: string | undefined;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i];
-      const value = raw[i + 1];
-      const lower = name.toLowerCase();
-      switch (lower) {
-        case 'host':
-          hostCount++;
-          this.#host = value;
-          continue;
-        case 'authorization':
-          this.#authorization = value;
-          continue;
-        case 'connection':
-          connection = connection === undefined ? value : `${connection}, ${value}`;
-          continue;
-        case 'transfer-encoding':
-          transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
-          continue;
-        case 'content-length':
-          this.#contentLength = Number(value);
-          out.push(name, value);
-          continue;
-        case 'x-request-id':
-          requestId = value;
-          continue;
-        case 'x-forwarded-for':
-          this.#xForwardedFor = this.#xForwardedFor === undefined ? value : `${this.#xForwardedFor}, ${value}`;
-          continue;
-        case 'x-forwarded-proto':
-        case 'x-forwarded-host':
-        case 'x-forwarded-port':
-        case 'forwarded':
-        case 'expect':
-          // Set by the gateway itself (or handled by node:http, for Expect); a client may not pose as them.
-          continue;
-        case 'te':
-          if (value.trim().toLowerCase() === 'trailers') out.push(name, value);
-          continue;
-        case 'access-control-request-method':
-          this.#isPreflight = this.#method === 'OPTIONS';
-          out.push(name, value);
-          continue;
-        case 'x-real-ip':
-          // Another client-address header upstreams commonly trust; only the gateway speaks for the client.
-          continue;
-        default:
-          if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-')) continue;
-          // Every X-Forwarded-* (Prefix, Server, Ssl, Client-Cert, ...) is the gateway's to set, not the client's.
-          if (lower.startsWith('x-forwarded-')) continue;
-          out.push(name, value);
-      }
-    }
-    // RFC 9112 §3.2: 400 for more than one Host, an invalid Host, or an HTTP/1.1 request without one.
-    if (hostCount > 1) throw this.#refuse('more than one Host header');
-    if (hostCount === 0 ? req.httpVersionMinor >= 1 : !isValidHostValue(this.#host!)) throw this.#refuse('missing or malformed Host header');
-    if (transferEncoding !== undefined) {
-      // RFC 9112 §6.1: only `chunked` is understood (llhttp accepts e.g. `gzip, chunked`, whose
-      // coding would be lost when re-framed), and Transfer-Encoding in HTTP/1.0 is faulty framing.
-      if (req.httpVersionMinor === 0) throw this.#refuse('Transfer-Encoding in an HTTP/1.0 request');
-      if (transferEncoding.trim().toLowerCase() !== 'chunked') throw this.#refuse('unsupported Transfer-Encoding (only chunked)');
-    }
-    if (connection !== undefined) {
-      const listed = connectionListedHeaders(connection);
-      if (listed !== null) dropListed(out, listed);
-    }
-    this.requestId = requestId !== undefined && isSafeRequestId(requestId) ? requestId : this.#ctx.newRequestId();
-    this.#hasBody = transferEncoding !== undefined || this.#contentLength > 0;
-  }
-
   #withEndpoint(runtime: EndpointRuntime): void {
     this.#runtime = runtime;
     let check: void | Promise<void>;
     try {
       const access: AccessRequest = {
-        authorization: this.#authorization,
+        authorization: this.#head.authorization,
         remoteAddress: this.#req.socket.remoteAddress ?? '',
-        xForwardedFor: this.#xForwardedFor,
-        isPreflight: this.#isPreflight,
+        xForwardedFor: this.#head.xForwardedFor,
+        isPreflight: this.#head.isPreflight,
       };
       check = this.#ctx.access.check(runtime.table, access);
     } catch (err) {
@@ -271,7 +171,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
       this.fail(new GatewayError('GW_OVERLOADED', { retryAfterSeconds: 1 }));
       return;
     }
-    if (this.#contentLength > ctx.bodyLimitBytes) {
+    const head = this.#head;
+    if (head.contentLength > ctx.bodyLimitBytes) {
       this.fail(new GatewayError('GW_BODY_TOO_LARGE', { message: `request body is over ${ctx.bodyLimitBytes} bytes` }));
       return;
     }
@@ -280,18 +181,18 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     this.#counted = true;
     ctx.metrics.inFlight.inc();
 
-    const headers = this.#headers;
+    const headers = head.forward;
     // Private endpoints keep their token to themselves; public ones pass Authorization through.
-    if (runtime.isPublic && this.#authorization !== undefined) headers.push('authorization', this.#authorization);
+    if (runtime.isPublic && head.authorization !== undefined) headers.push('authorization', head.authorization);
     const peer = this.#req.socket.remoteAddress ?? '';
     const client = peer.startsWith('::ffff:') ? peer.slice(7) : peer;
     const forwardedFor =
-      this.#xForwardedFor !== undefined && ctx.isTrustedProxy(peer) ? `${this.#xForwardedFor}, ${client}` : client;
+      head.xForwardedFor !== undefined && ctx.isTrustedProxy(peer) ? `${head.xForwardedFor}, ${client}` : client;
     headers.push('x-forwarded-for', forwardedFor, 'x-forwarded-proto', 'http', 'x-request-id', this.requestId);
-    if (this.#host) headers.push('x-forwarded-host', this.#host);
+    if (head.host) headers.push('x-forwarded-host', head.host);
 
-    if (this.#hasBody) {
-      this.#body = this.#contentLength >= 0 ? this.#req : this.#req.pipe(new BodyLimiter(ctx.bodyLimitBytes));
+    if (head.hasBody) {
+      this.#body = head.contentLength >= 0 ? this.#req : this.#req.pipe(new BodyLimiter(ctx.bodyLimitBytes));
     }
     this.#dispatch();
   }
@@ -314,7 +215,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     const opts: Dispatcher.DispatchOptions = {
       path: route.basePath === '' ? this.#path : route.basePath + this.#path,
       method: this.#method as Dispatcher.HttpMethod,
-      headers: this.#headers,
+      headers: this.#head.forward,
       body: this.#body,
       headersTimeout: runtime.headersTimeoutMs,
       bodyTimeout: runtime.bodyTimeoutMs,
@@ -534,7 +435,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     headers['x-request-id'] = this.requestId;
     headers['content-length'] = Buffer.byteLength(http.body);
     // An unread request body would have to be drained first to keep the connection; close it instead.
-    if (this.#closeConnection || (this.#hasBody && !this.#req.complete) || this.#ctx.draining) {
+    if (this.#closeConnection || (this.#head.hasBody && !this.#req.complete) || this.#ctx.draining) {
       headers.connection = 'close';
       (this.#req.socket as TaggedSocket)[kRefusedConnection] = true;
     }

@@ -6,11 +6,14 @@ import type { Duplex } from 'node:stream';
 import type { AccessRequest } from '../auth/access.js';
 import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
 import { toHttp } from '../errors/to-http.js';
-import { HOP_BY_HOP, connectionListedHeaders, isSafeRequestId } from '../lib/headers.js';
+import { dropListed, isSafeRequestId } from '../lib/headers.js';
 import type { RouteState } from '../upstream/route-state.js';
 import { AddressKind } from './addressing.js';
 import type { EndpointRuntime } from './endpoint-runtime.js';
 import type { ProxyContext } from './proxy-context.js';
+import { RequestHead, readRequestHead, resolveTarget } from './request-head.js';
+
+const NO_BODY_HEADERS: ReadonlySet<string> = new Set(['content-length', 'te']);
 
 /**
  * WebSocket (and other HTTP/1.1 Upgrade) proxying: node:http hands the raw client socket over in
@@ -90,12 +93,9 @@ class UpgradeExchange {
   readonly #startMs = performance.now();
   requestId = '';
   #isWebSocket = false;
-  #host: string | undefined;
-  #authorization: string | undefined;
-  #xForwardedFor: string | undefined;
+  #requestHead: RequestHead = new RequestHead();
   #path = '/';
   #queryToken: string | undefined;
-  #headers: string[] = [];
   #runtime: EndpointRuntime | null = null;
   #route: RouteState | null = null;
   #tried: RouteState[] = [];
@@ -125,8 +125,7 @@ class UpgradeExchange {
     client.on('close', () => this.#close());
     try {
       this.#readHeaders();
-      const address = this.#ctx.addresser.resolve(this.#host, this.#req.url ?? '/');
-      if (address.kind === AddressKind.BadHost) throw new GatewayError('GW_BAD_REQUEST', { message: 'malformed Host header' });
+      const address = resolveTarget(this.#ctx.addresser, this.#requestHead, this.#req.url ?? '/');
       if (address.kind !== AddressKind.Endpoint) throw new GatewayError('GW_ENDPOINT_NOT_FOUND');
       const { path, token } = extractQueryToken(address.path);
       this.#path = path;
@@ -150,63 +149,12 @@ class UpgradeExchange {
   }
 
   #readHeaders(): void {
-    const raw = this.#req.rawHeaders;
-    const out = this.#headers;
-    let connection: string | undefined;
-    let upgrade: string | undefined;
-    let requestId: string | undefined;
-    let hostCount = 0;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i];
-      const value = raw[i + 1];
-      const lower = name.toLowerCase();
-      switch (lower) {
-        case 'host':
-          hostCount++;
-          this.#host = value;
-          continue;
-        case 'authorization':
-          this.#authorization = value;
-          continue;
-        case 'connection':
-          connection = connection === undefined ? value : `${connection}, ${value}`;
-          continue;
-        case 'upgrade':
-          upgrade = value;
-          continue;
-        case 'x-request-id':
-          requestId = value;
-          continue;
-        case 'x-forwarded-for':
-          this.#xForwardedFor = this.#xForwardedFor === undefined ? value : `${this.#xForwardedFor}, ${value}`;
-          continue;
-        case 'x-forwarded-proto':
-        case 'x-forwarded-host':
-        case 'x-forwarded-port':
-        case 'forwarded':
-        case 'content-length':
-        case 'expect':
-          continue;
-        default:
-          if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-')) continue;
-          out.push(name, value);
-      }
-    }
-    this.requestId = requestId !== undefined && isSafeRequestId(requestId) ? requestId : this.#ctx.newRequestId();
-    if (hostCount > 1) throw new GatewayError('GW_BAD_REQUEST', { message: 'more than one Host header' });
-    if (connection !== undefined) {
-      const listed = connectionListedHeaders(connection);
-      if (listed !== null) {
-        let w = 0;
-        for (let r = 0; r < out.length; r += 2) {
-          if (listed.has(out[r].toLowerCase())) continue;
-          out[w++] = out[r];
-          out[w++] = out[r + 1];
-        }
-        out.length = w;
-      }
-    }
-    this.#isWebSocket = upgrade !== undefined && upgrade.trim().toLowerCase() === 'websocket';
+    const head = readRequestHead(this.#req, this.#ctx.maxHeaderCount);
+    this.requestId = head.requestId !== undefined && isSafeRequestId(head.requestId) ? head.requestId : this.#ctx.newRequestId();
+    // An upgrade carries no body of its own: whatever follows the head belongs to the tunnel.
+    dropListed(head.forward, NO_BODY_HEADERS);
+    this.#requestHead = head;
+    this.#isWebSocket = head.upgrade !== undefined && head.upgrade.trim().toLowerCase() === 'websocket';
     if (this.#isWebSocket && this.#req.method !== 'GET') throw new GatewayError('GW_BAD_REQUEST', { message: 'a WebSocket upgrade must be a GET' });
   }
 
@@ -216,9 +164,9 @@ class UpgradeExchange {
     let check: void | Promise<void>;
     try {
       const access: AccessRequest = {
-        authorization: this.#authorization,
+        authorization: this.#requestHead.authorization,
         remoteAddress: this.#req.socket.remoteAddress ?? '',
-        xForwardedFor: this.#xForwardedFor,
+        xForwardedFor: this.#requestHead.xForwardedFor,
         isPreflight: false,
         queryToken: this.#isWebSocket ? this.#queryToken : undefined,
       };
@@ -286,15 +234,16 @@ class UpgradeExchange {
   #sendRequest(url: URL, upstream: Socket): void {
     const runtime = this.#runtime!;
     const route = this.#route!;
-    const headers = this.#headers;
+    const head = this.#requestHead;
+    const headers = head.forward;
     const lines: string[] = [`${this.#req.method} ${route.basePath === '' ? this.#path : route.basePath + this.#path} HTTP/1.1`, `host: ${url.host}`];
     for (let i = 0; i < headers.length; i += 2) lines.push(`${headers[i]}: ${headers[i + 1]}`);
-    if (runtime.isPublic && this.#authorization !== undefined) lines.push(`authorization: ${this.#authorization}`);
+    if (runtime.isPublic && head.authorization !== undefined) lines.push(`authorization: ${head.authorization}`);
     const peer = this.#req.socket.remoteAddress ?? '';
     const clientIp = peer.startsWith('::ffff:') ? peer.slice(7) : peer;
-    const forwardedFor = this.#xForwardedFor !== undefined && this.#ctx.isTrustedProxy(peer) ? `${this.#xForwardedFor}, ${clientIp}` : clientIp;
+    const forwardedFor = head.xForwardedFor !== undefined && this.#ctx.isTrustedProxy(peer) ? `${head.xForwardedFor}, ${clientIp}` : clientIp;
     lines.push(`x-forwarded-for: ${forwardedFor}`, 'x-forwarded-proto: http', `x-request-id: ${this.requestId}`);
-    if (this.#host !== undefined) lines.push(`x-forwarded-host: ${this.#host}`);
+    if (head.host !== undefined) lines.push(`x-forwarded-host: ${head.host}`);
     // The body of a non-WebSocket upgrade request is piped raw, so its framing header goes along.
     const contentLength = this.#req.headers['content-length'];
     const transferEncoding = this.#req.headers['transfer-encoding'];

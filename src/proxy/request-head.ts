@@ -1,0 +1,143 @@
+import type { IncomingMessage } from 'node:http';
+import { GatewayError } from '../errors/gateway-error.js';
+import { HOP_BY_HOP, connectionListedHeaders, dropListed } from '../lib/headers.js';
+import { AddressKind, hasDotSegment, isValidHostValue, splitAbsoluteForm, type Address, type Addresser } from './addressing.js';
+
+/**
+ * The request head as the gateway sees it, read in one pass over node's raw headers: the few
+ * values the gateway acts on, and the headers it forwards (hop-by-hop headers, the
+ * client-address headers only the gateway may set, and Authorization removed). Shared by the
+ * HTTP exchange and the WebSocket upgrade path so both apply the same hardening.
+ */
+export class RequestHead {
+  host: string | undefined;
+  authorization: string | undefined;
+  xForwardedFor: string | undefined;
+  /** Raw X-Request-Id from the client (validated by the caller). */
+  requestId: string | undefined;
+  transferEncoding: string | undefined;
+  upgrade: string | undefined;
+  contentLength = -1;
+  isPreflight = false;
+  /** Flat [name, value, ...] list to forward. */
+  readonly forward: string[] = [];
+
+  get hasBody(): boolean {
+    return this.transferEncoding !== undefined || this.contentLength > 0;
+  }
+}
+
+/** Thrown for a head that must be refused and its connection closed (framing may be ambiguous). */
+export function headRefusal(message: string): GatewayError {
+  return new GatewayError('GW_BAD_REQUEST', { message, detail: 'close-connection' });
+}
+
+export function closesConnection(err: unknown): boolean {
+  return err instanceof GatewayError && (err.detail === 'close-connection' || err.code === 'GW_HEADERS_TOO_LARGE');
+}
+
+/**
+ * Reads and checks the head. Throws a GatewayError (see `closesConnection`) for what RFC 9112
+ * says to refuse: too many header lines, a version other than 1.x, missing/duplicate/invalid
+ * Host, a Transfer-Encoding other than `chunked` or one in HTTP/1.0.
+ */
+export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): RequestHead {
+  const raw = req.rawHeaders;
+  // node:http stores at most maxHeadersCount (= maxHeaderCount + 1) lines, so one more than the
+  // limit means the client sent too many; refuse rather than forward a truncated set.
+  if (raw.length > maxHeaderCount * 2) {
+    throw new GatewayError('GW_HEADERS_TOO_LARGE', { message: `more than ${maxHeaderCount} header lines` });
+  }
+  // HTTP/2.0 or 0.9 in a request line: not HTTP/1.x framing (llhttp lets 2.0 through).
+  if (req.httpVersionMajor !== 1) throw headRefusal('unsupported HTTP version');
+  const head = new RequestHead();
+  const out = head.forward;
+  const isOptions = req.method === 'OPTIONS';
+  let connection: string | undefined;
+  let hostCount = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    const value = raw[i + 1];
+    const lower = name.toLowerCase();
+    switch (lower) {
+      case 'host':
+        hostCount++;
+        head.host = value;
+        continue;
+      case 'authorization':
+        head.authorization = value;
+        continue;
+      case 'connection':
+        connection = connection === undefined ? value : `${connection}, ${value}`;
+        continue;
+      case 'transfer-encoding':
+        head.transferEncoding = head.transferEncoding === undefined ? value : `${head.transferEncoding}, ${value}`;
+        continue;
+      case 'upgrade':
+        head.upgrade = value;
+        continue;
+      case 'content-length':
+        head.contentLength = Number(value);
+        out.push(name, value);
+        continue;
+      case 'x-request-id':
+        head.requestId = value;
+        continue;
+      case 'x-forwarded-for':
+        head.xForwardedFor = head.xForwardedFor === undefined ? value : `${head.xForwardedFor}, ${value}`;
+        continue;
+      case 'forwarded':
+      case 'x-real-ip':
+      case 'expect':
+        // Client-address headers are the gateway's to set; Expect is answered by node:http itself.
+        continue;
+      case 'te':
+        if (value.trim().toLowerCase() === 'trailers') out.push(name, value);
+        continue;
+      case 'access-control-request-method':
+        head.isPreflight = isOptions;
+        out.push(name, value);
+        continue;
+      default:
+        if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-')) continue;
+        // Every X-Forwarded-* (Host, Proto, Prefix, Ssl, ...) is the gateway's to set, not the client's.
+        if (lower.startsWith('x-forwarded-')) continue;
+        out.push(name, value);
+    }
+  }
+  // RFC 9112 §3.2: 400 for more than one Host, an invalid Host, or an HTTP/1.1 request without one.
+  if (hostCount > 1) throw headRefusal('more than one Host header');
+  if (hostCount === 0 ? req.httpVersionMinor >= 1 : !isValidHostValue(head.host!)) throw headRefusal('missing or malformed Host header');
+  if (head.transferEncoding !== undefined) {
+    // RFC 9112 §6.1: only `chunked` is understood (llhttp accepts e.g. `gzip, chunked`, whose
+    // coding would be lost when re-framed), and Transfer-Encoding in HTTP/1.0 is faulty framing.
+    if (req.httpVersionMinor === 0) throw headRefusal('Transfer-Encoding in an HTTP/1.0 request');
+    if (head.transferEncoding.trim().toLowerCase() !== 'chunked') throw headRefusal('unsupported Transfer-Encoding (only chunked)');
+  }
+  if (connection !== undefined) {
+    const listed = connectionListedHeaders(connection);
+    if (listed !== null) dropListed(out, listed);
+  }
+  return head;
+}
+
+/**
+ * Maps the request target to an endpoint address. RFC 9112 §3.2.2: a server must accept
+ * absolute-form, whose authority replaces Host; anything else not starting with `/` is refused,
+ * and so is a dot segment in an endpoint path (it could climb out of a route's base path).
+ */
+export function resolveTarget(addresser: Addresser, head: RequestHead, url: string): Address {
+  let target = url;
+  if (target.charCodeAt(0) !== 47 /* / */) {
+    const absolute = splitAbsoluteForm(target);
+    if (absolute === null) throw new GatewayError('GW_BAD_REQUEST', { message: 'request target must be a path or an absolute http(s) URL' });
+    head.host = absolute.authority;
+    target = absolute.path;
+  }
+  const address = addresser.resolve(head.host, target);
+  if (address.kind === AddressKind.Endpoint && hasDotSegment(address.path)) {
+    throw new GatewayError('GW_BAD_REQUEST', { message: 'dot segments (. or ..) are not allowed in the path' });
+  }
+  if (address.kind === AddressKind.BadHost) throw new GatewayError('GW_BAD_REQUEST', { message: 'malformed Host header' });
+  return address;
+}
