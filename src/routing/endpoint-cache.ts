@@ -138,7 +138,19 @@ export class EndpointCache<T> {
       this.#opts.metrics?.endpointsCached.set(this.#entries.size);
       return null;
     }
-    const parsed = parseStoredRouteTable(raw);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(raw);
+    } catch {
+      doc = raw; // parseStoredRouteTable reports the syntax error below
+    }
+    if (current && typeof doc === 'object' && doc !== null) {
+      // Resync re-reads every hot table; an unchanged one (same id, same version) skips validation.
+      const prev = this.#opts.compiler.tableOf(current.value);
+      const stored = doc as { id?: unknown; version?: unknown };
+      if (stored.id === prev.id && stored.version === prev.version) return current.value;
+    }
+    const parsed = parseStoredRouteTable(doc);
     if (!parsed.ok) {
       this.#opts.metrics?.invalidTables.inc();
       this.#opts.logger.warn({ endpoint: name, problem: parsed.error }, 'ignoring invalid route table; keeping the last good one');

@@ -1,0 +1,59 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startTestGateway, type TestGateway } from '../../support/gateway.js';
+import { eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+
+/** A control plane writing Redis directly can make mistakes; the gateway must not follow them. */
+describe('route tables written directly into Redis', () => {
+  const prefix = `tinv-${randomBytes(4).toString('hex')}:`;
+  let gw: TestGateway;
+  let up: TestUpstream;
+  let up2: TestUpstream;
+  let redis: Redis;
+
+  beforeAll(async () => {
+    redis = new Redis(inject('redisUrl'));
+    gw = await startTestGateway({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: prefix, RESYNC_INTERVAL_MS: '200' });
+    up = await startUpstream(undefined, { name: 'good' });
+    up2 = await startUpstream(undefined, { name: 'external' });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    await up?.close();
+    await up2?.close();
+    redis?.disconnect();
+  });
+
+  const who = async (name: string) => {
+    const res = await fetch(`${gw.url}/e/${name}/`);
+    return res.status === 200 ? (((await res.json()) as any).upstream as string) : res.status;
+  };
+
+  it('serves a valid table written and announced by another control plane', async () => {
+    const table = { id: '9b0f5b2e-8a51-4a4e-9a55-0d7f3f1f2a10', name: 'ext', public: true, version: 1, routes: [{ id: 'x', url: up2.url, weight: 1, status: 'healthy' }] };
+    await redis.set(`${prefix}endpoint:ext`, JSON.stringify(table));
+    await redis.sadd(`${prefix}endpoints`, 'ext');
+    await redis.publish(`${prefix}events`, JSON.stringify({ kind: 'endpoint', name: 'ext', version: 1 }));
+    await eventually(async () => (await who('ext')) === 'external', 2000);
+  });
+
+  it.each([
+    ['not JSON', '{"id": nope'],
+    ['a route URL that is not http(s)', (t: any) => ({ ...t, version: t.version + 1, routes: [{ id: 'r', url: 'file:///etc/passwd' }] })],
+    ['a missing id', (t: any) => ({ ...t, id: undefined, version: t.version + 1 })],
+    ['another endpoint name', (t: any) => ({ ...t, name: 'other', version: t.version + 1 })],
+    ['a wrong type', (t: any) => ({ ...t, public: 'yes', version: t.version + 1 })],
+  ])('ignores a table with %s and keeps serving the last good one', async (_what, bad) => {
+    const name = `inv${randomBytes(3).toString('hex')}`;
+    const created = await gw.admin('PUT', `/v1/endpoints/${name}`, { public: true, routes: [{ id: 'g', url: up.url }] });
+    expect(await who(name)).toBe('good');
+    const value = typeof bad === 'string' ? bad : JSON.stringify(bad(created.body));
+    await redis.set(`${prefix}endpoint:${name}`, value);
+    await redis.publish(`${prefix}events`, JSON.stringify({ kind: 'endpoint', name, version: created.body.version + 1 }));
+    await sleep(600); // the event and at least two resyncs have run
+    expect(await who(name)).toBe('good');
+    const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/modelgate_invalid_route_tables_total [1-9]/);
+  });
+});
