@@ -75,8 +75,11 @@ describe('services API through a running gateway', () => {
     const res = await gw.admin('PATCH', '/v1/services/web', { resources: { cpu: 0.5, memory: '256m' } });
     expect(res.status).toBe(200);
     expect(res.body.resources).toEqual({ cpu: 0.5, memory: '256m', memory_bytes: 256 * 1024 * 1024 });
-    const view = await serviceHealthy('web');
-    expect(view.routes.every((r: { generation: number }) => r.generation === 2)).toBe(true);
+    // The change rolls the replicas: wait until every route runs the new generation.
+    const view = await waitFor(async () => {
+      const v = await serviceHealthy('web');
+      return v.routes.length > 0 && v.routes.every((r: { generation: number }) => r.generation === 2) ? v : null;
+    }, 'web rolled to generation 2', 30_000);
     expect(typeof view.resources_enforced.memory).toBe('boolean');
   });
 
