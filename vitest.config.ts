@@ -7,6 +7,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // Integration tests run real processes and sockets on a 2-core machine; one retry absorbs
+    // scheduling hiccups, while a real failure still fails twice and is reported.
+    retry: 1,
     reporters: ['default'],
   },
 });
