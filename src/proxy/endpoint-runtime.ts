@@ -13,34 +13,89 @@ export interface HeldRequest {
 }
 
 const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
+const NO_ROUTES: RouteTable['routes'] = Object.freeze([]) as unknown as RouteTable['routes'];
+
+function indexByKey(routes: RouteState[]): Map<string, RouteState> {
+  const map = new Map<string, RouteState>();
+  for (const state of routes) map.set(state.key, state);
+  return map;
+}
+
+type RequestCounter = ReturnType<Counter<'endpoint' | 'status_class'>['labels']>;
+type DurationHistogram = ReturnType<Histogram<'endpoint' | 'status_class'>['labels']>;
+
+/**
+ * prom-client label children for one endpoint label, created once per status class. Shared by
+ * every endpoint with that label: past the label cap thousands of endpoints fold into `other`,
+ * and they must not each carry their own copy.
+ */
+class LabelChildren {
+  readonly #requests: RequestCounter[] = [];
+  readonly #durations: DurationHistogram[] = [];
+  constructor(
+    private readonly label: string,
+    private readonly metrics: Metrics,
+  ) {}
+
+  record(status: number, seconds: number): void {
+    const i = Math.min(5, (status / 100) | 0);
+    let counter = this.#requests[i];
+    if (counter === undefined) {
+      counter = this.metrics.requests.labels(this.label, STATUS_CLASSES[i]);
+      this.#requests[i] = counter;
+      this.#durations[i] = this.metrics.requestDuration.labels(this.label, STATUS_CLASSES[i]);
+    }
+    counter.inc();
+    this.#durations[i].observe(seconds);
+  }
+}
+
+/** One LabelChildren per distinct endpoint label (bounded by the labeler's cap). */
+export class EndpointMetricsRegistry {
+  readonly #byLabel = new Map<string, LabelChildren>();
+  constructor(
+    readonly metrics: Metrics,
+    private readonly labeler: EndpointLabeler,
+  ) {}
+
+  forEndpoint(name: string): { label: string; children: LabelChildren } {
+    const label = this.labeler.label(name);
+    let children = this.#byLabel.get(label);
+    if (children === undefined) {
+      children = new LabelChildren(label, this.metrics);
+      this.#byLabel.set(label, children);
+    }
+    return { label, children };
+  }
+}
 
 /** Per-endpoint state that outlives route-table versions on this instance. */
 export class EndpointShared {
   inFlight = 0;
-  readonly held: HeldRequest[] = [];
   readonly label: string;
-  readonly #requests: Counter<'endpoint' | 'status_class'>;
-  readonly #durations: Histogram<'endpoint' | 'status_class'>;
-  readonly #requestChildren: ReturnType<Counter<'endpoint' | 'status_class'>['labels']>[] = [];
-  readonly #durationChildren: ReturnType<Histogram<'endpoint' | 'status_class'>['labels']>[] = [];
+  readonly #children: LabelChildren;
+  // Allocated on first use: most endpoints never hold a request, and a million-endpoint
+  // snapshot should not carry a million empty arrays.
+  #held: HeldRequest[] | null = null;
 
-  constructor(name: string, metrics: Metrics, labeler: EndpointLabeler) {
-    this.label = labeler.label(name);
-    this.#requests = metrics.requests;
-    this.#durations = metrics.requestDuration;
+  constructor(name: string, registry: EndpointMetricsRegistry) {
+    const { label, children } = registry.forEndpoint(name);
+    this.label = label;
+    this.#children = children;
   }
 
-  /** Counts a finished request; label children are created once per class. */
+  /** The hold queue (FIFO). */
+  get held(): HeldRequest[] {
+    return (this.#held ??= []);
+  }
+
+  get heldCount(): number {
+    return this.#held === null ? 0 : this.#held.length;
+  }
+
+  /** Counts a finished request. */
   record(status: number, seconds: number): void {
-    const i = Math.min(5, (status / 100) | 0);
-    let counter = this.#requestChildren[i];
-    if (counter === undefined) {
-      counter = this.#requests.labels(this.label, STATUS_CLASSES[i]);
-      this.#requestChildren[i] = counter;
-      this.#durationChildren[i] = this.#durations.labels(this.label, STATUS_CLASSES[i]);
-    }
-    counter.inc();
-    this.#durationChildren[i].observe(seconds);
+    this.#children.record(status, seconds);
   }
 }
 
@@ -65,7 +120,8 @@ export class EndpointRuntime {
 
   constructor(
     readonly table: RouteTable,
-    readonly routes: Map<string, RouteState>,
+    /** Every route of the table (any status), in table order. */
+    readonly routes: RouteState[],
     readonly candidates: Candidates,
     readonly shared: EndpointShared,
     defaults: RuntimeDefaults,
@@ -83,42 +139,50 @@ export class EndpointRuntime {
 
 /** Builds runtimes from tables, carrying route state and pools over from the previous version. */
 export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime> {
+  private readonly registry: EndpointMetricsRegistry;
+
   constructor(
     private readonly pools: PoolRegistry,
     private readonly defaults: RuntimeDefaults,
-    private readonly metrics: Metrics,
-    private readonly labeler: EndpointLabeler,
-  ) {}
+    metrics: Metrics,
+    labeler: EndpointLabeler,
+  ) {
+    this.registry = new EndpointMetricsRegistry(metrics, labeler);
+  }
 
   compile(table: RouteTable, previous: EndpointRuntime | undefined): EndpointRuntime {
     const connectMs = table.timeouts?.connect_ms ?? this.defaults.connectTimeoutMs;
-    const routes = new Map<string, RouteState>();
+    const previousByKey = previous ? indexByKey(previous.routes) : null;
+    const routes: RouteState[] = [];
     const candidates: RouteState[] = [];
     for (const route of table.routes) {
       const key = `${RouteState.key(route)}\u0000${connectMs}`;
-      let state = previous?.routes.get(key);
+      let state = previousByKey?.get(key);
       if (state) {
+        previousByKey!.delete(key);
         state.weight = route.weight;
         state.status = route.status;
       } else {
-        state = new RouteState(route, this.pools.acquire(new URL(route.url).origin, connectMs));
+        state = new RouteState(route, (origin) => this.pools.acquire(origin, connectMs), key);
       }
-      routes.set(key, state);
+      routes.push(state);
       if (route.status === 'healthy' && route.weight > 0) candidates.push(state);
     }
-    if (previous) {
-      for (const [key, state] of previous.routes) if (!routes.has(key)) this.pools.release(state.pool);
-    }
+    // Routes the new table dropped: their pool reference goes (in-flight requests finish).
+    if (previousByKey) for (const state of previousByKey.values()) this.pools.release(state.pool);
     const sameEndpoint = previous && previous.id === table.id;
-    const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.metrics, this.labeler);
+    const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.registry);
     // Bounded like every endpoint label (METRICS_ENDPOINT_LABEL_CAP): one series per endpoint
     // for a million endpoints would cost memory on every instance and flood /metrics.
-    if (shared.label !== 'other') this.metrics.routeTableVersion.labels(shared.label).set(table.version);
-    return new EndpointRuntime(table, routes, new Candidates(candidates), shared, this.defaults);
+    if (shared.label !== 'other') this.registry.metrics.routeTableVersion.labels(shared.label).set(table.version);
+    // The snapshot keeps what the data plane reads; the route list lives on in `routes`.
+    const { routes: _routes, created_at: _created, ...kept } = table;
+    const slim: RouteTable = { ...kept, routes: NO_ROUTES };
+    return new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.defaults);
   }
 
   dispose(runtime: EndpointRuntime): void {
-    for (const state of runtime.routes.values()) this.pools.release(state.pool);
+    for (const state of runtime.routes) this.pools.release(state.pool);
   }
 
   tableOf(runtime: EndpointRuntime): RouteTable {

@@ -201,8 +201,9 @@ export class GatewayServer {
   }
 
   #wakeHeld(runtime: EndpointRuntime | null, previous: EndpointRuntime | undefined): void {
-    const held = (runtime ?? previous)?.shared.held;
-    if (!held || held.length === 0) return;
+    const shared = (runtime ?? previous)?.shared;
+    if (!shared || shared.heldCount === 0) return;
+    const held = shared.held;
     if (runtime !== null && runtime.candidates.size === 0) return;
     const waiting = held.splice(0, held.length);
     for (const w of waiting) w.wake(runtime);

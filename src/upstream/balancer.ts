@@ -6,22 +6,29 @@ import type { RouteState } from './route-state.js';
  */
 export class Candidates {
   readonly routes: RouteState[];
-  readonly cumulative: Float64Array;
+  /** Running weight sums for the weighted draw; null when every weight is equal (the common case). */
+  readonly cumulative: Float64Array | null;
   readonly totalWeight: number;
   readonly uniform: boolean;
 
   constructor(routes: RouteState[]) {
     this.routes = routes;
-    this.cumulative = new Float64Array(routes.length);
     let total = 0;
     let uniform = true;
     for (let i = 0; i < routes.length; i++) {
       total += routes[i].weight;
-      this.cumulative[i] = total;
       if (routes[i].weight !== routes[0].weight) uniform = false;
     }
     this.totalWeight = total;
     this.uniform = uniform;
+    if (uniform) {
+      this.cumulative = null;
+    } else {
+      const cumulative = new Float64Array(routes.length);
+      let sum = 0;
+      for (let i = 0; i < routes.length; i++) cumulative[i] = sum += routes[i].weight;
+      this.cumulative = cumulative;
+    }
   }
 
   get size(): number {
@@ -31,13 +38,14 @@ export class Candidates {
   /** A weighted random index. */
   draw(): number {
     const n = this.routes.length;
-    if (this.uniform) return (Math.random() * n) | 0;
+    const cumulative = this.cumulative;
+    if (cumulative === null) return (Math.random() * n) | 0;
     const r = Math.random() * this.totalWeight;
     let lo = 0;
     let hi = n - 1;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.cumulative[mid] > r) hi = mid;
+      if (cumulative[mid] > r) hi = mid;
       else lo = mid + 1;
     }
     return lo;

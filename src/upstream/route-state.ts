@@ -9,7 +9,8 @@ import type { Route } from '../routing/route-table.js';
 export class RouteState {
   readonly id: string;
   readonly url: string;
-  readonly origin: string;
+  /** Identity across table versions (id, URL, connect timeout); see EndpointRuntimeCompiler. */
+  readonly key: string;
   /** Path prefix of the route URL without a trailing slash ('' for none). */
   readonly basePath: string;
   readonly pool: Pool;
@@ -24,13 +25,14 @@ export class RouteState {
   /** Smooth weighted round-robin state. */
   currentWeight = 0;
 
-  constructor(route: Route, pool: Pool) {
+  /** `pool` is the route's pool, or a function that acquires one for the route's origin. */
+  constructor(route: Route, pool: Pool | ((origin: string) => Pool), key = RouteState.key(route)) {
     const url = new URL(route.url);
     this.id = route.id;
     this.url = route.url;
-    this.origin = url.origin;
+    this.key = key;
     this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/+$/, '');
-    this.pool = pool;
+    this.pool = typeof pool === 'function' ? pool(url.origin) : pool;
     this.weight = route.weight;
     this.status = route.status;
   }
