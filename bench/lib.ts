@@ -2,8 +2,8 @@
  * Benchmark plumbing: child processes (each system in its own), free ports, a fixed-rate
  * latency probe with microsecond resolution (autocannon records whole milliseconds), stats.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -85,8 +85,14 @@ export interface Gateway extends Proc {
   admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
 }
 
+/** Compiles src/ into dist/ so the gateway is measured as `npm start` runs it. */
+export function buildGateway(): void {
+  const result = spawnSync('npm', ['run', '-s', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  if (result.status !== 0) throw new Error('npm run build failed');
+}
+
 /**
- * Runs modelgate (src/main.ts) in its own process. Its stdout goes to a file (the access log
+ * Runs modelgate (dist/main.js, built by buildGateway) in its own process. Its stdout goes to a file (the access log
  * costs the gateway what it costs in production, not the bench's CPU); the start line is read from it.
  */
 export async function spawnGateway(env: Record<string, string>, nodeArgs: string[] = []): Promise<Gateway> {
@@ -94,7 +100,10 @@ export async function spawnGateway(env: Record<string, string>, nodeArgs: string
   const adminPort = await freePort();
   const logFile = join(TMP, `gateway-${port}.log`);
   const fd = openSync(logFile, 'w');
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'src/main.ts')], {
+  // The compiled build, as `npm start` runs it (bench/run.ts builds first): tsx would add its
+  // own memory and start-up cost to what is measured.
+  const entry = existsSync(join(ROOT, 'dist/main.js')) ? [join(ROOT, 'dist/main.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
+  const child = spawn(process.execPath, [...nodeArgs, ...entry], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH,

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { TokenIssuer } from '../src/auth/issuer.js';
 import { startRedis } from '../test/support/redis-server.js';
-import { fixedRate, killAll, median, ROOT, spawnGateway, spawnScript, TOKEN_SECRET, type Gateway } from './lib.js';
+import { buildGateway, fixedRate, killAll, median, ROOT, spawnGateway, spawnScript, TOKEN_SECRET, type Gateway } from './lib.js';
 import { closedLoop, type Sample, type Target } from './load.js';
 import { measurePropagation } from './propagation.js';
 import { measureScale, writeEndpoints, type ScaleRow } from './scale.js';
@@ -83,6 +83,7 @@ function machine(): string {
 }
 
 async function main(): Promise<void> {
+  buildGateway();
   if (process.argv.includes('--profile')) {
     await profile();
     return;
