@@ -1,6 +1,7 @@
 /**
  * `npm run bench` (about 8 minutes) / `npm run bench -- --quick` (under 2 minutes) /
- * `npm run bench -- --profile` (a CPU profile of the public endpoint under load, summarised).
+ * `npm run bench -- --profile` (a CPU profile of the public endpoint under load, summarised) /
+ * `npm run bench -- failover` (one of three routes killed and restarted under load).
  *
  * Every system runs in its own process against the same upstream process, on loopback. Systems
  * are primed, then measured in alternating rounds (rotated order) and the median of the rounds
@@ -237,8 +238,13 @@ async function main(): Promise<void> {
   log(`wrote ${file}`);
 }
 
-main().then(
-  () => process.exit(0),
+// `npm run bench -- failover`: the kill-a-route-under-load run (bench/failover.ts) on its own.
+const run = process.argv.includes('failover') ? () => import('./failover.js').then(() => undefined) : main;
+
+run().then(
+  () => {
+    if (run === main) process.exit(0);
+  },
   (err) => {
     log(`failed: ${(err as Error).stack}`);
     killAll();
