@@ -59,8 +59,11 @@ async function touch(pool: Pool, from: number, to: number, concurrency: number):
   await Promise.all(Array.from({ length: concurrency }, worker));
 }
 
+/** The gateway's default ENDPOINT_CACHE_MAX: the hot set it keeps in memory. */
+export const CACHE_MAX = 25_000;
+
 export async function measureScale(redisUrl: string, endpoints: number, touchMax: number, samples: number): Promise<ScaleRow> {
-  const gw = await spawnGateway({ REDIS_URL: redisUrl });
+  const gw = await spawnGateway({ REDIS_URL: redisUrl, ENDPOINT_CACHE_MAX: String(CACHE_MAX) });
   const pool = new Pool(`http://127.0.0.1:${gw.port}`, { connections: 32 });
   try {
     const touched = Math.min(endpoints, touchMax);
@@ -72,7 +75,9 @@ export async function measureScale(redisUrl: string, endpoints: number, touchMax
     await touch(pool, 0, touched, 32);
     const touchSeconds = (performance.now() - t0) / 1000;
     const hot: number[] = [];
-    for (let k = 0; k < samples; k++) hot.push(await timeOne(pool, Math.floor((k * touched) / samples)));
+    // Hot = still in the LRU: the most recently touched CACHE_MAX endpoints.
+    const hotFrom = touched - Math.min(touched, CACHE_MAX);
+    for (let k = 0; k < samples; k++) hot.push(await timeOne(pool, hotFrom + Math.floor((k * (touched - hotFrom)) / samples)));
     await new Promise((r) => setTimeout(r, 1000));
     const rss = rssMiB(gw.child.pid!);
     const probe = new Redis(redisUrl);

@@ -3,6 +3,7 @@ import cluster from 'node:cluster';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
+import { AggregatorRegistry } from 'prom-client';
 import { createAuth } from './auth/create-auth.js';
 import { CidrList } from './auth/cidr.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
@@ -13,7 +14,7 @@ import { tokensRoutes } from './admin/tokens-routes.js';
 import { ServiceController } from './controller/service-controller.js';
 import { createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
-import { onWorkerDrain, reportWorkerReady, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
+import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
 import { GatewayServer } from './proxy/gateway-server.js';
 import { createStore } from './store/create-store.js';
 import { IpcStore } from './store/ipc-store.js';
@@ -118,6 +119,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
     gateway.start();
     gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
   }
+  if (role === 'worker') serveMetricsToPrimary(metrics.registry);
   if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
 
   const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
@@ -140,6 +142,13 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       bodyLimitBytes: settings.ADMIN_BODY_LIMIT_BYTES,
       logger,
       metrics,
+      metricsText: pool
+        ? async () => {
+            // Counters and histograms are summed across the primary and every worker.
+            const parts = [await metrics.registry.getMetricsAsJSON(), ...(await pool!.collectMetrics())];
+            return AggregatorRegistry.aggregate(parts).metrics();
+          }
+        : undefined,
       health: () => ({ store: store.kind, store_up: store.health().up }),
     },
     mounts,

@@ -18,6 +18,8 @@ export interface AdminAppOptions {
   bodyLimitBytes: number;
   logger: Logger;
   metrics: Metrics;
+  /** Prometheus text for /metrics; default: this process's registry (a cluster primary sums its workers'). */
+  metricsText?: () => Promise<string>;
   /** Extra readiness facts for /healthz. */
   health?: () => Record<string, unknown>;
 }
@@ -64,7 +66,7 @@ export function createAdminApp(opts: AdminAppOptions, mounts: AdminMount[]): Adm
 
   app.get('/healthz', (c) => c.json({ status: 'ok', ...(opts.health?.() ?? {}) }));
   app.get('/metrics', async (c) => {
-    const text = await opts.metrics.registry.metrics();
+    const text = opts.metricsText ? await opts.metricsText() : await opts.metrics.registry.metrics();
     return c.body(text, 200, { 'content-type': opts.metrics.registry.contentType });
   });
 

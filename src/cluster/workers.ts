@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
+import type { MetricObjectWithValues, MetricValue, Registry } from 'prom-client';
 import type { Logger } from '../obs/logger.js';
 import { serveStoreOverIpc } from '../store/ipc-store.js';
 import type { Store } from '../store/store.js';
@@ -13,8 +14,20 @@ import type { Store } from '../store/store.js';
  *
  * Messages: worker → primary `worker.hello` (listening for messages), primary → worker
  * `worker.init` (secrets, once), worker → primary `worker.ready` (its gateway port), primary →
- * worker `worker.drain`.
+ * worker `worker.drain`, primary → worker `metrics.get` / worker → primary `metrics.reply`
+ * (the admin listener's /metrics sums every worker's data-plane metrics).
  */
+
+type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
+interface MetricsGet {
+  mg: 'metrics.get';
+  id: number;
+}
+interface MetricsReply {
+  mg: 'metrics.reply';
+  id: number;
+  metrics: MetricsJson;
+}
 
 /** WORKERS → number of data-plane processes (0 = one per core; 1 = no cluster). */
 export function workerCount(setting: number): number {
@@ -56,6 +69,7 @@ export class WorkerPool {
   readonly #workers = new Map<number, { worker: Worker; detach: (() => void) | null; startedAt: number }>();
   #port = 0;
   #draining = false;
+  #metricsRequest = 0;
   #restartDelayMs = RESTART_BASE_MS;
 
   constructor(opts: WorkerPoolOptions) {
@@ -125,6 +139,32 @@ export class WorkerPool {
     timer.unref();
   }
 
+  /** Every live worker's metrics (a worker that does not answer within timeoutMs is left out). */
+  async collectMetrics(timeoutMs = 2_000): Promise<MetricsJson[]> {
+    const replies = [...this.#workers.values()].map(({ worker }) => {
+      if (worker.isDead()) return Promise.resolve(null);
+      const id = ++this.#metricsRequest;
+      return new Promise<MetricsJson | null>((resolve) => {
+        const timer = setTimeout(() => finish(null), timeoutMs);
+        const onMessage = (m: unknown) => {
+          if (isMsg<MetricsReply>(m, 'metrics.reply') && m.id === id) finish(m.metrics);
+        };
+        const finish = (value: MetricsJson | null) => {
+          clearTimeout(timer);
+          worker.off('message', onMessage);
+          resolve(value);
+        };
+        worker.on('message', onMessage);
+        try {
+          worker.send({ mg: 'metrics.get', id } satisfies MetricsGet);
+        } catch {
+          finish(null);
+        }
+      });
+    });
+    return (await Promise.all(replies)).filter((m): m is MetricsJson => m !== null);
+  }
+
   /** Asks every worker to drain (each finishes its in-flight requests), waits for them to exit. */
   async drain(graceMs: number): Promise<void> {
     this.#draining = true;
@@ -170,4 +210,15 @@ export function onWorkerDrain(drain: (reason: string) => void): void {
   process.once('SIGTERM', () => drain('SIGTERM'));
   process.once('SIGINT', () => drain('SIGINT'));
   process.once('disconnect', () => drain('primary gone'));
+}
+
+/** Worker side: answers the primary's metrics requests with this worker's registry. */
+export function serveMetricsToPrimary(registry: Registry): void {
+  process.on('message', (m: unknown) => {
+    if (!isMsg<MetricsGet>(m, 'metrics.get')) return;
+    registry.getMetricsAsJSON().then(
+      (metrics) => process.send?.({ mg: 'metrics.reply', id: m.id, metrics } satisfies MetricsReply),
+      () => process.send?.({ mg: 'metrics.reply', id: m.id, metrics: [] } satisfies MetricsReply),
+    );
+  });
 }

@@ -72,7 +72,7 @@ export const settingsSchema = z.object({
   EJECT_MAX_MS: positiveMs.default(300_000),
   DRAIN_GRACE_MS: nonNegativeInt.default(30_000),
   RESYNC_INTERVAL_MS: positiveMs.default(10_000),
-  ENDPOINT_CACHE_MAX: z.coerce.number().int().min(1).default(100_000),
+  ENDPOINT_CACHE_MAX: z.coerce.number().int().min(1).default(25_000),
   NEGATIVE_CACHE_TTL_MS: nonNegativeInt.default(1_000),
   TRUSTED_PROXIES: list.default([]),
   ADMIN_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),

@@ -68,6 +68,16 @@ for (const mode of ['embedded store', 'redis'] as const) {
       for (let i = 0; i < 4; i++) expect((await call(gw.port, 'nope.localhost')).status).toBe(404);
     });
 
+    it('sums every worker\'s data-plane metrics on the admin listener', async () => {
+      await gw.admin('PUT', '/v1/endpoints/counted', { public: true, routes: [{ id: 'r', url: a.url }] });
+      for (let i = 0; i < 10; i++) expect((await call(gw.port, 'counted.localhost')).status).toBe(200);
+      const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('modelgate_requests_total{') && l.includes('endpoint="counted"') && l.includes('2xx'));
+      // Connections alternate between the two workers; only a sum over both gives 10.
+      expect(line, text.slice(0, 2000)).toBeDefined();
+      expect(Number(line!.split(' ').pop())).toBe(10);
+    });
+
     it('drains every worker on SIGTERM and exits 0', async () => {
       const code = await gw.stop('SIGTERM');
       expect(code).toBe(0);
