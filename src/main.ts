@@ -12,7 +12,7 @@ import { endpointsRoutes } from './admin/endpoints-routes.js';
 import { servicesRoutes } from './admin/services-routes.js';
 import { tokensRoutes } from './admin/tokens-routes.js';
 import { ServiceController } from './controller/service-controller.js';
-import { createLogger, type Logger } from './obs/logger.js';
+import { createAccessLogger, createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
 import { GatewayServer } from './proxy/gateway-server.js';
@@ -78,6 +78,8 @@ export interface StartOptions {
   secrets?: ResolvedSecrets;
   /** Primary: number of data-plane workers to fork. */
   workers?: number;
+  /** Where access-log lines go; default: `logger`. */
+  accessLogger?: Logger;
 }
 
 /** Starts every component; used by the CLI entry and by tests that run a gateway in-process. */
@@ -113,6 +115,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       access: auth.checker,
       metrics,
       logger,
+      accessLogger: opts.accessLogger,
       isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
       tracer,
     });
@@ -224,12 +227,13 @@ function dataPlaneOnly(
 }
 
 /** A cluster worker: secrets from the primary, the store over IPC (or its own Redis connections). */
-async function runWorker(settings: Settings, logger: Logger): Promise<void> {
+async function runWorker(settings: Settings, logger: Logger, accessLogger: Logger): Promise<void> {
   const init = await waitForWorkerInit();
   const store = settings.REDIS_URL ? createStore(settings, logger) : new IpcStore({ channel: process });
   const running = await startGateway(settings, logger, {
     role: 'worker',
     store,
+    accessLogger,
     secrets: { adminToken: '', tokenSecret: init.tokenSecret, generated: { adminToken: false, tokenSecret: false } },
   });
   onWorkerDrain((reason) => {
@@ -272,17 +276,18 @@ async function main(argv: string[]): Promise<void> {
     throw err;
   }
   const logger = createLogger(settings.LOG_LEVEL);
+  const accessLogger = createAccessLogger(settings.LOG_LEVEL);
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (kept running)'));
   process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (kept running)'));
 
   if (cluster.isWorker) {
-    await runWorker(settings, logger);
+    await runWorker(settings, logger, accessLogger);
     return;
   }
   const workers = workerCount(settings.WORKERS);
   let running: RunningGateway;
   try {
-    running = await startGateway(settings, logger, workers > 1 ? { role: 'primary', workers } : {});
+    running = await startGateway(settings, logger, workers > 1 ? { role: 'primary', workers, accessLogger } : { accessLogger });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`modelgate: cannot start: ${message}\n`);

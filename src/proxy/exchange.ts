@@ -12,7 +12,7 @@ import { AddressKind } from './addressing.js';
 import { BodyLimiter } from './body-limiter.js';
 import type { EndpointRuntime, HeldRequest } from './endpoint-runtime.js';
 import type { ProxyContext } from './proxy-context.js';
-import { RequestHead, closesConnection, readRequestHead, resolveTarget } from './request-head.js';
+import { RequestHead, closesConnection, forwardedFor, readRequestHead, resolveTarget } from './request-head.js';
 
 /** Placeholder until the head is read (a refused request may fail before that). */
 const EMPTY_HEAD = new RequestHead();
@@ -185,10 +185,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     // Private endpoints keep their token to themselves; public ones pass Authorization through.
     if (runtime.isPublic && head.authorization !== undefined) headers.push('authorization', head.authorization);
     const peer = this.#req.socket.remoteAddress ?? '';
-    const client = peer.startsWith('::ffff:') ? peer.slice(7) : peer;
-    const forwardedFor =
-      head.xForwardedFor !== undefined && ctx.isTrustedProxy(peer) ? `${head.xForwardedFor}, ${client}` : client;
-    headers.push('x-forwarded-for', forwardedFor, 'x-forwarded-proto', 'http', 'x-request-id', this.requestId);
+    const forwarded = forwardedFor(head, peer, ctx.isTrustedProxy(peer));
+    headers.push('x-forwarded-for', forwarded.forFor, 'x-forwarded-proto', forwarded.proto, 'x-request-id', this.requestId);
     if (head.host) headers.push('x-forwarded-host', head.host);
 
     if (head.hasBody) {
@@ -469,7 +467,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     this.#span.end({ endpoint: runtime?.name, route: this.#routeId, status, errCode: this.#errCode, bytes: this.#bytes });
     if (ctx.accessLog) {
       const q = this.#path.indexOf('?');
-      ctx.logger.info(
+      ctx.accessLogger.info(
         {
           request_id: this.requestId,
           method: this.#method,

@@ -25,6 +25,8 @@ export interface GatewayServerOptions {
   access: AccessChecker;
   metrics: Metrics;
   logger: Logger;
+  /** Access-log lines; default: `logger`. */
+  accessLogger?: Logger;
   /** Whether a socket peer may set X-Forwarded-For (TRUSTED_PROXIES). */
   isTrustedProxy?: (address: string) => boolean;
   /** One span per request (obs/otel.ts when OTEL_EXPORTER_OTLP_ENDPOINT is set); no-op otherwise. */
@@ -120,6 +122,7 @@ export class GatewayServer {
       holdTimeoutMs: s.HOLD_TIMEOUT_MS,
       retryMax: s.RETRY_MAX,
       accessLog: s.ACCESS_LOG,
+      accessLogger: opts.accessLogger ?? logger,
       inFlight: 0,
       draining: false,
       isTrustedProxy: opts.isTrustedProxy ?? (() => false),

@@ -25,6 +25,8 @@ export interface ProxyContext {
   readonly holdTimeoutMs: number;
   readonly retryMax: number;
   readonly accessLog: boolean;
+  /** Where access-log lines go (see obs/logger.ts createAccessLogger). */
+  readonly accessLogger: Logger;
   inFlight: number;
   draining: boolean;
   isTrustedProxy(address: string): boolean;

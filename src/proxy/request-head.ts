@@ -13,6 +13,8 @@ export class RequestHead {
   host: string | undefined;
   authorization: string | undefined;
   xForwardedFor: string | undefined;
+  /** X-Forwarded-Proto from the client; used only when the peer is a trusted proxy. */
+  xForwardedProto: string | undefined;
   /** Raw X-Request-Id from the client (validated by the caller). */
   requestId: string | undefined;
   transferEncoding: string | undefined;
@@ -86,6 +88,9 @@ export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): R
       case 'x-forwarded-for':
         head.xForwardedFor = head.xForwardedFor === undefined ? value : `${head.xForwardedFor}, ${value}`;
         continue;
+      case 'x-forwarded-proto':
+        head.xForwardedProto = value;
+        continue;
       case 'forwarded':
       case 'x-real-ip':
       case 'expect':
@@ -119,6 +124,21 @@ export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): R
     if (listed !== null) dropListed(out, listed);
   }
   return head;
+}
+
+/**
+ * The X-Forwarded-For and X-Forwarded-Proto values sent upstream. A client's own values count
+ * only when its peer is a trusted proxy (TRUSTED_PROXIES), which appends to them; anyone else
+ * gets the address the gateway saw and `http` (the gateway itself speaks plain HTTP).
+ */
+export function forwardedFor(head: RequestHead, peer: string, trusted: boolean): { forFor: string; proto: string } {
+  const client = peer.startsWith('::ffff:') ? peer.slice(7) : peer;
+  if (!trusted) return { forFor: client, proto: 'http' };
+  const claimed = head.xForwardedProto?.trim().toLowerCase();
+  return {
+    forFor: head.xForwardedFor !== undefined ? `${head.xForwardedFor}, ${client}` : client,
+    proto: claimed === 'https' || claimed === 'http' ? claimed : 'http',
+  };
 }
 
 /**

@@ -11,7 +11,7 @@ import type { RouteState } from '../upstream/route-state.js';
 import { AddressKind } from './addressing.js';
 import type { EndpointRuntime } from './endpoint-runtime.js';
 import type { ProxyContext } from './proxy-context.js';
-import { RequestHead, readRequestHead, resolveTarget } from './request-head.js';
+import { RequestHead, forwardedFor, readRequestHead, resolveTarget } from './request-head.js';
 
 const NO_BODY_HEADERS: ReadonlySet<string> = new Set(['content-length', 'te']);
 
@@ -240,9 +240,8 @@ class UpgradeExchange {
     for (let i = 0; i < headers.length; i += 2) lines.push(`${headers[i]}: ${headers[i + 1]}`);
     if (runtime.isPublic && head.authorization !== undefined) lines.push(`authorization: ${head.authorization}`);
     const peer = this.#req.socket.remoteAddress ?? '';
-    const clientIp = peer.startsWith('::ffff:') ? peer.slice(7) : peer;
-    const forwardedFor = head.xForwardedFor !== undefined && this.#ctx.isTrustedProxy(peer) ? `${head.xForwardedFor}, ${clientIp}` : clientIp;
-    lines.push(`x-forwarded-for: ${forwardedFor}`, 'x-forwarded-proto: http', `x-request-id: ${this.requestId}`);
+    const forwarded = forwardedFor(head, peer, this.#ctx.isTrustedProxy(peer));
+    lines.push(`x-forwarded-for: ${forwarded.forFor}`, `x-forwarded-proto: ${forwarded.proto}`, `x-request-id: ${this.requestId}`);
     if (head.host !== undefined) lines.push(`x-forwarded-host: ${head.host}`);
     // The body of a non-WebSocket upgrade request is piped raw, so its framing header goes along.
     const contentLength = this.#req.headers['content-length'];
@@ -381,7 +380,7 @@ class UpgradeExchange {
     if (runtime !== null) runtime.shared.record(this.#status, durationMs / 1000);
     else ctx.recordUnrouted(this.#status, durationMs / 1000);
     if (ctx.accessLog) {
-      ctx.logger.info(
+      ctx.accessLogger.info(
         {
           request_id: this.requestId,
           method: this.#req.method,

@@ -192,11 +192,16 @@ describe('security: headers', () => {
     const trusting = await startTestGateway({ TRUSTED_PROXIES: '127.0.0.1/32' });
     try {
       await trusting.admin('PUT', '/v1/endpoints/pub', { public: true, routes: [{ id: 'a', url: up.url }] });
-      const res = await rawSend(trusting.port, rawRequest('GET', '/', [H, 'Connection: close', 'X-Forwarded-For: 203.0.113.9', 'X-Forwarded-Host: evil']));
+      const res = await rawSend(trusting.port, rawRequest('GET', '/', [H, 'Connection: close', 'X-Forwarded-For: 203.0.113.9', 'X-Forwarded-Host: evil', 'X-Forwarded-Proto: https']));
       expect(res.responses.map((r) => r.status)).toEqual([200]);
       const req = up.requests[0];
       expect(up.headerValues(req, 'x-forwarded-for')).toEqual(['203.0.113.9, 127.0.0.1']);
       expect(up.headerValues(req, 'x-forwarded-host')).toEqual(['pub.localhost']);
+      // A TLS terminator in front says the client spoke https; the upstream hears it.
+      expect(up.headerValues(req, 'x-forwarded-proto')).toEqual(['https']);
+      up.reset();
+      await rawSend(trusting.port, rawRequest('GET', '/', [H, 'Connection: close', 'X-Forwarded-Proto: gopher']));
+      expect(up.headerValues(up.requests[0], 'x-forwarded-proto')).toEqual(['http']);
     } finally {
       await trusting.stop();
     }
