@@ -226,6 +226,20 @@ function dataPlaneOnly(
   return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort, adminPort: 0, shutdown };
 }
 
+/** Drains, then exits 0 (1 if the drain itself failed). */
+function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: string): void {
+  void running.shutdown(reason).then(
+    () => {
+      logger.flush?.();
+      process.exit(0);
+    },
+    (err) => {
+      logger.error({ err }, 'error while draining');
+      process.exit(1);
+    },
+  );
+}
+
 /** A cluster worker: secrets from the primary, the store over IPC (or its own Redis connections). */
 async function runWorker(settings: Settings, logger: Logger, accessLogger: Logger): Promise<void> {
   const init = await waitForWorkerInit();
@@ -236,18 +250,7 @@ async function runWorker(settings: Settings, logger: Logger, accessLogger: Logge
     accessLogger,
     secrets: { adminToken: '', tokenSecret: init.tokenSecret, generated: { adminToken: false, tokenSecret: false } },
   });
-  onWorkerDrain((reason) => {
-    void running.shutdown(reason).then(
-      () => {
-        logger.flush?.();
-        process.exit(0);
-      },
-      (err) => {
-        logger.error({ err }, 'error while draining');
-        process.exit(1);
-      },
-    );
-  });
+  onWorkerDrain((reason) => exitAfterShutdown(running, logger, reason));
   reportWorkerReady(running.gatewayPort);
 }
 
@@ -294,18 +297,7 @@ async function main(argv: string[]): Promise<void> {
     logger.flush?.();
     process.exit(1);
   }
-  const onSignal = (signal: string) => {
-    void running.shutdown(signal).then(
-      () => {
-        logger.flush?.();
-        process.exit(0);
-      },
-      (err) => {
-        logger.error({ err }, 'error while draining');
-        process.exit(1);
-      },
-    );
-  };
+  const onSignal = (signal: string) => exitAfterShutdown(running, logger, signal);
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
 }
