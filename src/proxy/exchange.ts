@@ -419,7 +419,6 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     this.#errCode = http.code;
     this.#status = http.status;
     this.#ctx.metrics.gatewayErrors.labels(http.code).inc();
-    if (http.code.startsWith('GW_AUTH_')) this.#ctx.metrics.authFailures.labels(http.code).inc();
     if (this.#clientGone || res.destroyed) {
       this.#finish();
       return;

@@ -334,7 +334,6 @@ class UpgradeExchange {
     this.#status = http.status;
     this.#errCode = http.code;
     this.#ctx.metrics.gatewayErrors.labels(http.code).inc();
-    if (http.code.startsWith('GW_AUTH_')) this.#ctx.metrics.authFailures.labels(http.code).inc();
     const client = this.#client;
     if (client.writable && !this.#open) {
       let head = `HTTP/1.1 ${http.status} ${REASONS[http.status] ?? 'Error'}\r\n`;

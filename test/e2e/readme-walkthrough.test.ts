@@ -80,8 +80,14 @@ describe('README walk-through', () => {
   it('calls a private endpoint with a BackendAI token, as the seed guide shows', async () => {
     await admin('PATCH', '/v1/endpoints/hello', { public: false });
     await eventually(async () => (await curl(gw.port, host('hello'))).status === 401);
+    const failures = async () => {
+      const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+      return Number(/modelgate_auth_failures_total\{code="GW_AUTH_MISSING"\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    const before = await failures();
     const missing = await curl(gw.port, host('hello'));
     expect(JSON.parse(missing.body).error.code).toBe('GW_AUTH_MISSING');
+    expect(await failures()).toBe(before + 1); // counted once, by the checker
     expect(missing.headers['www-authenticate']).toBe('BackendAI realm="hello"');
     const issued = await admin('POST', '/v1/endpoints/hello/tokens', { duration: '1h' });
     expect(issued.status).toBe(201);
