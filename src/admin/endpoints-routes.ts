@@ -7,6 +7,7 @@ import {
   limitsSchema,
   parseStoredRouteTable,
   routeIdSchema,
+  weightSchema,
   routeUrlSchema,
   timeoutsSchema,
   type RouteTable,
@@ -20,7 +21,7 @@ const routeInputSchema = z
   .object({
     id: routeIdSchema.optional(),
     url: routeUrlSchema,
-    weight: z.number().int().min(0).max(1_000_000).optional(),
+    weight: weightSchema.optional(),
     status: z.enum(ROUTE_STATUSES).optional(),
   })
   .strict();
@@ -48,7 +49,7 @@ export const routesBodySchema = z
 
 export const routePatchSchema = z
   .object({
-    weight: z.number().int().min(0).max(1_000_000).optional(),
+    weight: weightSchema.optional(),
     status: z.enum(ROUTE_STATUSES).optional(),
     url: routeUrlSchema.optional(),
     expected_version: z.number().int().min(1).optional(),

@@ -33,21 +33,43 @@ export const routeUrlSchema = z.string().max(2048).superRefine((value, ctx) => {
   }
 });
 
-export const routeIdSchema = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits and . _ : - only');
+// Visible ASCII without '/', so a route id can stand in a URL path segment; other control
+// planes use UUIDs, names or host:port strings.
+export const routeIdSchema = z.string().min(1).max(128).regex(/^[\x21-\x2e\x30-\x7e]+$/, 'visible ASCII characters other than "/" only');
 
-export const timeoutsSchema = z
-  .object({
-    connect_ms: z.number().int().min(1).max(600_000).optional(),
-    first_byte_ms: z.number().int().min(1).max(86_400_000).optional(),
-    idle_ms: z.number().int().min(1).max(86_400_000).optional(),
-  })
-  .strict();
+/** Traffic ratio: any non-negative number (0 = no new requests). */
+export const weightSchema = z.number().min(0).max(1_000_000);
+
+/** Other spellings a control plane may use, read as the canonical names. */
+const TIMEOUT_ALIASES: Record<string, string> = {
+  connect_timeout_ms: 'connect_ms',
+  first_byte_timeout_ms: 'first_byte_ms',
+  headers_timeout_ms: 'first_byte_ms',
+  idle_timeout_ms: 'idle_ms',
+  body_timeout_ms: 'idle_ms',
+};
+
+export const timeoutsSchema = z.preprocess(
+  (value) => {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+    const out: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(value)) out[TIMEOUT_ALIASES[key] ?? key] = v;
+    return out;
+  },
+  z
+    .object({
+      connect_ms: z.number().int().min(1).max(600_000).optional(),
+      first_byte_ms: z.number().int().min(1).max(86_400_000).optional(),
+      idle_ms: z.number().int().min(1).max(86_400_000).optional(),
+    })
+    .strict(),
+);
 export type EndpointTimeouts = z.infer<typeof timeoutsSchema>;
 
 export const routeSchema = z.object({
   id: routeIdSchema,
   url: routeUrlSchema,
-  weight: z.number().int().min(0).max(1_000_000).default(1),
+  weight: weightSchema.default(1),
   status: z.enum(ROUTE_STATUSES).default('healthy'),
 });
 export type Route = z.infer<typeof routeSchema>;
@@ -63,7 +85,8 @@ export type EndpointLimits = z.infer<typeof limitsSchema>;
 const cidrSchema = z.string().max(64);
 
 export const routeTableSchema = z.object({
-  id: z.string().uuid(),
+  // The gateway creates UUIDs; a table written by another control plane may use any stable id.
+  id: z.string().min(1).max(128),
   name: endpointNameSchema,
   public: z.boolean().default(false),
   version: z.number().int().min(1),

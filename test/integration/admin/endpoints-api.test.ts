@@ -63,6 +63,16 @@ describe('admin API: endpoints and routes', () => {
     expect((await gw.admin('GET', '/v1/endpoints/none')).status).toBe(404);
   });
 
+  it('reads other spellings of the timeouts and fractional weights', async () => {
+    const res = await gw.admin('PUT', '/v1/endpoints/spell', {
+      routes: [{ id: 'a', url: 'http://127.0.0.1:9005', weight: 0.25 }],
+      timeouts: { connect_timeout_ms: 1000, first_byte_timeout_ms: 2000, idle_timeout_ms: 3000 },
+    });
+    expect(res.status).toBe(201);
+    expect(res.body.timeouts).toEqual({ connect_ms: 1000, first_byte_ms: 2000, idle_ms: 3000 });
+    expect(res.body.routes[0].weight).toBe(0.25);
+  });
+
   it('deletes with 204, then 404', async () => {
     await gw.admin('PUT', '/v1/endpoints/gone', {});
     expect((await gw.admin('DELETE', '/v1/endpoints/gone')).status).toBe(204);

@@ -31,7 +31,8 @@ describe('route tables written directly into Redis', () => {
   };
 
   it('serves a valid table written and announced by another control plane', async () => {
-    const table = { id: '9b0f5b2e-8a51-4a4e-9a55-0d7f3f1f2a10', name: 'ext', public: true, version: 1, routes: [{ id: 'x', url: up2.url, weight: 1, status: 'healthy' }] };
+    // Another control plane's own id scheme (not a UUID) and minimal route fields.
+    const table = { id: 'ext-endpoint-1', name: 'ext', public: true, version: 1, routes: [{ id: 'x', url: up2.url }] };
     await redis.set(`${prefix}endpoint:ext`, JSON.stringify(table));
     await redis.sadd(`${prefix}endpoints`, 'ext');
     await redis.publish(`${prefix}events`, JSON.stringify({ kind: 'endpoint', name: 'ext', version: 1 }));
