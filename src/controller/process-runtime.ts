@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, readdir, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../obs/logger.js';
@@ -143,11 +143,13 @@ export class ProcessRuntime implements ReplicaRuntime {
       : [service.shell, '-c', mapper.map(replacePort(service.start_command, service.port, port))];
     spec.log(`[controller] exec ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
 
-    const child = spawn(argv[0], argv.slice(1), { cwd: homeDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    const spawned = await new Promise<Error | null>((resolve) => {
-      child.once('spawn', () => resolve(null));
-      child.once('error', (err) => resolve(err));
-    });
+    let { child, spawned } = await spawnDetached(argv, homeDir, env);
+    if (spawned && (spawned as NodeJS.ErrnoException).code === 'ENOENT' && argv[0] === 'python') {
+      // The seed system's example says `python`; Debian-like machines often only have python3.
+      spec.log('[controller] python not found on PATH; running python3');
+      argv[0] = 'python3';
+      ({ child, spawned } = await spawnDetached(argv, homeDir, env));
+    }
     // After the first one, later 'error' events (a failed kill) must not crash the gateway.
     child.on('error', (err) => this.#logger.warn({ err, service: spec.serviceName, replica: spec.replicaId }, 'replica process error'));
     if (spawned) {
@@ -243,4 +245,14 @@ async function killRecorded(replicaDir: string): Promise<void> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** Spawns a replica in its own process group; resolves once it started or failed to. */
+async function spawnDetached(argv: string[], cwd: string, env: Record<string, string>): Promise<{ child: ChildProcess; spawned: Error | null }> {
+  const child = spawn(argv[0], argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const spawned = await new Promise<Error | null>((resolve) => {
+    child.once('spawn', () => resolve(null));
+    child.once('error', (err) => resolve(err));
+  });
+  return { child, spawned };
 }
