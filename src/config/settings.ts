@@ -89,6 +89,12 @@ export const settingsSchema = z.object({
     .regex(/^\d+-\d+$/, 'must be FROM-TO')
     .default('20000-29999'),
   CONTROLLER_WORK_DIR: optionalString,
+  /** Host written into the route URLs of controller replicas (reachable by every gateway instance). */
+  CONTROLLER_ADVERTISE_HOST: z
+    .string()
+    .min(1)
+    .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)$/, 'must be a host name, an IPv4 address or a [bracketed] IPv6 address')
+    .default('127.0.0.1'),
 });
 
 export type Settings = Readonly<z.infer<typeof settingsSchema>> & {

@@ -63,7 +63,7 @@ export type ValidateEvent =
 
 export interface ServiceControllerOptions {
   store: Store;
-  settings: Pick<Settings, 'CONTROLLER_PORT_RANGE' | 'CONTROLLER_WORK_DIR' | 'DATA_DIR' | 'ephemeral'>;
+  settings: Pick<Settings, 'CONTROLLER_PORT_RANGE' | 'CONTROLLER_WORK_DIR' | 'DATA_DIR' | 'ephemeral'> & Partial<Pick<Settings, 'CONTROLLER_ADVERTISE_HOST'>>;
   logger: Logger;
   /** Default: local processes (ProcessRuntime). */
   runtime?: ReplicaRuntime;
@@ -119,6 +119,8 @@ export class ServiceController {
   readonly #store: Store;
   readonly #logger: Logger;
   readonly #runtime: ReplicaRuntime;
+  /** Host in the replicas' route URLs (CONTROLLER_ADVERTISE_HOST). */
+  readonly #advertiseHost: string;
   readonly #policy: ReplicaPolicy;
   readonly #drainGraceMs: number;
   readonly #reconcileIntervalMs: number;
@@ -139,6 +141,7 @@ export class ServiceController {
     this.#endpointUrl = opts.endpointUrl;
     const s = opts.settings;
     const workDir = resolve(s.CONTROLLER_WORK_DIR ?? (s.ephemeral ? join(tmpdir(), `modelgate-services-${process.pid}`) : join(s.DATA_DIR, 'services')));
+    this.#advertiseHost = s.CONTROLLER_ADVERTISE_HOST ?? '127.0.0.1';
     this.#runtime = opts.runtime ?? new ProcessRuntime({ workDir, portRange: s.CONTROLLER_PORT_RANGE, logger: this.#logger });
   }
 
@@ -433,7 +436,7 @@ export class ServiceController {
   async #writeRoutes(svc: ServiceState): Promise<void> {
     const routes = svc.replicas
       .filter((r) => r.port !== undefined)
-      .map((r) => ({ id: r.id, url: `http://127.0.0.1:${r.port}`, weight: r.status === 'terminating' ? 0 : 1, status: r.status }));
+      .map((r) => ({ id: r.id, url: `http://${this.#advertiseHost}:${r.port}`, weight: r.status === 'terminating' ? 0 : 1, status: r.status }));
     try {
       await patchEndpoint(this.#store, svc.spec.name, { routes });
     } catch (err) {

@@ -40,7 +40,8 @@ describe('the seed guide example, unmodified', () => {
     mkdirSync(bin);
     const python3 = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
     symlinkSync(python3, join(bin, 'python3'));
-    gw = await startTestGateway({ CONTROLLER_ENABLED: 'true', CONTROLLER_PORT_RANGE: '35000-35099' });
+    // Route URLs name the host other gateway instances would use (CONTROLLER_ADVERTISE_HOST).
+    gw = await startTestGateway({ CONTROLLER_ENABLED: 'true', CONTROLLER_PORT_RANGE: '35000-35099', CONTROLLER_ADVERTISE_HOST: 'localhost' });
   });
   afterAll(async () => {
     await gw?.stop();
@@ -57,6 +58,8 @@ describe('the seed guide example, unmodified', () => {
     expect(view.routes).toHaveLength(2);
     expect(new Set(view.routes.map((r: { port: number }) => r.port)).size).toBe(2);
     expect(view.routes[0].log_tail.join('\n')).toContain('python not found on PATH; running python3');
+    const table = (await gw.admin('GET', '/v1/endpoints/seed')).body;
+    expect(table.routes.map((r: { url: string }) => new URL(r.url).hostname)).toEqual(['localhost', 'localhost']);
     const res = await fetch(`${gw.url}/e/seed/`);
     expect(res.status).toBe(200);
     expect(await res.text()).toContain('Directory listing');
