@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { SEED_EXAMPLE } from '../support/seed-example.js';
 import { eventually } from '../support/upstream.js';
 
 /**
@@ -11,22 +12,6 @@ import { eventually } from '../support/upstream.js';
  * /home/work 8000`), served with two replicas side by side — on a PATH that has only python3,
  * as on a stock Debian machine.
  */
-const SEED_DEFINITION = `models:
-  - name: "simple-http-server"
-    model_path: "/models"
-    service:
-      start_command:
-        - python
-        - -m
-        - http.server
-        - --directory
-        - /home/work
-        - "8000"
-      port: 8000
-      health_check:
-        path: /
-        max_retries: 5
-`;
 
 describe('the seed guide example, unmodified', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mg-seed-'));
@@ -36,7 +21,7 @@ describe('the seed guide example, unmodified', () => {
 
   beforeAll(async () => {
     mkdirSync(folder);
-    writeFileSync(join(folder, 'model-definition.yml'), SEED_DEFINITION);
+    writeFileSync(join(folder, 'model-definition.yml'), SEED_EXAMPLE);
     mkdirSync(bin);
     const python3 = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
     symlinkSync(python3, join(bin, 'python3'));

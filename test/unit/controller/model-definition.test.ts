@@ -3,23 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DefinitionError, HEALTH_CHECK_DEFAULTS, loadModelDefinition, parseModelDefinition } from '../../../src/controller/model-definition.js';
+import { SEED_EXAMPLE } from '../../support/seed-example.js';
 
-const SEED_EXAMPLE = `models:
-  - name: "simple-http-server"
-    model_path: "/models"
-    service:
-      start_command:
-        - python
-        - -m
-        - http.server
-        - --directory
-        - /home/work
-        - "8000"
-      port: 8000
-      health_check:
-        path: /
-        max_retries: 5
-`;
 
 function problems(text: string): string[] {
   try {
