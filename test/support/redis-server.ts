@@ -17,6 +17,8 @@ export interface RedisServer {
   kill(): Promise<void>;
 }
 
+// The machine's own Redis may listen on the default port; tests never use it.
+const REDIS_DEFAULT_PORT = 6_379;
 const START_TIMEOUT_MS = 5000;
 
 function freePort(): Promise<number> {
@@ -26,7 +28,7 @@ function freePort(): Promise<number> {
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
       const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => (port === 6379 ? freePort().then(resolve, reject) : resolve(port)));
+      server.close(() => (port === REDIS_DEFAULT_PORT ? freePort().then(resolve, reject) : resolve(port)));
     });
   });
 }
