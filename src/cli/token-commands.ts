@@ -3,10 +3,11 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadSettings, SettingsError, type Settings } from '../config/settings.js';
-import { ADMIN_TOKEN_FILE, TOKEN_SECRET_FILE } from '../store/secrets.js';
+import { TOKEN_SECRET_FILE } from '../store/secrets.js';
 import { loadPublicKeyFile, type ExternalKeySource } from '../auth/external-keys.js';
 import { decodeUnverified, TokenRejected, TokenVerifier } from '../auth/verifier.js';
 import { CliError, UsageError, type CliCommand, type CliIo } from './cli-io.js';
+import { AdminClient } from './admin-client.js';
 
 const USAGE = `usage:
   modelgate token create --endpoint NAME [--ttl 1h | --expires-at RFC3339] [--sub S]
@@ -24,8 +25,6 @@ const USAGE = `usage:
       the claims and the verdict; exit code 0 valid, 1 invalid. Revocation is not checked
       (it lives in the gateway's store).
 `;
-
-const ADMIN_TIMEOUT_MS = 10_000;
 
 function settingsFrom(io: CliIo, configFile: string | undefined): Settings {
   try {
@@ -57,24 +56,6 @@ function savedSecret(settings: Settings, file: string): string | undefined {
   }
 }
 
-function defaultAdminUrl(settings: Settings): string {
-  let host = settings.ADMIN_HOST;
-  if (host === '0.0.0.0' || host === '::' || host === '[::]') host = '127.0.0.1';
-  if (host.includes(':') && !host.startsWith('[')) host = `[${host}]`;
-  return `http://${host}:${settings.ADMIN_PORT}`;
-}
-
-interface ApiError {
-  error?: { code?: string; message?: string; details?: { field: string; message: string }[] };
-}
-
-function describeApiError(status: number, body: unknown): string {
-  const error = (body as ApiError | null)?.error;
-  if (!error?.code) return `admin API answered HTTP ${status}`;
-  const details = error.details?.map((d) => `${d.field}: ${d.message}`).join('; ');
-  return `${error.code}: ${error.message ?? ''}${details ? ` (${details})` : ''}`;
-}
-
 async function create(args: string[], io: CliIo): Promise<number> {
   const { values } = parse(
     args,
@@ -93,40 +74,12 @@ async function create(args: string[], io: CliIo): Promise<number> {
   const endpoint = values.endpoint as string | undefined;
   if (!endpoint) throw new UsageError('--endpoint NAME is required');
   if (values.ttl !== undefined && values['expires-at'] !== undefined) throw new UsageError('give --ttl or --expires-at, not both');
-  const settings = settingsFrom(io, values.config as string | undefined);
-  const adminToken = (values['admin-token'] as string | undefined) ?? settings.ADMIN_TOKEN ?? savedSecret(settings, ADMIN_TOKEN_FILE);
-  if (!adminToken) throw new CliError(`no admin token: set ADMIN_TOKEN, pass --admin-token, or run where DATA_DIR/${ADMIN_TOKEN_FILE} is`);
-  const base = ((values['admin-url'] as string | undefined) ?? defaultAdminUrl(settings)).replace(/\/+$/, '');
-  let url: URL;
-  try {
-    url = new URL(`${base}/v1/endpoints/${encodeURIComponent(endpoint)}/tokens`);
-  } catch {
-    throw new UsageError(`--admin-url ${base}: not a URL`);
-  }
   const body: Record<string, string> = {};
   if (values.ttl !== undefined) body.duration = values.ttl as string;
   if (values['expires-at'] !== undefined) body.expires_at = values['expires-at'] as string;
   if (values.sub !== undefined) body.sub = values.sub as string;
-
-  const fetchImpl = io.fetch ?? fetch;
-  let response: Response;
-  try {
-    response = await fetchImpl(url, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new CliError(`cannot reach the admin API at ${url.origin}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
-  }
-  const text = await response.text();
-  let parsed: unknown = null;
-  try {
-    parsed = JSON.parse(text);
-  } catch {}
-  if (response.status !== 201) throw new CliError(describeApiError(response.status, parsed));
+  const client = AdminClient.from(values, io);
+  const { body: parsed } = await client.call('POST', `/v1/endpoints/${encodeURIComponent(endpoint)}/tokens`, body, [201]);
   const issued = parsed as { token: string; jti: string; expires_at: string; sub: string };
   if (values.json) {
     io.stdout(`${JSON.stringify(issued, null, 2)}\n`);
