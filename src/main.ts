@@ -11,6 +11,7 @@ import { createAdminApp, type AdminMount } from './admin/app.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
 import { servicesRoutes } from './admin/services-routes.js';
 import { tokensRoutes } from './admin/tokens-routes.js';
+import { usageRoutes } from './admin/usage-routes.js';
 import { ServiceController } from './controller/service-controller.js';
 import { createAccessLogger, createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
@@ -137,6 +138,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       onDeleted: controller ? async (name) => void (await controller.terminate(name)) : undefined,
     }),
     tokensRoutes({ store, issuer: auth.issuer, maxLifetimeSeconds: auth.maxLifetimeSeconds, revocations: auth.revocations, clock: auth.clock }),
+    usageRoutes({ store, flushUsage: gateway ? () => gateway!.traffic.flushUsage() : undefined }),
   ];
   if (controller) mounts.push(servicesRoutes(controller));
   const adminApp = createAdminApp(

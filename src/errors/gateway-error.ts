@@ -80,6 +80,8 @@ export interface GatewayErrorOptions {
   /** RFC 6750 error attribute for the challenge (`invalid_token`). */
   challengeError?: string;
   challengeDescription?: string;
+  /** Extra response headers (the IETF RateLimit fields of a 429). */
+  headers?: Record<string, string>;
 }
 
 export class GatewayError extends Error {
@@ -91,6 +93,7 @@ export class GatewayError extends Error {
   readonly realm?: string;
   readonly challengeError?: string;
   readonly challengeDescription?: string;
+  readonly headers?: Record<string, string>;
 
   constructor(code: GatewayErrorCode, opts: GatewayErrorOptions = {}) {
     super(opts.message ?? DEFAULT_MESSAGE[code], opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -103,6 +106,7 @@ export class GatewayError extends Error {
     this.realm = opts.realm;
     this.challengeError = opts.challengeError;
     this.challengeDescription = opts.challengeDescription;
+    this.headers = opts.headers;
   }
 }
 

@@ -5,6 +5,7 @@ import { Candidates, P2C_BALANCER, ROUND_ROBIN_BALANCER, type Balancer } from '.
 import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { RouteState } from '../upstream/route-state.js';
 import type { EndpointLabeler, Metrics } from '../obs/metrics.js';
+import { TrafficPolicy } from '../traffic/policy.js';
 
 /** Anything waiting in an endpoint's hold queue. */
 export interface HeldRequest {
@@ -117,6 +118,8 @@ export class EndpointRuntime {
   readonly maxConcurrent: number;
   readonly maxHeld: number;
   readonly balancer: Balancer;
+  /** Caps, queue, rate limits and metering, compiled once per table version (src/traffic/). */
+  readonly traffic: TrafficPolicy;
 
   constructor(
     readonly table: RouteTable,
@@ -134,6 +137,7 @@ export class EndpointRuntime {
     this.maxConcurrent = table.limits?.max_concurrent ?? defaults.maxConcurrentPerEndpoint;
     this.maxHeld = table.limits?.max_held ?? defaults.holdQueueMax;
     this.balancer = table.balancer === 'round_robin' ? ROUND_ROBIN_BALANCER : P2C_BALANCER;
+    this.traffic = new TrafficPolicy(table);
   }
 }
 

@@ -2,12 +2,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { AccessRequest } from '../auth/access.js';
+import type { CachedToken } from '../auth/token-cache.js';
 import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
 import { fromUndici, upstreamFailureKind, type UpstreamFailureKind } from '../errors/from-undici.js';
 import { toHttp } from '../errors/to-http.js';
 import { NOOP_SPAN, type RequestSpan } from '../obs/tracing.js';
 import { HOP_BY_HOP, connectionListedHeaders, dropListed, isSafeRequestId } from '../lib/headers.js';
 import type { RouteState } from '../upstream/route-state.js';
+import type { TrafficHost, TrafficTicket } from '../traffic/traffic-control.js';
 import { AddressKind } from './addressing.js';
 import { BodyLimiter } from './body-limiter.js';
 import type { EndpointRuntime, HeldRequest } from './endpoint-runtime.js';
@@ -36,13 +38,14 @@ function onResponseDrain(this: TaggedResponse): void {
 }
 
 const CLIENT_GONE = 499;
+const CONTENT_LENGTH: Set<string> = new Set(['content-length']);
 
 /**
  * One proxied request, from the first header byte to the last response byte. It is also the
  * undici dispatch handler (legacy callback API, which undici calls without an adapter), so a
  * request costs one object plus undici's own.
  */
-export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
+export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, TrafficHost {
   readonly #ctx: ProxyContext;
   readonly #req: IncomingMessage;
   readonly #res: TaggedResponse;
@@ -63,7 +66,11 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
   #abort: ((err?: Error) => void) | null = null;
   #resume: (() => void) | null = null;
   #drainListening = false;
-  #body: Readable | null = null;
+  #body: Readable | Buffer | null = null;
+  /** The verified token (priority, rate limits); undefined for public endpoints. */
+  #token: CachedToken | undefined;
+  /** Traffic control state; null for requests it has nothing to do with. */
+  #ticket: TrafficTicket | null = null;
   #holdTimer: NodeJS.Timeout | null = null;
   #counted = false;
   #finished = false;
@@ -142,22 +149,25 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
   #withEndpoint(runtime: EndpointRuntime): void {
     this.#runtime = runtime;
     let check: void | Promise<void>;
+    const access: AccessRequest = {
+      authorization: this.#head.authorization,
+      remoteAddress: this.#req.socket.remoteAddress ?? '',
+      xForwardedFor: this.#head.xForwardedFor,
+      isPreflight: this.#head.isPreflight,
+    };
     try {
-      const access: AccessRequest = {
-        authorization: this.#head.authorization,
-        remoteAddress: this.#req.socket.remoteAddress ?? '',
-        xForwardedFor: this.#head.xForwardedFor,
-        isPreflight: this.#head.isPreflight,
-      };
       check = this.#ctx.access.check(runtime.table, access);
     } catch (err) {
       this.fail(err);
       return;
     }
-    if (check === undefined) this.#admitted();
-    else
+    if (check === undefined) {
+      this.#token = access.token;
+      this.#admitted();
+    } else
       check.then(
         () => {
+          this.#token = access.token;
           if (!this.#clientGone) this.#admitted();
         },
         (err) => this.fail(err),
@@ -189,21 +199,77 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     headers.push('x-forwarded-for', forwarded.forFor, 'x-forwarded-proto', forwarded.proto, 'x-request-id', this.requestId);
     if (head.host) headers.push('x-forwarded-host', head.host);
 
-    if (head.hasBody) {
-      this.#body = head.contentLength >= 0 ? this.#req : this.#req.pipe(new BodyLimiter(ctx.bodyLimitBytes));
+    // Traffic control (caps, queue, rate limits, metering): the policy was compiled with the table.
+    const ticket = ctx.traffic.ticketFor(runtime.traffic, this.#token, this.#method, this.#path);
+    if (ticket !== null) {
+      this.#ticket = ticket;
+      ctx.traffic.admit(ticket, this, this.#req, head.contentLength, head.hasBody);
+      return;
     }
+    this.#attachBody();
     this.#dispatch();
+  }
+
+  #attachBody(): void {
+    const head = this.#head;
+    if (head.hasBody) {
+      this.#body = head.contentLength >= 0 ? this.#req : this.#req.pipe(new BodyLimiter(this.#ctx.bodyLimitBytes));
+    }
+  }
+
+  /** Traffic control let the request in (its rate limits passed). */
+  trafficAdmitted(): void {
+    if (this.#finished || this.#clientGone) return;
+    const body = this.#ticket!.body;
+    if (body === null) this.#attachBody();
+    else if (Buffer.isBuffer(body)) {
+      // The body was read (and maybe rewritten): its length is what it is now.
+      const forward = this.#head.forward;
+      dropListed(forward, CONTENT_LENGTH);
+      forward.push('content-length', String(body.length));
+      this.#body = body;
+    } else this.#body = body;
+    this.#dispatch();
+  }
+
+  /** Traffic control found no usable route: the ordinary no-route path. */
+  trafficHold(): void {
+    if (this.#finished) return;
+    this.#noRoute();
+  }
+
+  /** Traffic control took a slot on `route`. */
+  trafficDispatch(route: RouteState): void {
+    if (this.#finished || this.#clientGone) {
+      this.#ctx.traffic.releaseSlot(this.#ticket!);
+      if (!this.#finished) this.#finish();
+      return;
+    }
+    this.#send(route);
+  }
+
+  #noRoute(): void {
+    if (this.#attempt === 0) this.#hold();
+    // No other route to retry on: report the last connect failure (refused → 502, connect timeout → 504).
+    else this.fail(fromUndici(this.#retryCause, 'connect'));
   }
 
   #dispatch(): void {
     const runtime = this.#runtime!;
-    const route = runtime.balancer.pick(runtime.candidates, Date.now(), this.#tried, this.#tried2);
-    if (route === null) {
-      if (this.#attempt === 0) this.#hold();
-      // No other route to retry on: report the last connect failure (refused → 502, connect timeout → 504).
-      else this.fail(fromUndici(this.#retryCause, 'connect'));
+    if (this.#ticket !== null) {
+      this.#ctx.traffic.pick(this.#ticket, runtime, this.#tried, this.#tried2);
       return;
     }
+    const route = runtime.balancer.pick(runtime.candidates, Date.now(), this.#tried, this.#tried2);
+    if (route === null) {
+      this.#noRoute();
+      return;
+    }
+    this.#send(route);
+  }
+
+  #send(route: RouteState): void {
+    const runtime = this.#runtime!;
     this.#route = route;
     this.#routeId = route.id;
     // Counted only when another route was really found to retry on.
@@ -299,9 +365,12 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     const res = this.#res;
     const out: string[] = [];
     let listed: Set<string> | null = null;
+    const ticket = this.#ticket;
+    let contentType: string | undefined;
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = rawHeaders[i].toString('latin1');
       const lower = name.toLowerCase();
+      if (ticket !== null && lower === 'content-type') contentType = rawHeaders[i + 1].toString('latin1');
       if (lower === 'connection') {
         listed = connectionListedHeaders(rawHeaders[i + 1].toString('latin1'));
         continue;
@@ -310,6 +379,12 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
       out.push(name, rawHeaders[i + 1].toString('latin1'));
     }
     if (listed !== null) dropListed(out, listed);
+    if (ticket !== null) {
+      const extra = this.#ctx.traffic.onResponseHead(ticket, statusCode, contentType);
+      if (extra !== null) for (let i = 0; i < extra.length; i++) out.push(extra[i]);
+      // Filtering the usage chunk changes the length: let node frame the body itself.
+      if (ticket.meter !== null && ticket.injectedUsage) dropListed(out, CONTENT_LENGTH);
+    }
     out.push('x-request-id', this.requestId);
     if (this.#ctx.draining) out.push('connection', 'close');
     this.#status = statusCode;
@@ -328,12 +403,25 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
   }
 
   onData(chunk: Buffer): boolean {
+    const ticket = this.#ticket;
+    if (ticket !== null) {
+      const out = this.#ctx.traffic.onResponseData(ticket, chunk);
+      if (out === null) return true;
+      chunk = out;
+    }
     this.#bytes += chunk.length;
     return this.#res.write(chunk);
   }
 
   onComplete(trailers: string[] | Buffer[] | null): void {
     const res = this.#res;
+    if (this.#ticket !== null) {
+      const rest = this.#ctx.traffic.onResponseEnd(this.#ticket);
+      if (rest !== null) {
+        this.#bytes += rest.length;
+        res.write(rest);
+      }
+    }
     if (trailers && trailers.length > 0 && res.chunkedEncoding) {
       const t: Record<string, string> = {};
       for (let i = 0; i < trailers.length; i += 2) t[trailers[i].toString()] = trailers[i + 1].toString();
@@ -445,6 +533,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     if (this.#route !== null) {
       this.#route.outstanding--;
       this.#route = null;
+      if (this.#ticket !== null) this.#ctx.traffic.releaseSlot(this.#ticket);
     }
   }
 
@@ -459,6 +548,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
       runtime!.shared.inFlight--;
       ctx.metrics.inFlight.dec();
     }
+    const ticket = this.#ticket;
+    if (ticket !== null) ctx.traffic.finish(ticket, this.#ttfbMs >= 0);
     const status = this.#clientGone ? CLIENT_GONE : this.#status;
     const durationMs = performance.now() - this.#startMs;
     if (runtime !== null) runtime.shared.record(status, durationMs / 1000);
@@ -478,6 +569,9 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
           duration_ms: Math.round(durationMs * 1000) / 1000,
           ttfb_ms: this.#ttfbMs < 0 ? undefined : Math.round(this.#ttfbMs * 1000) / 1000,
           err_code: this.#errCode,
+          prompt_tokens: ticket === null || ticket.prompt < 0 ? undefined : ticket.prompt,
+          completion_tokens: ticket === null || ticket.completion < 0 ? undefined : ticket.completion,
+          priority: ticket?.priority,
         },
         'request',
       );

@@ -12,6 +12,7 @@ import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
 import { EndpointCache } from '../routing/endpoint-cache.js';
 import type { Store } from '../store/store.js';
 import { OutlierDetector } from '../upstream/outlier-detector.js';
+import { TrafficControl } from '../traffic/traffic-control.js';
 import { PoolRegistry } from '../upstream/pool-registry.js';
 import { Addresser } from './addressing.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
@@ -59,6 +60,7 @@ export class GatewayServer {
   readonly endpoints: EndpointCache<EndpointRuntime>;
   readonly pools: PoolRegistry;
   readonly websockets: WebSocketProxy;
+  readonly traffic: TrafficControl;
   readonly #ctx: ProxyContext;
   readonly #opts: GatewayServerOptions;
   #drainWaiters: (() => void)[] = [];
@@ -106,6 +108,15 @@ export class GatewayServer {
     });
     metrics.lastResyncAt = () => this.endpoints.lastResyncOk;
 
+    this.traffic = new TrafficControl({
+      store,
+      logger,
+      metrics,
+      redis: s.REDIS_URL ? { url: s.REDIS_URL, prefix: s.REDIS_PREFIX } : undefined,
+      bodyLimitBytes: s.BODY_LIMIT_BYTES,
+    });
+    this.traffic.labelOf = (name) => labeler.label(name);
+
     const unroutedRequests = metrics.requests;
     const unroutedDurations = metrics.requestDuration;
     this.#ctx = {
@@ -115,6 +126,7 @@ export class GatewayServer {
       metrics,
       logger,
       tracer: opts.tracer ?? NOOP_TRACER,
+      traffic: this.traffic,
       outlier: new OutlierDetector({ failuresToEject: s.EJECT_AFTER_FAILURES, baseMs: s.EJECT_BASE_MS, maxMs: s.EJECT_MAX_MS }),
       maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
       bodyLimitBytes: s.BODY_LIMIT_BYTES,
@@ -281,6 +293,7 @@ export class GatewayServer {
 
   start(): void {
     this.endpoints.start();
+    this.traffic.start();
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
@@ -316,6 +329,7 @@ export class GatewayServer {
     this.websockets.closeAll();
     await closed;
     this.endpoints.stop();
+    await this.traffic.stop();
     await this.pools.closeAll();
     await this.#ctx.tracer.shutdown().catch(() => {});
   }
@@ -328,6 +342,7 @@ export class GatewayServer {
     this.websockets.closeAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.pools.destroyAll();
+    await this.traffic.stop();
     await this.#ctx.tracer.shutdown().catch(() => {});
   }
 }

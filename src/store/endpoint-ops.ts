@@ -1,6 +1,6 @@
 import { randomUUID, randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { BalancerKind, EndpointLimits, EndpointTimeouts, Route, RouteStatus, RouteTable } from '../routing/route-table.js';
+import type { BalancerKind, EndpointLimits, EndpointTimeouts, RateLimit, Route, RouteStatus, RouteTable, UsageOptions } from '../routing/route-table.js';
 import type { Store } from './store.js';
 
 /**
@@ -20,6 +20,8 @@ export interface EndpointInput {
   routes?: RouteInput[];
   timeouts?: EndpointTimeouts;
   limits?: EndpointLimits;
+  rate_limit?: RateLimit;
+  usage?: UsageOptions;
   allowed_cidrs?: string[];
   balancer?: BalancerKind;
 }
@@ -58,6 +60,8 @@ export function putEndpoint(store: Store, name: string, input: EndpointInput) {
     };
     if (input.timeouts) table.timeouts = input.timeouts;
     if (input.limits) table.limits = input.limits;
+    if (input.rate_limit) table.rate_limit = input.rate_limit;
+    if (input.usage) table.usage = input.usage;
     if (input.allowed_cidrs) table.allowed_cidrs = input.allowed_cidrs;
     if (input.balancer) table.balancer = input.balancer;
     return table;
@@ -81,6 +85,8 @@ export async function patchEndpoint(store: Store, name: string, input: EndpointI
       if (input.routes !== undefined) next.routes = materializeRoutes(input.routes, current.routes);
       if (input.timeouts !== undefined) next.timeouts = input.timeouts;
       if (input.limits !== undefined) next.limits = input.limits;
+      if (input.rate_limit !== undefined) next.rate_limit = input.rate_limit;
+      if (input.usage !== undefined) next.usage = input.usage;
       if (input.allowed_cidrs !== undefined) next.allowed_cidrs = input.allowed_cidrs;
       if (input.balancer !== undefined) next.balancer = input.balancer;
       return next;

@@ -1,6 +1,7 @@
 import { GatewayError, isGatewayError, type GatewayErrorCode } from '../errors/gateway-error.js';
 import type { RouteTable } from '../routing/route-table.js';
 import { storeUnavailable } from './records.js';
+import type { UsageIncrement, UsageQuery, UsageReport } from './usage.js';
 import type { RevokedToken, ServiceRecord, Store, StoreEvent, StoreHealth, TokenRecord } from './store.js';
 
 /**
@@ -32,7 +33,8 @@ type RemoteOp =
   | 'putService'
   | 'getService'
   | 'listServices'
-  | 'deleteService';
+  | 'deleteService'
+  | 'addUsage';
 
 const REMOTE_OPS: ReadonlySet<string> = new Set<RemoteOp>([
   'getEndpointRaw',
@@ -48,6 +50,7 @@ const REMOTE_OPS: ReadonlySet<string> = new Set<RemoteOp>([
   'getService',
   'listServices',
   'deleteService',
+  'addUsage',
 ]);
 
 type Call = { mg: 'store.call'; id: number; op: RemoteOp; args: unknown[] };
@@ -234,5 +237,14 @@ export class IpcStore implements Store {
   }
   deleteService(name: string): Promise<boolean> {
     return this.#call('deleteService', [name]);
+  }
+
+  addUsage(increments: UsageIncrement[]): Promise<void> {
+    return this.#call('addUsage', [increments]);
+  }
+
+  /** The usage API is served by the primary's admin API, never by a worker. */
+  queryUsage(_query: UsageQuery): Promise<UsageReport> {
+    return Promise.reject(new GatewayError('ADM_INTERNAL', { message: 'usage queries are not available over IPC' }));
   }
 }

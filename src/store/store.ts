@@ -1,4 +1,5 @@
 import type { RouteTable } from '../routing/route-table.js';
+import type { UsageIncrement, UsageQuery, UsageReport } from './usage.js';
 
 /**
  * The state shared by every gateway instance. Two implementations pass one contract suite
@@ -26,6 +27,9 @@ export interface TokenRecord {
   exp: number;
   /** RFC 3339. */
   created_at: string;
+  /** As issued (also in the token's claims, where the data plane reads them). */
+  priority?: number;
+  rate_limit?: { requests_per_minute?: number; tokens_per_minute?: number };
 }
 
 export interface RevokedToken {
@@ -90,6 +94,11 @@ export interface Store {
   getService(name: string): Promise<ServiceRecord | null>;
   listServices(): Promise<ServiceRecord[]>;
   deleteService(name: string): Promise<boolean>;
+
+  /** Adds metered LLM usage (a batch from one gateway instance); minute buckets expire after USAGE_RETENTION_MS. */
+  addUsage(increments: UsageIncrement[]): Promise<void>;
+  /** Sums the minute buckets of an endpoint in [fromMinute, toMinute], optionally per token or sub. */
+  queryUsage(query: UsageQuery): Promise<UsageReport>;
 
   /** Subscribes to change events (at-most-once; readers also resync periodically). */
   subscribe(listener: (event: StoreEvent) => void): () => void;

@@ -18,6 +18,8 @@ export class RouteState {
   status: Route['status'];
   /** Requests sent and not finished. */
   outstanding = 0;
+  /** Slots this instance holds under `limits.max_in_flight_per_route` (src/traffic/). */
+  slotsHeld = 0;
   consecutiveFailures = 0;
   /** Times ejected in a row; reset by a success. */
   ejections = 0;

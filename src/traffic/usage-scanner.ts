@@ -1,0 +1,171 @@
+/**
+ * Finds the top-level `usage` object (and whether `choices` is an empty array) in JSON text fed
+ * in pieces, byte by byte, the way an HTTP parser reads a message: no copy of the document is
+ * kept, only the bytes of the `usage` value itself (bounded).
+ */
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const COMMA = 0x2c;
+const LBRACE = 0x7b;
+const RBRACE = 0x7d;
+const LBRACKET = 0x5b;
+const RBRACKET = 0x5d;
+
+/** A `usage` object bigger than this is not one (and is ignored). */
+export const USAGE_MAX_BYTES = 4096;
+const KEY_MAX = 16;
+
+const enum Key {
+  Other = 0,
+  Usage = 1,
+  Choices = 2,
+}
+
+export interface Usage {
+  prompt: number;
+  completion: number;
+}
+
+export class UsageScanner {
+  #depth = 0;
+  #inString = false;
+  #escape = false;
+  /** At depth 1, the next string is a key (after `{` or `,`). */
+  #expectKey = false;
+  #keyBytes: number[] = [];
+  #capturingKey = false;
+  #lastKey: Key = Key.Other;
+  /** After the `:` of a top-level key, before its value starts. */
+  #awaitValue = false;
+  #capture: Buffer | null = null;
+  #captureLen = 0;
+  #capturing = false;
+  #choicesOpen = false;
+  /** `choices` seen as `[]`. */
+  choicesEmpty = false;
+  /** Raw bytes of the last top-level `usage` object. */
+  #usageRaw: Buffer | null = null;
+
+  reset(): void {
+    this.#depth = 0;
+    this.#inString = false;
+    this.#escape = false;
+    this.#expectKey = false;
+    this.#capturingKey = false;
+    this.#lastKey = Key.Other;
+    this.#awaitValue = false;
+    this.#capturing = false;
+    this.#captureLen = 0;
+    this.#choicesOpen = false;
+    this.choicesEmpty = false;
+    this.#usageRaw = null;
+  }
+
+  /** True when a `usage` object was seen. */
+  get hasUsage(): boolean {
+    return this.#usageRaw !== null;
+  }
+
+  feed(buf: Buffer, start = 0, end = buf.length): void {
+    for (let i = start; i < end; i++) this.#byte(buf[i]);
+  }
+
+  #byte(b: number): void {
+    if (this.#capturing) this.#keep(b);
+    if (this.#inString) {
+      if (this.#escape) this.#escape = false;
+      else if (b === BACKSLASH) this.#escape = true;
+      else if (b === QUOTE) {
+        this.#inString = false;
+        if (this.#capturingKey) this.#endKey();
+      } else if (this.#capturingKey && this.#keyBytes.length <= KEY_MAX) this.#keyBytes.push(b);
+      return;
+    }
+    if (b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) return;
+    if (this.#awaitValue) {
+      this.#awaitValue = false;
+      if (this.#lastKey === Key.Usage && b === LBRACE) this.#startCapture(b);
+      else if (this.#lastKey === Key.Choices && b === LBRACKET) this.#choicesOpen = true;
+    } else if (this.#choicesOpen) {
+      this.#choicesOpen = false;
+      if (b === RBRACKET) this.choicesEmpty = true;
+    }
+    switch (b) {
+      case QUOTE:
+        this.#inString = true;
+        if (this.#depth === 1 && this.#expectKey) {
+          this.#capturingKey = true;
+          this.#keyBytes.length = 0;
+        }
+        return;
+      case LBRACE:
+      case LBRACKET:
+        this.#depth++;
+        this.#expectKey = this.#depth === 1 && b === LBRACE;
+        return;
+      case RBRACE:
+      case RBRACKET:
+        this.#depth--;
+        if (this.#capturing && this.#depth === 1) this.#endCapture();
+        return;
+      case COMMA:
+        if (this.#depth === 1) this.#expectKey = true;
+        return;
+      case COLON:
+        if (this.#depth === 1) this.#awaitValue = true;
+        return;
+      default:
+    }
+  }
+
+  #endKey(): void {
+    this.#capturingKey = false;
+    this.#expectKey = false;
+    const k = this.#keyBytes;
+    // "usage" / "choices", compared without building a string.
+    if (k.length === 5 && k[0] === 0x75 && k[1] === 0x73 && k[2] === 0x61 && k[3] === 0x67 && k[4] === 0x65) this.#lastKey = Key.Usage;
+    else if (k.length === 7 && k[0] === 0x63 && k[1] === 0x68 && k[2] === 0x6f && k[3] === 0x69 && k[4] === 0x63 && k[5] === 0x65 && k[6] === 0x73) {
+      this.#lastKey = Key.Choices;
+    } else this.#lastKey = Key.Other;
+  }
+
+  #startCapture(b: number): void {
+    this.#capture ??= Buffer.allocUnsafe(USAGE_MAX_BYTES);
+    this.#capturing = true;
+    this.#captureLen = 0;
+    this.#keep(b);
+  }
+
+  #keep(b: number): void {
+    if (this.#captureLen < USAGE_MAX_BYTES) this.#capture![this.#captureLen] = b;
+    this.#captureLen++;
+  }
+
+  #endCapture(): void {
+    this.#capturing = false;
+    if (this.#captureLen <= USAGE_MAX_BYTES) this.#usageRaw = Buffer.from(this.#capture!.subarray(0, this.#captureLen));
+  }
+
+  /** The counts of the `usage` object seen, or null when absent or malformed. */
+  usage(): Usage | null {
+    const raw = this.#usageRaw;
+    if (raw === null) return null;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(raw.toString('utf8'));
+    } catch {
+      return null;
+    }
+    const u = obj as Record<string, unknown>;
+    const prompt = count(u.prompt_tokens ?? u.input_tokens);
+    const completion = count(u.completion_tokens ?? u.output_tokens);
+    if (prompt === null && completion === null) return null;
+    return { prompt: prompt ?? 0, completion: completion ?? 0 };
+  }
+}
+
+function count(v: unknown): number | null {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 1e12 ? v : null;
+}
