@@ -12,7 +12,17 @@ import { parseRedisUrl } from './redis-url.js';
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveMs = z.coerce.number().int().min(1);
 const nonNegativeInt = z.coerce.number().int().min(0);
-const bool = z.preprocess((v) => (typeof v === 'string' ? ['1', 'true', 'yes', 'on'].includes(v.toLowerCase()) : v), z.boolean());
+const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
+const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
+// A word it does not know is an error, not `false`: ACCESS_LOG=ture must not turn logging off.
+const bool = z.preprocess(
+  (v) => {
+    if (typeof v !== 'string') return v;
+    const word = v.trim().toLowerCase();
+    return TRUE_WORDS.has(word) ? true : FALSE_WORDS.has(word) ? false : v;
+  },
+  z.boolean({ error: 'must be true or false (also 1/0, yes/no, on/off)' }),
+);
 const list = z.preprocess(
   (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
   z.array(z.string()),

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
-import { ENDPOINT_NAME_RE, type RouteTable } from '../routing/route-table.js';
+import { ENDPOINT_NAME_RE, type RouteTable } from '../schema/route-table.js';
 import type { Logger } from '../obs/logger.js';
 import { parseRedisUrl } from '../config/redis-url.js';
 import { DELETE_ENDPOINT_LUA, UPDATE_ENDPOINT_LUA } from './redis-scripts.js';
