@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { GatewayError } from '../errors/gateway-error.js';
-import { endpointNameSchema } from '../routing/route-table.js';
+import { endpointNameSchema } from '../schema/route-table.js';
 import type { Store } from '../store/store.js';
 import { MINUTE, USAGE_RETENTION_MS, type UsageGroupBy } from '../store/usage.js';
-import type { AdminMount } from './app.js';
+import type { AdminMount } from './mount.js';
 import { parseParam, zodDetails } from './validate.js';
 
 const DEFAULT_RANGE_MS = 24 * 3600_000;

@@ -1,4 +1,4 @@
-import type { RouteTable } from '../routing/route-table.js';
+import type { RouteTable } from '../schema/route-table.js';
 import type { CachedToken } from './token-cache.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { RouteTable } from '../routing/route-table.js';
+import type { RouteTable } from '../schema/route-table.js';
 
 /** Queue bounds when `limits.queue` leaves them out (docs/traffic-control.md). */
 export const DEFAULT_QUEUE_MAX_LENGTH = 1000;
