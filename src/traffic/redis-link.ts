@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
+import { parseRedisUrl } from '../config/redis-url.js';
 import type { Logger } from '../obs/logger.js';
 
 /** A Lua script run by EVALSHA, loaded on first NOSCRIPT. */
@@ -32,7 +33,7 @@ export class RedisLink {
   constructor(opts: RedisLinkOptions) {
     this.prefix = opts.prefix;
     this.#logger = opts.logger;
-    this.redis = new Redis(opts.url, {
+    const common: RedisOptions = {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -40,7 +41,14 @@ export class RedisLink {
       connectTimeout: 5000,
       connectionName: 'modelgate-traffic',
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 12), 5000),
-    });
+      reconnectOnError: (err) => err.message.startsWith('READONLY'),
+    };
+    // REDIS_URL may name Sentinels (config/redis-url.ts): then the master is asked for there.
+    const connection = parseRedisUrl(opts.url);
+    this.redis =
+      connection.kind === 'single'
+        ? new Redis(connection.url, common)
+        : new Redis({ ...connection.options, ...common, failoverDetector: true, sentinelRetryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 12), 5000) });
     // Errors surface as failed commands (and the local fallback); the store logs the outage.
     this.redis.on('error', () => {});
   }
