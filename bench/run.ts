@@ -1,7 +1,8 @@
 /**
  * `npm run bench` (about 8 minutes) / `npm run bench -- --quick` (under 2 minutes) /
  * `npm run bench -- --profile` (a CPU profile of the public endpoint under load, summarised) /
- * `npm run bench -- failover` (one of three routes killed and restarted under load).
+ * `npm run bench -- failover` (one of three routes killed and restarted under load) /
+ * `npm run bench -- traffic` (the hot-path cost of caps, rate limits and metering, bench/traffic.ts).
  *
  * Every system runs in its own process against the same upstream process, on loopback. Systems
  * are primed, then measured in alternating rounds (rotated order) and the median of the rounds
@@ -239,7 +240,11 @@ async function main(): Promise<void> {
 }
 
 // `npm run bench -- failover`: the kill-a-route-under-load run (bench/failover.ts) on its own.
-const run = process.argv.includes('failover') ? () => import('./failover.js').then(() => undefined) : main;
+const run = process.argv.includes('failover')
+  ? () => import('./failover.js').then(() => undefined)
+  : process.argv.includes('traffic')
+    ? () => import('./traffic.js').then(() => undefined)
+    : main;
 
 run().then(
   () => {

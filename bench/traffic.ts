@@ -1,0 +1,106 @@
+/**
+ * `npm run bench -- traffic`: what traffic control costs on the hot path. Three endpoints on one
+ * gateway, one upstream, POST /v1/chat/completions answered with an OpenAI-style JSON body:
+ *
+ * - `plain`: no traffic feature (`usage.meter: false`, no cap, no limit): the baseline.
+ * - `metered`: usage metering only (the default for an endpoint).
+ * - `capped`: `max_in_flight_per_route` (high enough never to queue) + a private token with a
+ *   requests-per-minute limit it never reaches + metering: every feature on the request path.
+ *
+ * Alternating rounds, median per endpoint, ratios within the run. Writes bench/results/traffic.md.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { TokenIssuer } from '../src/auth/issuer.js';
+import { buildGateway, killAll, median, ROOT, spawnGateway, spawnScript, TOKEN_SECRET } from './lib.js';
+
+const quick = process.argv.includes('--quick');
+const ROUNDS = quick ? 3 : 6;
+const SECONDS = quick ? 2 : 4;
+const CONNECTIONS = 32;
+const BODY = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16 });
+const log = (msg: string) => process.stderr.write(`[bench traffic] ${msg}\n`);
+
+interface Row {
+  name: string;
+  rps: number[];
+  p99: number[];
+}
+
+async function main(): Promise<void> {
+  buildGateway();
+  const upstream = await spawnScript('upstream.ts');
+  const gw = await spawnGateway({});
+  try {
+    const url = `http://127.0.0.1:${upstream.port}`;
+    const put = async (name: string, body: Record<string, unknown>) => {
+      const r = await gw.admin('PUT', `/v1/endpoints/${name}`, { routes: [{ id: 'u', url }], ...body });
+      if (r.status >= 300) throw new Error(`PUT ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+      return r.body as { id: string };
+    };
+    await put('plain', { public: true, usage: { meter: false } });
+    await put('metered', { public: true });
+    const capped = await put('capped', { limits: { max_in_flight_per_route: 10_000 } });
+    const issuer = new TokenIssuer(TOKEN_SECRET);
+    const token = (
+      await issuer.issue({ endpointId: capped.id, sub: 'bench', exp: Math.floor(Date.now() / 1000) + 3600, rateLimit: { requests_per_minute: 100_000_000 } })
+    ).token;
+    const targets: { name: string; headers: Record<string, string> }[] = [
+      { name: 'plain', headers: { host: 'plain.localhost' } },
+      { name: 'metered', headers: { host: 'metered.localhost' } },
+      { name: 'capped', headers: { host: 'capped.localhost', authorization: `Bearer ${token}` } },
+    ];
+    const run = async (t: (typeof targets)[number], seconds: number) => {
+      const r = await autocannon({
+        url: `http://127.0.0.1:${gw.port}/v1/chat/completions`,
+        method: 'POST',
+        body: BODY,
+        headers: { ...t.headers, 'content-type': 'application/json' },
+        connections: CONNECTIONS,
+        duration: seconds,
+      });
+      if (r.non2xx + r.errors > 0) throw new Error(`${t.name}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+      return { rps: r['2xx'] / r.duration, p99: r.latency.p99 };
+    };
+    for (const t of targets) await run(t, 1);
+    const rows: Row[] = targets.map((t) => ({ name: t.name, rps: [], p99: [] }));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let k = 0; k < targets.length; k++) {
+        const i = (k + round) % targets.length;
+        const s = await run(targets[i], SECONDS);
+        rows[i].rps.push(s.rps);
+        rows[i].p99.push(s.p99);
+        log(`round ${round + 1} ${targets[i].name}: ${s.rps.toFixed(0)} req/s p99 ${s.p99} ms`);
+      }
+    }
+    const base = median(rows[0].rps);
+    const lines = [
+      '# Traffic control on the hot path',
+      '',
+      `\`npm run bench -- traffic${quick ? ' --quick' : ''}\`: POST /v1/chat/completions (JSON answer with usage), ${CONNECTIONS} connections, ${ROUNDS} alternating rounds of ${SECONDS} s, medians. Embedded store (one instance: the lock-free slot counters).`,
+      '',
+      '| endpoint | req/s | vs plain | p99 ms |',
+      '| --- | ---: | ---: | ---: |',
+      ...rows.map((r) => {
+        const rps = median(r.rps);
+        return `| ${r.name} | ${rps.toFixed(0)} | ${((rps / base - 1) * 100).toFixed(1)} % | ${median(r.p99)} |`;
+      }),
+      '',
+      `Run at ${new Date().toISOString()}.`,
+      '',
+    ];
+    writeFileSync(join(ROOT, 'bench/results/traffic.md'), lines.join('\n'));
+    process.stdout.write(lines.join('\n'));
+  } finally {
+    await gw.stop();
+    await upstream.stop();
+    killAll();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  killAll();
+  process.exit(1);
+});
