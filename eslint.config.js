@@ -12,7 +12,7 @@ const LAYERS = {
   proxy: ['auth', 'routing', 'traffic', 'upstream', 'store', 'schema', ...FOUNDATION],
   admin: ['auth', 'controller', 'control', 'store', 'schema', ...FOUNDATION],
   cli: ['auth', 'store', 'schema', ...FOUNDATION],
-  cluster: ['store', ...FOUNDATION],
+  cluster: ['store', 'traffic', ...FOUNDATION],
   controller: ['control', 'store', 'schema', ...FOUNDATION],
   control: ['store', 'schema', ...FOUNDATION],
   traffic: ['auth', 'upstream', 'store', 'schema', ...FOUNDATION],

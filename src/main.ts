@@ -120,6 +120,8 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       accessLogger: opts.accessLogger,
       isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
       tracer,
+      // Workers on the embedded store share caps and rate limits through the primary.
+      limitsChannel: role === 'worker' && !settings.REDIS_URL ? process : undefined,
     });
     gateway.start();
     gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);

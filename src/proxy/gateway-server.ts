@@ -12,6 +12,7 @@ import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
 import { EndpointCache } from '../routing/endpoint-cache.js';
 import type { Store } from '../store/store.js';
 import { OutlierDetector } from '../upstream/outlier-detector.js';
+import type { LimitsChannel } from '../traffic/ipc-limits.js';
 import { TrafficControl } from '../traffic/traffic-control.js';
 import { PoolRegistry } from '../upstream/pool-registry.js';
 import { Addresser } from './addressing.js';
@@ -30,6 +31,8 @@ export interface GatewayServerOptions {
   accessLogger?: Logger;
   /** Whether a socket peer may set X-Forwarded-For (TRUSTED_PROXIES). */
   isTrustedProxy?: (address: string) => boolean;
+  /** Cluster worker on the embedded store: traffic limits are counted by the primary over this channel. */
+  limitsChannel?: LimitsChannel;
   /** One span per request (obs/otel.ts when OTEL_EXPORTER_OTLP_ENDPOINT is set); no-op otherwise. */
   tracer?: RequestTracer;
 }
@@ -113,6 +116,7 @@ export class GatewayServer {
       logger,
       metrics,
       redis: s.REDIS_URL ? { url: s.REDIS_URL, prefix: s.REDIS_PREFIX } : undefined,
+      ipc: opts.limitsChannel,
       bodyLimitBytes: s.BODY_LIMIT_BYTES,
     });
     this.traffic.labelOf = (name) => labeler.label(name);

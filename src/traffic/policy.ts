@@ -1,5 +1,13 @@
 import type { RouteTable } from '../schema/route-table.js';
 
+/** prom-client children of one endpoint label. */
+export interface LlmMetrics {
+  prompt: { inc(n: number): void };
+  completion: { inc(n: number): void };
+  ttft: { observe(v: number): void };
+  tps: { observe(v: number): void };
+}
+
 /** Queue bounds when `limits.queue` leaves them out (docs/traffic-control.md). */
 export const DEFAULT_QUEUE_MAX_LENGTH = 1000;
 export const DEFAULT_QUEUE_MAX_WAIT_MS = 30_000;
@@ -24,6 +32,8 @@ export class TrafficPolicy {
   readonly requestInStream: boolean;
   /** Every request needs traffic control (a cap or an endpoint-wide limit). */
   readonly always: boolean;
+  /** The endpoint's LLM metric children, attached on first use by TrafficControl. */
+  metrics: LlmMetrics | undefined = undefined;
 
   constructor(table: RouteTable) {
     this.endpointId = table.id;

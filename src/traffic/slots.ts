@@ -1,21 +1,18 @@
 import type { Candidates, Balancer } from '../upstream/balancer.js';
 import type { RouteState } from '../upstream/route-state.js';
-import type { FallbackFlag, RedisLink } from './redis-link.js';
-import { LuaScript } from './redis-link.js';
-import { ACQUIRE_SLOT_LUA } from './slot-scripts.js';
-
-const ACQUIRE = new LuaScript(ACQUIRE_SLOT_LUA);
+import type { FallbackFlag } from './redis-link.js';
+import type { SharedLimits } from './shared-limits.js';
 
 /** A crashed instance's slots come back within this (DESIGN: 10 s). */
 export const LEASE_TTL_MS = 8_000;
 export const LEASE_RENEW_MS = 2_000;
-/** Routes offered to one acquire script, most preferred first. */
+/** Routes offered to one acquire, most preferred first. */
 const MAX_KEYS_PER_ACQUIRE = 16;
 
 /** What a slot is held for: the ticket of one request. */
 export interface SlotHolder {
   slotRoute: RouteState | null;
-  /** Redis lease member; '' for a slot counted locally only. */
+  /** Shared lease member; '' for a slot counted locally only. */
   leaseId: string;
   leaseKey: string;
 }
@@ -29,32 +26,32 @@ function usable(r: RouteState, now: number, skipA: RouteState | null, skipB: Rou
 }
 
 /**
- * Slots under `limits.max_in_flight_per_route`. Alone (no Redis) a slot is a plain counter on
- * the route, taken synchronously without locks. With Redis it is a lease in a sorted set per
- * route (slot-scripts.ts), renewed while the request runs; when Redis is unreachable the
- * counters alone decide (per-instance caps), announced by the fallback flag.
+ * Slots under `limits.max_in_flight_per_route`. Alone (no Redis, one process) a slot is a plain
+ * counter on the route, taken synchronously without locks. Shared (Redis, or the cluster primary
+ * for WORKERS > 1) it is a lease held in a set per route, renewed while the request runs; when
+ * the shared side is unreachable the counters alone decide (per-instance caps), announced by the
+ * fallback flag.
  */
 export class SlotManager {
-  readonly #link: RedisLink | null;
+  readonly #shared: SharedLimits | null;
   readonly #flag: FallbackFlag | null;
   readonly #instance: string;
   readonly #leases = new Map<string, string>();
   #seq = 0;
   #timer: NodeJS.Timeout | null = null;
 
-  constructor(link: RedisLink | null, flag: FallbackFlag | null, instanceId: string) {
-    this.#link = link;
+  constructor(shared: SharedLimits | null, flag: FallbackFlag | null, instanceId: string) {
+    this.#shared = shared;
     this.#flag = flag;
     this.#instance = instanceId;
   }
 
+  /** Slots are counted elsewhere too: queued requests must poll for slots freed there. */
   get shared(): boolean {
-    return this.#link !== null && this.#link.ready;
+    return this.#shared !== null && this.#shared.ready;
   }
 
-  /**
-   * Takes a slot on a route, preferring the balancer's pick. Synchronous when counting locally.
-   */
+  /** Takes a slot on a route, preferring the balancer's pick. Synchronous when counting locally. */
   acquire(
     holder: SlotHolder,
     endpointId: string,
@@ -67,9 +64,9 @@ export class SlotManager {
   ): AcquireResult | Promise<AcquireResult> {
     const first = balancer.pick(c, now, skipA, skipB);
     if (first === null) return NO_ROUTE;
-    const link = this.#link;
-    if (link === null || !link.ready) {
-      if (link !== null) this.#flag?.set(true);
+    const shared = this.#shared;
+    if (shared === null || !shared.ready) {
+      if (shared !== null) this.#flag?.set(true);
       return this.#acquireLocal(holder, first, cap, c, now, skipA, skipB);
     }
     const order: RouteState[] = [first];
@@ -79,12 +76,11 @@ export class SlotManager {
       if (order.length >= MAX_KEYS_PER_ACQUIRE) break;
       order.push(r);
     }
-    const keys = order.map((r) => this.keyOf(endpointId, r));
+    const keys = order.map((r) => `${shared.prefix}slots:${endpointId}:${r.id}`);
     const member = `${this.#instance}:${++this.#seq}`;
-    return link.run(ACQUIRE, keys, [Date.now(), LEASE_TTL_MS, cap, member]).then(
-      (reply) => {
+    return shared.acquireSlot(keys, cap, member, LEASE_TTL_MS).then(
+      (i) => {
         this.#flag?.set(false);
-        const i = Number(reply);
         if (!(i > 0)) return null;
         const route = order[i - 1];
         route.slotsHeld++;
@@ -92,10 +88,10 @@ export class SlotManager {
         holder.leaseId = member;
         holder.leaseKey = keys[i - 1];
         this.#leases.set(member, keys[i - 1]);
-        this.#startRenewing();
+        if (shared.leasesExpire) this.#startRenewing();
         return route;
       },
-      (err) => {
+      (err: unknown) => {
         this.#flag?.set(true, err);
         return this.#acquireLocal(holder, first, cap, c, now, skipA, skipB);
       },
@@ -131,14 +127,9 @@ export class SlotManager {
     route.slotsHeld--;
     if (holder.leaseId !== '') {
       this.#leases.delete(holder.leaseId);
-      // Fire and forget: if it is lost, the lease expires by itself.
-      this.#link?.redis.zrem(holder.leaseKey, holder.leaseId).catch(() => {});
+      this.#shared?.releaseSlot(holder.leaseKey, holder.leaseId);
       holder.leaseId = '';
     }
-  }
-
-  keyOf(endpointId: string, route: RouteState): string {
-    return `${this.#link?.prefix ?? ''}slots:${endpointId}:${route.id}`;
   }
 
   #startRenewing(): void {
@@ -148,20 +139,13 @@ export class SlotManager {
   }
 
   #renew(): void {
-    const link = this.#link;
+    const shared = this.#shared;
     if (this.#leases.size === 0) {
       if (this.#timer !== null) clearInterval(this.#timer);
       this.#timer = null;
       return;
     }
-    if (link === null || !link.ready) return;
-    const expiry = Date.now() + LEASE_TTL_MS;
-    const pipeline = link.redis.pipeline();
-    for (const [member, key] of this.#leases) {
-      pipeline.zadd(key, 'XX', expiry, member);
-      pipeline.pexpire(key, LEASE_TTL_MS * 2);
-    }
-    pipeline.exec().catch(() => {});
+    if (shared !== null && shared.ready) shared.renewSlots(this.#leases, LEASE_TTL_MS);
   }
 
   stop(): void {

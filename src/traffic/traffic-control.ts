@@ -10,9 +10,11 @@ import type { Store } from '../store/store.js';
 import type { Balancer, Candidates } from '../upstream/balancer.js';
 import type { RouteState } from '../upstream/route-state.js';
 import { remaining, type LimitDecision, type LimiterSpec } from './gcra.js';
-import { MINUTE_MS, isCompletionPath, type TrafficPolicy } from './policy.js';
+import { MINUTE_MS, isCompletionPath, type LlmMetrics, type TrafficPolicy } from './policy.js';
 import { RateLimiter } from './rate-limiter.js';
+import { IpcSharedLimits, type LimitsChannel } from './ipc-limits.js';
 import { FallbackFlag, RedisLink } from './redis-link.js';
+import { RedisSharedLimits, type SharedLimits } from './shared-limits.js';
 import { BODY_INSPECT_MAX_BYTES, inspectCompletion, readBodyBounded } from './request-body.js';
 import { MeterMode, ResponseMeter, meterModeFor } from './response-meter.js';
 import { SlotManager, NO_ROUTE, type AcquireResult, type SlotHolder } from './slots.js';
@@ -96,6 +98,8 @@ export interface TrafficControlOptions {
   metrics: Metrics;
   /** Shared limits through Redis (REDIS_URL); absent = this instance alone. */
   redis?: { url: string; prefix: string };
+  /** Cluster worker on the embedded store: limits shared through the primary. */
+  ipc?: LimitsChannel;
   bodyLimitBytes: number;
 }
 
@@ -109,10 +113,12 @@ export class TrafficControl {
   readonly #metrics: Metrics;
   readonly #logger: Logger;
   readonly #link: RedisLink | null;
+  readonly #ipc: IpcSharedLimits | null;
   readonly #slots: SlotManager;
   readonly #limiter: RateLimiter;
   readonly #recorder: UsageRecorder;
   readonly #gates = new Map<string, EndpointGate>();
+  readonly #llmMetrics = new Map<string, LlmMetrics>();
   readonly #bodyLimit: number;
 
   constructor(opts: TrafficControlOptions) {
@@ -120,10 +126,12 @@ export class TrafficControl {
     this.#logger = opts.logger.child({ component: 'traffic' });
     this.#bodyLimit = opts.bodyLimitBytes;
     this.#link = opts.redis ? new RedisLink({ url: opts.redis.url, prefix: opts.redis.prefix, logger: this.#logger }) : null;
-    const slotsFlag = this.#link ? new FallbackFlag('slots', this.#logger, opts.metrics.trafficLocalFallback.labels('slots')) : null;
-    const rateFlag = this.#link ? new FallbackFlag('rate', this.#logger, opts.metrics.trafficLocalFallback.labels('rate')) : null;
-    this.#slots = new SlotManager(this.#link, slotsFlag, randomBytes(6).toString('hex'));
-    this.#limiter = new RateLimiter(this.#link, rateFlag);
+    this.#ipc = this.#link === null && opts.ipc ? new IpcSharedLimits(opts.ipc) : null;
+    const shared: SharedLimits | null = this.#link ? new RedisSharedLimits(this.#link) : this.#ipc;
+    const slotsFlag = shared ? new FallbackFlag('slots', this.#logger, opts.metrics.trafficLocalFallback.labels('slots')) : null;
+    const rateFlag = shared ? new FallbackFlag('rate', this.#logger, opts.metrics.trafficLocalFallback.labels('rate')) : null;
+    this.#slots = new SlotManager(shared, slotsFlag, randomBytes(6).toString('hex'));
+    this.#limiter = new RateLimiter(shared, rateFlag);
     const failures = opts.metrics.usageFlushFailures;
     this.#recorder = new UsageRecorder(opts.store, this.#logger, () => failures.inc());
   }
@@ -137,6 +145,7 @@ export class TrafficControl {
     for (const gate of this.#gates.values()) if (gate.poll !== null) clearInterval(gate.poll);
     await this.#recorder.stop();
     await this.#link?.close();
+    this.#ipc?.close();
   }
 
   /** Writes pending usage now (tests, drain). */
@@ -411,14 +420,13 @@ export class TrafficControl {
     if (!policy.meter || ticket.method !== 'POST') return;
     this.#recorder.record(policy.endpoint, ticket.tokenKey, ticket.sub, prompt, completion, Date.now());
     if (usage === null) return;
-    const label = this.#labelOf(policy);
-    if (prompt > 0) this.#metrics.llmTokens.labels(label, 'prompt').inc(prompt);
-    if (completion > 0) this.#metrics.llmTokens.labels(label, 'completion').inc(completion);
-    const end = performance.now();
+    const m = (policy.metrics ??= this.#metricsFor(policy.endpoint));
+    if (prompt > 0) m.prompt.inc(prompt);
+    if (completion > 0) m.completion.inc(completion);
     if (ticket.firstByteMs >= 0) {
-      if (ticket.meter !== null && ticket.meter.events > 0) this.#metrics.llmTimeToFirstToken.labels(label).observe((ticket.firstByteMs - ticket.startMs) / 1000);
-      const seconds = (end - ticket.firstByteMs) / 1000;
-      if (completion > 0 && seconds > 0.001) this.#metrics.llmOutputTokensPerSecond.labels(label).observe(completion / seconds);
+      if (ticket.meter !== null && ticket.meter.events > 0) m.ttft.observe((ticket.firstByteMs - ticket.startMs) / 1000);
+      const seconds = (performance.now() - ticket.firstByteMs) / 1000;
+      if (completion > 0 && seconds > 0.001) m.tps.observe(completion / seconds);
     }
   }
 
@@ -431,8 +439,21 @@ export class TrafficControl {
   /** Endpoint label for the LLM metrics (bounded by the data plane's labeler; set by the gateway). */
   labelOf: (endpoint: string) => string = (endpoint) => endpoint;
 
-  #labelOf(policy: TrafficPolicy): string {
-    return this.labelOf(policy.endpoint);
+  /** prom-client children of an endpoint label, looked up once per label (labels() hashes on every call). */
+  #metricsFor(endpoint: string): LlmMetrics {
+    const label = this.labelOf(endpoint);
+    let m = this.#llmMetrics.get(label);
+    if (m === undefined) {
+      const metrics = this.#metrics;
+      m = {
+        prompt: metrics.llmTokens.labels(label, 'prompt'),
+        completion: metrics.llmTokens.labels(label, 'completion'),
+        ttft: metrics.llmTimeToFirstToken.labels(label),
+        tps: metrics.llmOutputTokensPerSecond.labels(label),
+      };
+      this.#llmMetrics.set(label, m);
+    }
+    return m;
   }
 }
 

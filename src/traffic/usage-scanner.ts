@@ -69,7 +69,22 @@ export class UsageScanner {
   }
 
   feed(buf: Buffer, start = 0, end = buf.length): void {
-    for (let i = start; i < end; i++) this.#byte(buf[i]);
+    // Next backslash at or after i in this chunk: -2 unknown, -1 none (searched once, kept, so
+    // the skipping below stays linear in the chunk).
+    let backslash = -2;
+    for (let i = start; i < end; i++) {
+      // Inside a string that is not being kept: jump to the next quote or backslash natively
+      // (message content is most of an LLM response's bytes).
+      if (this.#inString && !this.#escape && !this.#capturing && !this.#capturingKey) {
+        const q = buf.indexOf(QUOTE, i);
+        let next = q < 0 || q >= end ? end : q;
+        if (backslash !== -1 && backslash < i) backslash = buf.indexOf(BACKSLASH, i);
+        if (backslash >= 0 && backslash < next) next = backslash;
+        if (next >= end) return;
+        i = next;
+      }
+      this.#byte(buf[i]);
+    }
   }
 
   #byte(b: number): void {
@@ -132,20 +147,29 @@ export class UsageScanner {
   }
 
   #startCapture(b: number): void {
-    this.#capture ??= Buffer.allocUnsafe(USAGE_MAX_BYTES);
+    // Small first (a usage object is ~100 bytes), grown up to the bound.
+    this.#capture ??= Buffer.allocUnsafe(256);
     this.#capturing = true;
     this.#captureLen = 0;
     this.#keep(b);
   }
 
   #keep(b: number): void {
-    if (this.#captureLen < USAGE_MAX_BYTES) this.#capture![this.#captureLen] = b;
-    this.#captureLen++;
+    const len = this.#captureLen++;
+    if (len >= USAGE_MAX_BYTES) return;
+    let cap = this.#capture!;
+    if (len === cap.length) {
+      const bigger = Buffer.allocUnsafe(Math.min(USAGE_MAX_BYTES, cap.length * 2));
+      cap.copy(bigger);
+      this.#capture = cap = bigger;
+    }
+    cap[len] = b;
   }
 
   #endCapture(): void {
     this.#capturing = false;
-    if (this.#captureLen <= USAGE_MAX_BYTES) this.#usageRaw = Buffer.from(this.#capture!.subarray(0, this.#captureLen));
+    // The capture buffer is this scanner's own; it is not reused before usage() reads it.
+    if (this.#captureLen <= USAGE_MAX_BYTES) this.#usageRaw = this.#capture!.subarray(0, this.#captureLen);
   }
 
   /** The counts of the `usage` object seen, or null when absent or malformed. */
