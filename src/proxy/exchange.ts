@@ -228,7 +228,10 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Traffi
       dropListed(forward, CONTENT_LENGTH);
       forward.push('content-length', String(body.length));
       this.#body = body;
-    } else this.#body = body;
+    } else {
+      // Past the inspection bound: the rest streams, still under the body limit.
+      this.#body = this.#head.contentLength >= 0 ? body : body.pipe(new BodyLimiter(this.#ctx.bodyLimitBytes));
+    }
     this.#dispatch();
   }
 
