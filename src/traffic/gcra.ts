@@ -44,7 +44,7 @@ export function gcraLocal(tats: Map<string, number>, specs: readonly LimiterSpec
     const newTat = tat + spec.cost * t;
     const wait = spec.cost === 0 ? tat - now - spec.windowMs + t : newTat - now - spec.windowMs;
     if (wait > 0) allowed = false;
-    states.push({ waitMs: wait > 0 ? Math.ceil(wait) : 0, usedMs: Math.ceil(newTat - now) });
+    states.push({ waitMs: wait > 0 ? wait : 0, usedMs: newTat - now });
     next.push(newTat);
   }
   if (allowed) for (let i = 0; i < specs.length; i++) tats.set(specs[i].key, next[i]);
@@ -62,6 +62,7 @@ export function gcraSettleLocal(tats: Map<string, number>, key: string, spec: { 
 
 /** Units left in the window after this request (for the `RateLimit` header's `r`). */
 export function remaining(spec: LimiterSpec, state: LimiterState): number {
-  const left = Math.floor((spec.windowMs - state.usedMs) / interval(spec));
+  // The epsilon absorbs float error: (W - T) / T must count N - 1, not N - 1 - 1e-12.
+  const left = Math.floor((spec.windowMs - state.usedMs) / interval(spec) + 1e-6);
   return left < 0 ? 0 : left > spec.limit ? spec.limit : left;
 }

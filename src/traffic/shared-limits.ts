@@ -67,7 +67,7 @@ export class RedisSharedLimits implements SharedLimits {
       specs.map((s) => this.link.prefix + s.key),
       args,
     )) as number[];
-    return { allowed: Number(r[0]) === 1, states: specs.map((_, i) => ({ waitMs: Number(r[1 + i * 2]), usedMs: Number(r[2 + i * 2]) })) };
+    return { allowed: Number(r[0]) === 1, states: specs.map((_, i) => ({ waitMs: Number(r[1 + i * 2]) / 1000, usedMs: Number(r[2 + i * 2]) / 1000 })) };
   }
 
   async settleLimit(spec: LimiterSpec, delta: number): Promise<void> {

@@ -30,8 +30,8 @@ return 0
  * any is charged, so a request refused by one limit costs nothing on the others.
  * KEYS: one per limiter (value = theoretical arrival time, ms). ARGV: now ms, then per limiter
  * emission interval ms (period / limit), burst window ms (the period), cost.
- * Returns {allowed (1|0), then per limiter: ms until the cost would fit (0 when it fits now), ms
- * of the window in use after this request}.
+ * Returns {allowed (1|0), then per limiter: µs until the cost would fit (0 when it fits now), µs
+ * of the window in use after this request} (µs: Redis turns Lua numbers into integers).
  */
 export const GCRA_LUA = `
 local now = tonumber(ARGV[1])
@@ -50,12 +50,12 @@ for i = 1, n do
   if cost == 0 then wait = tat - now - window + interval end
   if wait > 0 then
     allowed = 0
-    out[2 + (i - 1) * 2] = math.ceil(wait)
+    out[2 + (i - 1) * 2] = math.ceil(wait * 1000)
   else
     out[2 + (i - 1) * 2] = 0
   end
   tats[i] = new_tat
-  out[3 + (i - 1) * 2] = math.ceil(new_tat - now)
+  out[3 + (i - 1) * 2] = math.ceil((new_tat - now) * 1000)
 end
 out[1] = allowed
 if allowed == 1 then
