@@ -175,21 +175,70 @@ export class UsageScanner {
   /** The counts of the `usage` object seen, or null when absent or malformed. */
   usage(): Usage | null {
     const raw = this.#usageRaw;
-    if (raw === null) return null;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(raw.toString('utf8'));
-    } catch {
-      return null;
-    }
-    const u = obj as Record<string, unknown>;
-    const prompt = count(u.prompt_tokens ?? u.input_tokens);
-    const completion = count(u.completion_tokens ?? u.output_tokens);
-    if (prompt === null && completion === null) return null;
-    return { prompt: prompt ?? 0, completion: completion ?? 0 };
+    return raw === null ? null : readUsage(raw);
   }
 }
 
-function count(v: unknown): number | null {
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 1e12 ? v : null;
+const enum Field {
+  None = 0,
+  Prompt = 1,
+  Completion = 2,
+}
+
+/** Which count a key of the usage object names (OpenAI and Responses-API spellings). */
+function fieldOf(raw: Buffer, start: number, end: number): Field {
+  const len = end - start;
+  if (len === 13 && raw.toString('latin1', start, end) === 'prompt_tokens') return Field.Prompt;
+  if (len === 17 && raw.toString('latin1', start, end) === 'completion_tokens') return Field.Completion;
+  if (len === 12 && raw.toString('latin1', start, end) === 'input_tokens') return Field.Prompt;
+  if (len === 13 && raw.toString('latin1', start, end) === 'output_tokens') return Field.Completion;
+  return Field.None;
+}
+
+/**
+ * Reads the two counts from the bytes of a `usage` object without JSON.parse (this runs once per
+ * metered response). Only keys of the object itself count; a count must be a plain non-negative
+ * integer. Anything malformed around a count makes it absent; the structure was already checked
+ * by the scanner (balanced braces, strings closed).
+ */
+export function readUsage(raw: Buffer): Usage | null {
+  let prompt = -1;
+  let completion = -1;
+  let depth = 0;
+  let i = 0;
+  const n = raw.length;
+  while (i < n) {
+    const b = raw[i];
+    if (b === QUOTE) {
+      const start = i + 1;
+      let j = start;
+      while (j < n && raw[j] !== QUOTE) j += raw[j] === BACKSLASH ? 2 : 1;
+      const field = depth === 1 ? fieldOf(raw, start, j) : Field.None;
+      i = j + 1;
+      if (field === Field.None) continue;
+      while (i < n && (raw[i] === 0x20 || raw[i] === 0x0a || raw[i] === 0x0d || raw[i] === 0x09)) i++;
+      if (raw[i] !== COLON) continue;
+      i++;
+      while (i < n && (raw[i] === 0x20 || raw[i] === 0x0a || raw[i] === 0x0d || raw[i] === 0x09)) i++;
+      let value = 0;
+      let digits = 0;
+      while (i < n && raw[i] >= 0x30 && raw[i] <= 0x39 && digits < 13) {
+        value = value * 10 + (raw[i] - 0x30);
+        digits++;
+        i++;
+      }
+      // A number must end there: `12.5`, `1e3`, `12abc` or more than 12 digits are not counts.
+      const next = raw[i];
+      const ends = next === COMMA || next === RBRACE || next === 0x20 || next === 0x0a || next === 0x0d || next === 0x09;
+      if (digits === 0 || digits > 12 || !ends) continue;
+      if (field === Field.Prompt) prompt = value;
+      else completion = value;
+      continue;
+    }
+    if (b === LBRACE || b === LBRACKET) depth++;
+    else if (b === RBRACE || b === RBRACKET) depth--;
+    i++;
+  }
+  if (prompt < 0 && completion < 0) return null;
+  return { prompt: prompt < 0 ? 0 : prompt, completion: completion < 0 ? 0 : completion };
 }

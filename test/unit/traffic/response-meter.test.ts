@@ -109,3 +109,14 @@ describe('ResponseMeter', () => {
     expect(s.usage()).toEqual({ prompt: 3, completion: 4 });
   });
 });
+
+describe('readUsage', () => {
+  const read = async (text: string) => (await import('../../../src/traffic/usage-scanner.js')).readUsage(Buffer.from(text));
+  it('reads the object’s own counts only', async () => {
+    expect(await read('{"prompt_tokens": 12, "completion_tokens":30,"total_tokens":42}')).toEqual({ prompt: 12, completion: 30 });
+    expect(await read('{"prompt_tokens_details":{"prompt_tokens":99},"completion_tokens":3}')).toEqual({ prompt: 0, completion: 3 });
+    expect(await read('{"x":"\\"prompt_tokens\\": 5","prompt_tokens":1}')).toEqual({ prompt: 1, completion: 0 });
+    expect(await read('{"prompt_tokens":1.5,"completion_tokens":1e3}')).toBeNull();
+    expect(await read('{"prompt_tokens":9999999999999}')).toBeNull();
+  });
+});
