@@ -8,12 +8,16 @@ import { parseParam, zodDetails } from './validate.js';
 
 const DEFAULT_RANGE_MS = 24 * 3600_000;
 
-/** RFC 3339, or epoch seconds (as the token API accepts). */
+/** Past this, an epoch number is read as milliseconds (1e11 s is the year 5138). */
+const EPOCH_MS_THRESHOLD = 1e11;
+
+/** RFC 3339, or epoch seconds (as the token API accepts; epoch milliseconds are recognised too). */
 const instantSchema = z
   .string()
   .max(64)
   .transform((value, ctx) => {
-    const ms = /^\d+(\.\d+)?$/.test(value) ? Number(value) * 1000 : Date.parse(value);
+    const num = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
+    const ms = Number.isNaN(num) ? Date.parse(value) : num >= EPOCH_MS_THRESHOLD ? num : num * 1000;
     if (!Number.isFinite(ms)) {
       ctx.addIssue({ code: 'custom', message: 'must be an RFC 3339 time or epoch seconds' });
       return z.NEVER;
