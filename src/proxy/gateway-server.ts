@@ -200,7 +200,10 @@ export class GatewayServer {
    * request it falls back to, body limits and all.
    */
   #handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    if ((socket as OverCapSocket)[kOverCap] === true || this.#ctx.draining) {
+    // An upgrade pipelined behind a request whose response is still being written: the two
+    // cannot share the socket, and a client that waits for its answers never does this.
+    const pending = (socket as Socket & { _httpMessage?: unknown })._httpMessage;
+    if ((socket as OverCapSocket)[kOverCap] === true || this.#ctx.draining || (pending !== null && pending !== undefined)) {
       socket.destroy();
       return;
     }

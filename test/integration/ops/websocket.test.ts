@@ -246,4 +246,14 @@ describe('WebSocket holding limits', () => {
     expect(err.status).toBe(503);
     expect(JSON.parse(err.body).error.code).toBe('GW_OVERLOADED');
   });
+
+  it('tells open WebSockets to go (1001) when the gateway drains, without waiting the grace', async () => {
+    await gw.admin('PUT', '/v1/endpoints/live', { public: true, routes: [{ id: 'w1', url: up.url }] });
+    const ws = await openClient(`ws://127.0.0.1:${gw.port}/e/live/`);
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    const started = Date.now();
+    await gw.stop();
+    expect(await closed).toBe(1001);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
 });
