@@ -53,7 +53,7 @@ function onUpgradeSocketDrain(this: UpgradeSocket): void {
   this._httpMessage?.emit('drain');
 }
 function onUpgradeEarlyData(this: UpgradeSocket): void {
-  this._httpMessage?.[kExchange]?.fail(new GatewayError('GW_BAD_REQUEST', { message: 'data sent before the WebSocket handshake completed', closeConnection: true }));
+  this._httpMessage?.[kExchange]?.clientSentEarly();
 }
 function onUpgradeSocketEnd(this: UpgradeSocket): void {
   this.destroy();
@@ -573,6 +573,19 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   }
 
   // ---- client side ----
+
+  /**
+   * A WebSocket client sent bytes before the upstream's answer (RFC 6455 §4.1 forbids it, and it
+   * is how requests would be smuggled into a tunnel): refuse, and stop what was under way.
+   */
+  clientSentEarly(): void {
+    if (this.#finished || this.#tunnel !== null) return;
+    this.#unhold();
+    this.fail(new GatewayError('GW_BAD_REQUEST', { message: 'data sent before the WebSocket handshake completed', closeConnection: true }));
+    // Finished now: the abort's onError only lands on #finish again.
+    this.#clientGone = true;
+    this.#abort?.(new Error('client sent data before the handshake completed'));
+  }
 
   resumeUpstream(): void {
     this.#resume?.();

@@ -86,6 +86,17 @@ describe('security: upgrades become tunnels only after a real 101', () => {
     expect(good.requests).toHaveLength(0);
   });
 
+  it('refuses bytes sent while the upgrade waits in the hold queue, and never sends it upstream later', async () => {
+    good.reset();
+    expect((await gw.admin('PUT', '/v1/endpoints/held', { public: true, routes: [] })).status).toBe(201);
+    const res = await rawSend(gw.port, '', { pieces: [rawRequest('GET', '/e/held/chat', ['Host: gw', ...UPGRADE]), SMUGGLED], delayMs: 300, idleMs: 600 });
+    expect(res.responses[0]?.status).toBe(400);
+    expect((await gw.admin('PUT', '/v1/endpoints/held/routes', { routes: [{ id: 'a', url: good.url }] })).status).toBe(200);
+    const probe = await rawSend(gw.port, rawRequest('GET', '/e/held/probe', ['Host: gw', ...UPGRADE]), { idleMs: 400 });
+    expect(probe.text).toMatch(/^HTTP\/1\.1 101 /);
+    expect(good.requests.map((r) => r.target)).toEqual(['/probe']);
+  });
+
   it('sends a non-WebSocket upgrade (h2c) through the normal request path with its body limit', async () => {
     ok.reset();
     const body = 'x'.repeat(5000);
