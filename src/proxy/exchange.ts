@@ -291,7 +291,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     }
     // Bounded upstream queue: past its pool's connections, a route takes only so many waiting
     // requests (a loop or a stalled replica must not grow an unbounded queue in undici).
-    if (route.outstanding >= this.#ctx.routeQueueMax) {
+    if (route.outstanding - route.tunnels >= this.#ctx.routeQueueMax) {
       this.fail(new GatewayError('GW_OVERLOADED', { retryAfterSeconds: 1, detail: 'upstream queue full' }));
       return;
     }
@@ -453,9 +453,12 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       this.fail(new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: 'upstream 101 without a matching Upgrade and Sec-WebSocket-Accept' }));
       return;
     }
-    if (route !== null) this.#ctx.outlier.recordSuccess(route);
-    // The tunnel no longer occupies its route's pool; it stays in flight for the endpoint's limits.
-    this.#releaseRoute();
+    // The tunnel stays outstanding on its route (balancing, per-route limits) until it closes,
+    // but no longer occupies the route's pool.
+    if (route !== null) {
+      this.#ctx.outlier.recordSuccess(route);
+      route.tunnels++;
+    }
     this.#abort = null;
     this.#status = 101;
     head += `upgrade: websocket\r\nconnection: Upgrade\r\nx-request-id: ${this.requestId}\r\n\r\n`;
@@ -637,8 +640,10 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   }
 
   #releaseRoute(): void {
-    if (this.#route !== null) {
-      this.#route.outstanding--;
+    const route = this.#route;
+    if (route !== null) {
+      route.outstanding--;
+      if (this.#tunnel !== null) route.tunnels--;
       this.#route = null;
     }
   }

@@ -199,3 +199,30 @@ describe('security: tunnels are requests in flight with their endpoint and token
     expect(await closed).toBe(1001);
   });
 });
+
+describe('security: open tunnels do not fill a route queue', () => {
+  let gw: TestGateway;
+  let up: WsUpstream;
+
+  beforeAll(async () => {
+    // One pool connection and no waiting room: a request finds the route full only while
+    // another request is really using it, not while WebSockets are open on it.
+    gw = await startTestGateway({ UPSTREAM_POOL_CONNECTIONS: '1', UPSTREAM_PENDING_MAX: '0' });
+    up = await startWsUpstream();
+    await gw.admin('PUT', '/v1/endpoints/many', { public: true, routes: [{ id: 'a', url: up.url }] });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    await up?.close();
+  });
+
+  it('opens several WebSockets on a route whose pool has a single connection', async () => {
+    const sockets = [];
+    for (let i = 0; i < 3; i++) sockets.push(await open(`ws://127.0.0.1:${gw.port}/e/many/`));
+    for (const ws of sockets) {
+      ws.send('x');
+      expect((await new Promise<Buffer>((resolve) => ws.once('message', resolve))).toString()).toBe('echo:x');
+      ws.close();
+    }
+  });
+});
