@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ServerResponse, createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { AccessChecker } from '../auth/access.js';
 import type { Settings } from '../config/settings.js';
 import type { GatewayErrorCode } from '../errors/gateway-error.js';
@@ -211,7 +212,8 @@ export class GatewayServer {
       (socket as OverCapSocket)[kReinjected] = true;
       if (head.length > 0) socket.unshift(head);
       socket.unshift(plainRequestHead(req));
-      this.server.emit('connection', socket);
+      // node:http takes a plain socket on 'connection', a TLS one (https) on 'secureConnection'.
+      this.server.emit(socket instanceof TLSSocket ? 'secureConnection' : 'connection', socket);
       return;
     }
     socket.setNoDelay(true);
