@@ -257,3 +257,33 @@ describe('WebSocket holding limits', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 });
+
+describe('WebSocket tunnels and the HTTP timeouts', () => {
+  let gw: TestGateway;
+  let up: WsUpstream;
+
+  beforeAll(async () => {
+    gw = await startTestGateway({ HEADERS_TIMEOUT_MS: '300', REQUEST_BODY_TIMEOUT_MS: '600', WS_IDLE_TIMEOUT_MS: '5000' });
+    up = await startWsUpstream();
+    await gw.admin('PUT', '/v1/endpoints/long', { public: true, routes: [{ id: 'w1', url: up.url }] });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    await up?.close();
+  });
+
+  it('keeps a busy tunnel open past the HTTP request timeouts (only WS_IDLE_TIMEOUT_MS applies)', async () => {
+    const ws = await openClient(`ws://127.0.0.1:${gw.port}/e/long/`);
+    const started = Date.now();
+    let i = 0;
+    while (Date.now() - started < 2000) {
+      ws.send(`m${i}`);
+      expect(await nextMessage(ws)).toBe(`echo:m${i}`);
+      i++;
+      await sleep(100);
+    }
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    ws.close();
+    await once(ws, 'close');
+  });
+});
