@@ -43,12 +43,15 @@ export class RedisLink {
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 12), 5000),
       reconnectOnError: (err) => err.message.startsWith('READONLY'),
     };
-    // REDIS_URL may name Sentinels (config/redis-url.ts): then the master is asked for there.
+    // REDIS_URL may name Sentinels (config/redis-url.ts): then the master is asked for there, on
+    // every reconnect. No failoverDetector here: a second client subscribed to +switch-master
+    // kept the store's own clients from following a failover (test/integration/redis-sentinel),
+    // and the limits fall back to local counting for the moment it takes to notice.
     const connection = parseRedisUrl(opts.url);
     this.redis =
       connection.kind === 'single'
         ? new Redis(connection.url, common)
-        : new Redis({ ...connection.options, ...common, failoverDetector: true, sentinelRetryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 12), 5000) });
+        : new Redis({ ...connection.options, ...common, sentinelRetryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 12), 5000) });
     // Errors surface as failed commands (and the local fallback); the store logs the outage.
     this.redis.on('error', () => {});
   }
