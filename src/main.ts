@@ -8,6 +8,7 @@ import { createAuth } from './auth/create-auth.js';
 import { CidrList } from './auth/cidr.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
 import { createAdminApp } from './admin/app.js';
+import { CertificateStore, readCaFile } from './tls/certificates.js';
 import type { AdminMount } from './admin/mount.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
 import { servicesRoutes } from './admin/services-routes.js';
@@ -119,6 +120,8 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       accessLogger: opts.accessLogger,
       isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
       tracer,
+      certificates: dataPlaneCertificates(settings),
+      upstreamCa: settings.UPSTREAM_CA_FILE ? readCaFile(settings.UPSTREAM_CA_FILE) : undefined,
     });
     gateway.start();
     gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
@@ -126,8 +129,9 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   if (role === 'worker') serveMetricsToPrimary(metrics.registry);
   if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
 
-  const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
-  const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
+  const scheme = settings.TLS_CERT_FILE ? 'https' : 'http';
+  const portSuffix = gatewayAddress.port === (scheme === 'https' ? 443 : 80) ? '' : `:${gatewayAddress.port}`;
+  const endpointUrl = (name: string) => `${scheme}://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
   const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
@@ -176,7 +180,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   }
   logger.info(
     {
-      gateway: `http://${settings.GATEWAY_HOST}:${gatewayAddress.port}`,
+      gateway: `${scheme}://${settings.GATEWAY_HOST}:${gatewayAddress.port}`,
       admin: `http://${settings.ADMIN_HOST}:${adminPort}`,
       store: store.kind,
       data_dir: store.kind === 'memory' ? (settings.ephemeral ? null : settings.DATA_DIR) : undefined,
@@ -225,6 +229,12 @@ function dataPlaneOnly(
     return stopping;
   };
   return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort, adminPort: 0, shutdown };
+}
+
+/** TLS_CERT_FILE & co, read and checked now so a bad file stops start-up with one clear line. */
+function dataPlaneCertificates(settings: Settings): CertificateStore | undefined {
+  if (!settings.TLS_CERT_FILE || !settings.TLS_KEY_FILE) return undefined;
+  return new CertificateStore({ certFile: settings.TLS_CERT_FILE, keyFile: settings.TLS_KEY_FILE, certsDir: settings.TLS_CERTS_DIR });
 }
 
 /** Drains, then exits 0 (1 if the drain itself failed). */

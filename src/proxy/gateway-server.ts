@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Http2SecureServer, Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { AccessChecker } from '../auth/access.js';
 import type { Settings } from '../config/settings.js';
 import type { GatewayErrorCode } from '../errors/gateway-error.js';
@@ -18,6 +20,8 @@ import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtim
 import { Exchange } from './exchange.js';
 import type { ProxyContext } from './proxy-context.js';
 import { WebSocketProxy } from './websocket.js';
+import type { CertificateStore } from '../tls/certificates.js';
+import { createSecureDataServer } from '../tls/secure-server.js';
 
 export interface GatewayServerOptions {
   settings: Settings;
@@ -31,6 +35,10 @@ export interface GatewayServerOptions {
   isTrustedProxy?: (address: string) => boolean;
   /** One span per request (obs/otel.ts when OTEL_EXPORTER_OTLP_ENDPOINT is set); no-op otherwise. */
   tracer?: RequestTracer;
+  /** TLS_CERT_FILE & co: the listener speaks TLS with HTTP/2 and HTTP/1.1 (ALPN). */
+  certificates?: CertificateStore;
+  /** UPSTREAM_CA_FILE's PEM text: trusted for https:// routes besides the system CAs. */
+  upstreamCa?: string;
 }
 
 const kOverCap = Symbol('modelgate.overCap');
@@ -55,7 +63,11 @@ function clientErrorFor(err: NodeJS.ErrnoException): { status: number; code: Gat
  * this instance's route-table snapshot. Owns the pools and the drain.
  */
 export class GatewayServer {
-  readonly server: Server;
+  readonly server: Server | Http2SecureServer;
+  /** Open HTTP/2 client sessions (TLS listener only), closed gracefully on drain. */
+  readonly #sessions = new Set<Http2Session>();
+  /** Every accepted socket of the TLS listener (it has no closeAllConnections). */
+  readonly #tlsSockets = new Set<Socket>();
   readonly endpoints: EndpointCache<EndpointRuntime>;
   readonly pools: PoolRegistry;
   readonly websockets: WebSocketProxy;
@@ -73,6 +85,7 @@ export class GatewayServer {
       connectTimeoutMs: s.CONNECT_TIMEOUT_MS,
       headersTimeoutMs: s.FIRST_BYTE_TIMEOUT_MS,
       bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
+      extraCa: opts.upstreamCa,
     });
     const labeler = new EndpointLabeler(s.METRICS_ENDPOINT_LABEL_CAP);
     const compiler = new EndpointRuntimeCompiler(
@@ -146,30 +159,76 @@ export class GatewayServer {
       },
     };
 
-    this.server = createServer(
-      {
-        maxHeaderSize: s.MAX_HEADER_BYTES,
-        headersTimeout: s.HEADERS_TIMEOUT_MS,
-        requestTimeout: s.REQUEST_BODY_TIMEOUT_MS,
-        keepAliveTimeout: s.KEEP_ALIVE_TIMEOUT_MS,
-        // The Exchange enforces RFC 9112's Host rules itself, so the refusal is our JSON 400
-        // (node's own is an empty 400) and the connection closes.
-        requireHostHeader: false,
-        // node checks headersTimeout/requestTimeout only this often (default 30 s, which would
-        // let a dribbling client hold a socket for up to 30 s past HEADERS_TIMEOUT_MS).
-        connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(s.HEADERS_TIMEOUT_MS, s.REQUEST_BODY_TIMEOUT_MS) / 4))),
-        joinDuplicateHeaders: false,
-        insecureHTTPParser: false,
-        noDelay: true,
-      },
-      (req, res) => this.#handle(req, res),
-    );
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
+    if (opts.certificates) {
+      const secure = createSecureDataServer(
+        {
+          certificates: opts.certificates,
+          maxHeaderBytes: s.MAX_HEADER_BYTES,
+          h2: {
+            maxConcurrentStreams: s.H2_MAX_CONCURRENT_STREAMS,
+            maxHeaderListBytes: s.MAX_HEADER_BYTES,
+            maxEarlyResets: s.H2_MAX_EARLY_RESETS,
+            resetWindowMs: 10_000,
+          },
+          onRapidReset: (session) => {
+            metrics.gatewayErrors.labels('GW_BAD_REQUEST').inc();
+            logger.warn({ peer: session.socket?.remoteAddress }, 'closed an HTTP/2 connection: too many streams reset before their response (rapid reset)');
+          },
+        },
+        handler,
+      );
+      // HTTP/1.1 connections on the TLS port run node:http's parser, which reads these from the server.
+      const asHttp1 = secure as unknown as Server;
+      asHttp1.headersTimeout = s.HEADERS_TIMEOUT_MS;
+      asHttp1.requestTimeout = s.REQUEST_BODY_TIMEOUT_MS;
+      asHttp1.keepAliveTimeout = s.KEEP_ALIVE_TIMEOUT_MS;
+      secure.on('session', (session: Http2Session) => {
+        this.#sessions.add(session);
+        session.once('close', () => this.#sessions.delete(session));
+      });
+      secure.on('secureConnection', (socket: TLSSocket) => {
+        this.#tlsSockets.add(socket);
+        socket.once('close', () => this.#tlsSockets.delete(socket));
+      });
+      // A failed handshake (plain HTTP to the TLS port, an old protocol version) is the
+      // client's problem: close quietly.
+      secure.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
+      // Rotation: new handshakes get the new files; open connections keep theirs.
+      opts.certificates.watch(
+        (pair) => {
+          secure.setSecureContext({ cert: pair.cert, key: pair.key });
+          logger.info({ not_after: pair.notAfter.toISOString(), sni_names: opts.certificates?.sniNames.length }, 'TLS certificates reloaded');
+        },
+        (err) => logger.error({ err_message: err.message }, 'TLS certificates not reloaded; the previous ones stay in use'),
+      );
+      this.server = secure;
+    } else {
+      this.server = createServer(
+        {
+          maxHeaderSize: s.MAX_HEADER_BYTES,
+          headersTimeout: s.HEADERS_TIMEOUT_MS,
+          requestTimeout: s.REQUEST_BODY_TIMEOUT_MS,
+          keepAliveTimeout: s.KEEP_ALIVE_TIMEOUT_MS,
+          // The Exchange enforces RFC 9112's Host rules itself, so the refusal is our JSON 400
+          // (node's own is an empty 400) and the connection closes.
+          requireHostHeader: false,
+          // node checks headersTimeout/requestTimeout only this often (default 30 s, which would
+          // let a dribbling client hold a socket for up to 30 s past HEADERS_TIMEOUT_MS).
+          connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(s.HEADERS_TIMEOUT_MS, s.REQUEST_BODY_TIMEOUT_MS) / 4))),
+          joinDuplicateHeaders: false,
+          insecureHTTPParser: false,
+          noDelay: true,
+        },
+        handler,
+      );
+    }
     // Not server.maxConnections: node would drop the socket without a word. Over the cap a
     // connection gets the design's 503 GW_OVERLOADED and is closed.
     this.server.prependListener('connection', (socket: Socket) => this.#admitConnection(socket, s.MAX_CONNECTIONS));
     // node keeps at most this many header lines (and silently drops the rest); one more than
     // the limit lets the Exchange see the excess and answer 431 instead.
-    this.server.maxHeadersCount = s.MAX_HEADER_COUNT + 1;
+    (this.server as Server).maxHeadersCount = s.MAX_HEADER_COUNT + 1;
     // CONNECT is never proxied; without a listener node would just drop the socket.
     this.server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseConnect(socket));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
@@ -270,6 +329,20 @@ export class GatewayServer {
     res.end(JSON.stringify(body));
   }
 
+  #closeIdle(): void {
+    (this.server as Server).closeIdleConnections?.();
+    // GOAWAY: the client opens no new stream here; the ones in flight finish.
+    for (const session of this.#sessions) session.close();
+  }
+
+  #closeAll(): void {
+    if (this.server instanceof Object && 'closeAllConnections' in this.server && typeof this.server.closeAllConnections === 'function') {
+      this.server.closeAllConnections();
+    }
+    for (const session of this.#sessions) session.destroy();
+    for (const socket of this.#tlsSockets) socket.destroy();
+  }
+
   /** Requests in flight on this instance (excluding held ones). */
   get inFlight(): number {
     return this.#ctx.inFlight;
@@ -301,7 +374,7 @@ export class GatewayServer {
   async drain(graceMs: number): Promise<void> {
     this.#ctx.draining = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
+    this.#closeIdle();
     if (this.#ctx.inFlight > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -312,10 +385,11 @@ export class GatewayServer {
         });
       });
     }
-    this.server.closeAllConnections();
+    this.#closeAll();
     this.websockets.closeAll();
     await closed;
     this.endpoints.stop();
+    this.#opts.certificates?.close();
     await this.pools.closeAll();
     await this.#ctx.tracer.shutdown().catch(() => {});
   }
@@ -324,10 +398,11 @@ export class GatewayServer {
   async close(): Promise<void> {
     this.#ctx.draining = true;
     this.endpoints.stop();
-    this.server.closeAllConnections();
+    this.#closeAll();
     this.websockets.closeAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.pools.destroyAll();
+    this.#opts.certificates?.close();
     await this.#ctx.tracer.shutdown().catch(() => {});
   }
 }
