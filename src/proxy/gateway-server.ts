@@ -15,7 +15,7 @@ import { EndpointCache } from '../routing/endpoint-cache.js';
 import type { Store } from '../store/store.js';
 import { OutlierDetector } from '../upstream/outlier-detector.js';
 import { PoolRegistry } from '../upstream/pool-registry.js';
-import { Addresser } from './addressing.js';
+import { Addresser, isValidHostValue } from './addressing.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
 import { Exchange } from './exchange.js';
 import type { ProxyContext } from './proxy-context.js';
@@ -68,6 +68,8 @@ export class GatewayServer {
   readonly #sessions = new Set<Http2Session>();
   /** Every accepted socket of the TLS listener (it has no closeAllConnections). */
   readonly #tlsSockets = new Set<Socket>();
+  /** GATEWAY_HTTP_PORT's listener, when TLS runs and a plain port is kept too. */
+  #plain: Server | null = null;
   readonly endpoints: EndpointCache<EndpointRuntime>;
   readonly pools: PoolRegistry;
   readonly websockets: WebSocketProxy;
@@ -204,36 +206,81 @@ export class GatewayServer {
       );
       this.server = secure;
     } else {
-      this.server = createServer(
-        {
-          maxHeaderSize: s.MAX_HEADER_BYTES,
-          headersTimeout: s.HEADERS_TIMEOUT_MS,
-          requestTimeout: s.REQUEST_BODY_TIMEOUT_MS,
-          keepAliveTimeout: s.KEEP_ALIVE_TIMEOUT_MS,
-          // The Exchange enforces RFC 9112's Host rules itself, so the refusal is our JSON 400
-          // (node's own is an empty 400) and the connection closes.
-          requireHostHeader: false,
-          // node checks headersTimeout/requestTimeout only this often (default 30 s, which would
-          // let a dribbling client hold a socket for up to 30 s past HEADERS_TIMEOUT_MS).
-          connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(s.HEADERS_TIMEOUT_MS, s.REQUEST_BODY_TIMEOUT_MS) / 4))),
-          joinDuplicateHeaders: false,
-          insecureHTTPParser: false,
-          noDelay: true,
-        },
-        handler,
-      );
+      this.server = this.#plainServer(handler);
     }
-    // Not server.maxConnections: node would drop the socket without a word. Over the cap a
-    // connection gets the design's 503 GW_OVERLOADED and is closed.
-    this.server.prependListener('connection', (socket: Socket) => this.#admitConnection(socket, s.MAX_CONNECTIONS));
-    // node keeps at most this many header lines (and silently drops the rest); one more than
-    // the limit lets the Exchange see the excess and answer 431 instead.
-    (this.server as Server).maxHeadersCount = s.MAX_HEADER_COUNT + 1;
-    // CONNECT is never proxied; without a listener node would just drop the socket.
-    this.server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseConnect(socket));
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
+    this.#wire(this.server, opts.certificates !== undefined);
     this.websockets = new WebSocketProxy(this.#ctx, { idleTimeoutMs: s.WS_IDLE_TIMEOUT_MS, connectTimeoutMs: s.CONNECT_TIMEOUT_MS });
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.websockets.handleUpgrade(req, socket, head));
+  }
+
+  /** The node:http listener (the data plane without TLS, or GATEWAY_HTTP_PORT beside it). */
+  #plainServer(handler: (req: IncomingMessage, res: ServerResponse) => void): Server {
+    const s = this.#opts.settings;
+    return createServer(
+      {
+        maxHeaderSize: s.MAX_HEADER_BYTES,
+        headersTimeout: s.HEADERS_TIMEOUT_MS,
+        requestTimeout: s.REQUEST_BODY_TIMEOUT_MS,
+        keepAliveTimeout: s.KEEP_ALIVE_TIMEOUT_MS,
+        // The Exchange enforces RFC 9112's Host rules itself, so the refusal is our JSON 400
+        // (node's own is an empty 400) and the connection closes.
+        requireHostHeader: false,
+        // node checks headersTimeout/requestTimeout only this often (default 30 s, which would
+        // let a dribbling client hold a socket for up to 30 s past HEADERS_TIMEOUT_MS).
+        connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(s.HEADERS_TIMEOUT_MS, s.REQUEST_BODY_TIMEOUT_MS) / 4))),
+        joinDuplicateHeaders: false,
+        insecureHTTPParser: false,
+        noDelay: true,
+      },
+      handler,
+    );
+  }
+
+  /** Connection admission and the errors node raises before a request exists, for either listener. */
+  #wire(server: Server | Http2SecureServer, tls: boolean): void {
+    const s = this.#opts.settings;
+    // Not server.maxConnections: node would drop the socket without a word. Over the cap a
+    // connection gets the design's 503 GW_OVERLOADED and is closed.
+    server.prependListener('connection', (socket: Socket) => this.#admitConnection(socket, s.MAX_CONNECTIONS, tls));
+    // node keeps at most this many header lines (and silently drops the rest); one more than
+    // the limit lets the Exchange see the excess and answer 431 instead.
+    (server as Server).maxHeadersCount = s.MAX_HEADER_COUNT + 1;
+    // CONNECT is never proxied; without a listener node would just drop the socket.
+    server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseConnect(socket));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
+  }
+
+  /**
+   * GATEWAY_HTTP_PORT beside the TLS listener: the same gateway in plain HTTP, or (redirect)
+   * only /healthz and /readyz, every other request sent to https:// with a 308 (method and
+   * body kept, unlike 301).
+   */
+  async listenPlain(port: number, host: string, redirectToPort: number | null): Promise<AddressInfo> {
+    const proxy = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
+    const handler =
+      redirectToPort === null
+        ? proxy
+        : (req: IncomingMessage, res: ServerResponse) => {
+            const path = req.url ?? '/';
+            if (path === '/healthz' || path === '/readyz') return proxy(req, res);
+            const hostHeader = req.headers.host;
+            if (!hostHeader || !isValidHostValue(hostHeader)) return proxy(req, res); // the Exchange answers 400
+            const bare = hostHeader.startsWith('[') ? hostHeader.slice(0, hostHeader.indexOf(']') + 1) : hostHeader.split(':')[0];
+            const location = `https://${bare}${redirectToPort === 443 ? '' : `:${redirectToPort}`}${path.startsWith('/') ? path : '/'}`;
+            res.writeHead(308, { location, 'content-length': 0, 'cache-control': 'no-store' });
+            res.end();
+          };
+    const plain = this.#plainServer(handler);
+    this.#wire(plain, false);
+    plain.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.websockets.handleUpgrade(req, socket, head));
+    this.#plain = plain;
+    return new Promise((resolve, reject) => {
+      plain.once('error', reject);
+      plain.listen(port, host, () => {
+        plain.off('error', reject);
+        resolve(plain.address() as AddressInfo);
+      });
+    });
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
@@ -244,10 +291,15 @@ export class GatewayServer {
     new Exchange(this.#ctx, req, res).begin();
   }
 
-  #admitConnection(socket: Socket, max: number): void {
+  #admitConnection(socket: Socket, max: number, tls: boolean): void {
     if (this.#connections >= max) {
       (socket as OverCapSocket)[kOverCap] = true;
       this.#opts.metrics.gatewayErrors.labels('GW_OVERLOADED').inc();
+      // Before the handshake there is no way to send an HTTP answer over TLS.
+      if (tls) {
+        socket.destroy();
+        return;
+      }
       const requestId = randomUUID();
       const http = toHttp(new GatewayError('GW_OVERLOADED', { retryAfterSeconds: 1, detail: 'connection limit' }), requestId);
       socket.on('error', () => socket.destroy());
@@ -331,6 +383,8 @@ export class GatewayServer {
 
   #closeIdle(): void {
     (this.server as Server).closeIdleConnections?.();
+    this.#plain?.close();
+    this.#plain?.closeIdleConnections();
     // GOAWAY: the client opens no new stream here; the ones in flight finish.
     for (const session of this.#sessions) session.close();
   }
@@ -341,6 +395,8 @@ export class GatewayServer {
     }
     for (const session of this.#sessions) session.destroy();
     for (const socket of this.#tlsSockets) socket.destroy();
+    this.#plain?.close();
+    this.#plain?.closeAllConnections();
   }
 
   /** Requests in flight on this instance (excluding held ones). */
