@@ -444,8 +444,15 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     if (isGrpcContentType(this.#req.headers['content-type'])) {
       const grpc: Record<string, string | number> = grpcErrorHeaders(http, isGatewayError(err) ? err.message : 'internal error');
       grpc['x-request-id'] = this.requestId;
-      if (!h2 && (this.#closeConnection || (this.#head.hasBody && !this.#req.complete))) grpc.connection = 'close';
-      res.writeHead(200, grpc);
+      if (h2) {
+        // node's compat API cannot end a stream on its HEADERS frame (a trailers-only answer),
+        // so the status also goes in trailers, where every gRPC client looks for it.
+        res.writeHead(200, { 'content-type': 'application/grpc', 'x-request-id': this.requestId });
+        res.addTrailers({ 'grpc-status': String(grpc['grpc-status']), 'grpc-message': String(grpc['grpc-message']) });
+      } else {
+        if (this.#closeConnection || (this.#head.hasBody && !this.#req.complete)) grpc.connection = 'close';
+        res.writeHead(200, grpc);
+      }
       res.end();
       this.#finish();
       return;

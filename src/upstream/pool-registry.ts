@@ -41,9 +41,10 @@ export class PoolRegistry {
         headersTimeout: this.defaults.headersTimeoutMs,
         bodyTimeout: this.defaults.bodyTimeoutMs,
         // https:// origins: certificates verified (undici's default), SNI = the route's host.
-        connect: this.#ca ? { timeout: connectTimeoutMs, ca: this.#ca } : { timeout: connectTimeoutMs },
+        // h2c rides in `connect`: Pool hands only those options to the connector it builds.
+        connect: { timeout: connectTimeoutMs, ...(this.#ca ? { ca: this.#ca } : null), ...(protocol === 'h2c' ? { useH2c: true } : null) },
         // One HTTP/2 connection multiplexes; the stream cap per connection is the server's.
-        ...(protocol === 'h2c' ? { useH2c: true, allowH2: true } : protocol === 'h2' ? { allowH2: true } : null),
+        ...(protocol === 'http1' ? null : { allowH2: true }),
         // The gateway enforces the client-side limits; the upstream may send large headers.
         maxHeaderSize: 64 * 1024,
       });
