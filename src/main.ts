@@ -12,6 +12,7 @@ import { CertificateStore, readCaFile } from './tls/certificates.js';
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import type { RequestListener } from 'node:http';
 import type { AdminMount } from './admin/mount.js';
+import { OwnAddresses } from './admin/own-addresses.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
 import { servicesRoutes } from './admin/services-routes.js';
 import { tokensRoutes } from './admin/tokens-routes.js';
@@ -136,6 +137,10 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   if (role === 'worker') serveMetricsToPrimary(metrics.registry);
   if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
 
+  // Routes back to these listeners are refused (a proxy loop); the admin port is added once bound.
+  const ownAddresses = new OwnAddresses(settings.APPS_DOMAIN);
+  ownAddresses.add(settings.GATEWAY_HOST, gatewayAddress.port);
+  if (plainHttpUrl) ownAddresses.add(settings.GATEWAY_HOST, Number(new URL(plainHttpUrl).port));
   const scheme = settings.TLS_CERT_FILE ? 'https' : 'http';
   const portSuffix = gatewayAddress.port === (scheme === 'https' ? 443 : 80) ? '' : `:${gatewayAddress.port}`;
   const endpointUrl = (name: string) => `${scheme}://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
@@ -145,6 +150,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       store,
       endpointUrl,
       checkCidrs: auth.checkCidrs,
+      ownAddress: (url) => ownAddresses.matches(url),
       // Deleting a service's endpoint also stops the service's processes.
       onDeleted: controller ? async (name) => void (await controller.terminate(name)) : undefined,
     }),
@@ -179,6 +185,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
     controller.start().catch((err) => logger.error({ err }, 'model-service controller failed to restore services'));
   }
   const adminPort = typeof adminAddress === 'object' && adminAddress ? adminAddress.port : settings.ADMIN_PORT;
+  ownAddresses.add(settings.ADMIN_HOST, adminPort);
 
   if (secrets.generated.adminToken) {
     // Printed once, on stdout (not through the logger, which redacts it), so the operator can copy it.
