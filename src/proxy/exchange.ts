@@ -103,6 +103,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   #bytes = 0;
   #ttfbMs = -1;
   #status = 0;
+  /** grpc-status/grpc-message of an HTTP/2 answer's headers (a trailers-only gRPC answer). */
+  #grpcStatus: Record<string, string> | null = null;
   #errCode: string | undefined;
   #span: RequestSpan = NOOP_SPAN;
   #closeReason: string | undefined;
@@ -403,6 +405,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       out.push(name, rawHeaders[i + 1].toString('latin1'));
     }
     if (listed !== null) dropListed(out, listed);
+    if (this.#req.httpVersionMajor === 2) this.#grpcStatus = grpcStatusIn(out);
     out.push('x-request-id', this.requestId);
     const h2 = this.#req.httpVersionMajor === 2;
     // HTTP/2 has no Connection header (GOAWAY does its job) and no reason phrase.
@@ -534,6 +537,10 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       } else if (Object.keys(trailers).length > 0) {
         t = trailers;
       }
+      // A gRPC "trailers-only" answer carries grpc-status in its headers and ends the stream on
+      // them; relayed through node's compat API the headers and the end travel apart, so the
+      // status must be repeated in trailers for the client to find it.
+      if (t === null && this.#grpcStatus !== null && this.#req.httpVersionMajor === 2) t = this.#grpcStatus;
       try {
         if (t !== null) res.addTrailers(t);
       } catch {
@@ -607,7 +614,9 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   }
 
   clientClosed(): void {
-    if (this.#finished || this.#res.writableFinished) return;
+    // node's HTTP/2 compat response reports writableFinished once its stream is reset, so
+    // there only our own bookkeeping says whether the answer was complete.
+    if (this.#finished || (this.#res.writableFinished && this.#req.httpVersionMajor !== 2)) return;
     this.#clientGone = true;
     if (this.#holdTimer !== null) {
       this.#unhold();
@@ -719,4 +728,14 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     }
     ctx.onRequestFinished();
   }
+}
+
+/** The gRPC status fields among response headers, or null when there are none. */
+function grpcStatusIn(headers: string[]): Record<string, string> | null {
+  let found: Record<string, string> | null = null;
+  for (let i = 0; i < headers.length; i += 2) {
+    const lower = headers[i].toLowerCase();
+    if (lower === 'grpc-status' || lower === 'grpc-message') (found ??= {})[lower] = headers[i + 1];
+  }
+  return found;
 }

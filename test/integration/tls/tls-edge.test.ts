@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
+import { WebSocket, WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, startTestGateway, TEST_ADMIN_TOKEN, type TestGateway } from '../../support/gateway.js';
 import { createTestCa, type TestCa } from '../../support/tls-certs.js';
@@ -127,6 +128,25 @@ describe('TLS at the edge: HTTP/2 and HTTP/1.1 on one port', () => {
     const res = await pending;
     expect(res.statusCode).toBe(200);
     expect(await res.body.json()).toMatchObject({ url: '/held' });
+  });
+
+  it('proxies a WebSocket over TLS (wss://, HTTP/1.1 by ALPN)', async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    wss.on('connection', (sock) => sock.on('message', (m) => sock.send(`echo:${String(m)}`)));
+    await new Promise<void>((r) => wss.once('listening', () => r()));
+    try {
+      await gw.admin('PUT', '/v1/endpoints/wsdemo', { public: true, routes: [{ id: 'w', url: `http://127.0.0.1:${(wss.address() as { port: number }).port}` }] });
+      const client = new WebSocket(`wss://127.0.0.1:${gw.port}/e/wsdemo/`, { ca: ca.caPem });
+      const reply = await new Promise<string>((resolve, reject) => {
+        client.once('open', () => client.send('hi'));
+        client.once('message', (m) => resolve(String(m)));
+        client.once('error', reject);
+      });
+      expect(reply).toBe('echo:hi');
+      client.close();
+    } finally {
+      wss.close();
+    }
   });
 
   it('chooses certificates by SNI and refuses TLS 1.1', async () => {
