@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFile, chmod, mkdir, writeFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { ArgumentMapper } from './arguments.js';
 import { lineSplitter } from './log-ring.js';
 import type { PreStartAction } from './model-definition.js';
@@ -59,9 +59,13 @@ export async function runPreStartActions(actions: readonly PreStartAction[], ctx
   }
 }
 
+/**
+ * The mapped path, normalised: `overlay/sub/../file` must be checked and written as
+ * `overlay/file`. Left raw, the kernel resolves `overlay/sub` (a symlink into the user's folder)
+ * first, so `..` lands in the user's real folder while the copy-up check saw the overlay.
+ */
 function resolvePath(ctx: ActionContext, raw: string): string {
-  const mapped = ctx.mapper.map(raw);
-  return isAbsolute(mapped) ? mapped : join(ctx.cwd, mapped);
+  return resolve(ctx.cwd, ctx.mapper.map(raw));
 }
 
 interface ActionResult {
