@@ -2,11 +2,11 @@
 import cluster from 'node:cluster';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { serve, type ServerType } from '@hono/node-server';
 import { AggregatorRegistry } from 'prom-client';
 import { createAuth } from './auth/create-auth.js';
 import { CidrList } from './auth/cidr.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
+import { listenAdmin } from './admin/admin-listener.js';
 import { createAdminApp, type AdminMount } from './admin/app.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
 import { servicesRoutes } from './admin/services-routes.js';
@@ -152,14 +152,16 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
             return AggregatorRegistry.aggregate(parts).metrics();
           }
         : undefined,
-      health: () => ({ store: store.kind, store_up: store.health().up }),
+      metricsAuth: settings.ADMIN_METRICS_AUTH,
+      // The detailed reason (it names the store's address) is for the admin listener only, never the public /readyz.
+      health: () => {
+        const h = store.health();
+        return { store: store.kind, store_up: h.up, ...(h.up ? {} : { store_reason: h.reason }) };
+      },
     },
     mounts,
   );
-  const adminServer = await new Promise<ServerType>((resolve, reject) => {
-    const server = serve({ fetch: adminApp.fetch, port: settings.ADMIN_PORT, hostname: settings.ADMIN_HOST }, () => resolve(server));
-    server.once('error', reject);
-  });
+  const adminServer = await listenAdmin(adminApp, { host: settings.ADMIN_HOST, port: settings.ADMIN_PORT, allowedHosts: settings.ADMIN_ALLOWED_HOSTS });
   const adminAddress = adminServer.address();
   if (controller) {
     // Restoring services starts processes; the gateway already serves while they come up.

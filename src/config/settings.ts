@@ -23,6 +23,10 @@ export const settingsSchema = z.object({
   GATEWAY_PORT: port.default(8080),
   ADMIN_HOST: z.string().min(1).default('127.0.0.1'),
   ADMIN_PORT: port.default(8081),
+  /** Extra Host names the admin listener answers to (its own addresses and localhost always count). */
+  ADMIN_ALLOWED_HOSTS: list.default([]),
+  /** Require the admin token on the admin listener's /metrics too. */
+  ADMIN_METRICS_AUTH: bool.default(false),
   ADMIN_TOKEN: z.preprocess((v) => (v === '' ? undefined : v), z.string().min(16, 'must be at least 16 characters').optional()),
   REDIS_URL: z.preprocess(
     (v) => (v === '' ? undefined : v),

@@ -37,6 +37,11 @@ const kOverCap = Symbol('modelgate.overCap');
 type OverCapSocket = Socket & { [kOverCap]?: boolean };
 
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+/**
+ * The public /readyz says only that the store is down: the store's own reason names its address
+ * (Redis host:port, the data folder). That detail goes to the logs and the admin /healthz.
+ */
+const PUBLIC_STORE_DOWN = 'store unreachable';
 
 /** Status and code for the errors node:http's parser raises before a request exists. */
 function clientErrorFor(err: NodeJS.ErrnoException): { status: number; code: GatewayErrorCode; reason: string } {
@@ -261,10 +266,10 @@ export class GatewayServer {
       body = { status: 'ready', store: 'up' };
     } else if (this.endpoints.size > 0 || this.endpoints.lastResyncOk > 0) {
       status = 200;
-      body = { status: 'degraded', store: 'down', reason: health.reason };
+      body = { status: 'degraded', store: 'down', reason: PUBLIC_STORE_DOWN };
     } else {
       status = 503;
-      body = { status: 'unavailable', store: 'down', reason: health.reason };
+      body = { status: 'unavailable', store: 'down', reason: PUBLIC_STORE_DOWN };
     }
     res.writeHead(status, JSON_HEADERS);
     res.end(JSON.stringify(body));

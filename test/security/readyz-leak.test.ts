@@ -32,7 +32,7 @@ describe('security: public /readyz names no internal address', () => {
   it('the admin listener keeps the detailed reason', async () => {
     const body = await eventually(async () => {
       const res = await fetch(`${gw.adminUrl}/healthz`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
-      const json = await res.json();
+      const json = (await res.json()) as { store_up?: boolean; store_reason?: string };
       if (!json.store_reason) throw new Error('no reason yet');
       return json;
     });
