@@ -65,6 +65,8 @@ export const settingsSchema = z.object({
   MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
   /** Header lines per request; more is refused with 431 GW_HEADERS_TOO_LARGE (Envoy's default is 100 too). */
   MAX_HEADER_COUNT: z.coerce.number().int().min(16).max(10_000).default(100),
+  /** Upstream response header lines; more → 502 (Envoy's max_response_headers_count, default 100 too). */
+  UPSTREAM_MAX_HEADER_COUNT: z.coerce.number().int().min(16).max(10_000).default(100),
   HEADERS_TIMEOUT_MS: positiveMs.default(20_000),
   REQUEST_BODY_TIMEOUT_MS: positiveMs.default(300_000),
   KEEP_ALIVE_TIMEOUT_MS: positiveMs.default(5_000),

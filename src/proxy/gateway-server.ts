@@ -124,6 +124,7 @@ export class GatewayServer {
       maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
       bodyLimitBytes: s.BODY_LIMIT_BYTES,
       maxHeaderCount: s.MAX_HEADER_COUNT,
+      maxUpstreamHeaderCount: s.UPSTREAM_MAX_HEADER_COUNT,
       holdTimeoutMs: s.HOLD_TIMEOUT_MS,
       retryMax: s.RETRY_MAX,
       accessLog: s.ACCESS_LOG,

@@ -22,6 +22,8 @@ export interface ProxyContext {
   readonly bodyLimitBytes: number;
   /** MAX_HEADER_COUNT: more header lines → 431. */
   readonly maxHeaderCount: number;
+  /** UPSTREAM_MAX_HEADER_COUNT: an upstream response with more header lines → 502. */
+  readonly maxUpstreamHeaderCount: number;
   readonly holdTimeoutMs: number;
   readonly retryMax: number;
   readonly accessLog: boolean;

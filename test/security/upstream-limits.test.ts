@@ -44,7 +44,7 @@ describe('security: upstream response header count', () => {
     valueBytes = 1;
     const res = await fetch(`${gw.url}/e/hdr/`);
     expect(res.status).toBe(502);
-    expect((await res.json()).error.code).toBe('GW_UPSTREAM_UNAVAILABLE');
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('GW_UPSTREAM_UNAVAILABLE');
   });
 
   it('a header block over the byte bound → 502 too', async () => {
