@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { AggregatorRegistry } from 'prom-client';
 import { createAuth } from './auth/create-auth.js';
 import { CidrList } from './auth/cidr.js';
+import { takeSecretEnv, type TakenSecrets } from './config/secret-env.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
 import { listenAdmin } from './admin/admin-listener.js';
 import { createAdminApp, type AdminMount } from './admin/app.js';
@@ -101,7 +102,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   let gatewayAddress: { port: number };
   if (role === 'primary') {
     // The workers serve the data plane on the shared port; the embedded store is served to them over IPC.
-    pool = new WorkerPool({ count: opts.workers ?? 2, tokenSecret: secrets.tokenSecret, store: store.kind === 'memory' ? store : null, logger });
+    pool = new WorkerPool({ count: opts.workers ?? 2, tokenSecret: secrets.tokenSecret, redisUrl: settings.REDIS_URL, store: store.kind === 'memory' ? store : null, logger });
     gatewayAddress = { port: await pool.start() };
   } else {
     const trusted = settings.TRUSTED_PROXIES.length > 0 ? CidrList.compile(settings.TRUSTED_PROXIES) : null;
@@ -245,6 +246,8 @@ function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: stri
 /** A cluster worker: secrets from the primary, the store over IPC (or its own Redis connections). */
 async function runWorker(settings: Settings, logger: Logger, accessLogger: Logger): Promise<void> {
   const init = await waitForWorkerInit();
+  // REDIS_URL comes over IPC: the primary took it out of the environment its workers inherit.
+  if (init.redisUrl) settings = Object.freeze({ ...settings, REDIS_URL: init.redisUrl });
   const store = settings.REDIS_URL ? createStore(settings, logger) : new IpcStore({ channel: process });
   const running = await startGateway(settings, logger, {
     role: 'worker',
@@ -265,6 +268,7 @@ async function main(argv: string[]): Promise<void> {
   }
   let settings: Settings;
   let args: CliArgs;
+  let hidden: TakenSecrets | null = null;
   try {
     args = parseServerArgs(argv);
     if (args.help) {
@@ -272,7 +276,9 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${USAGE}\n${commandSummary()}`);
       return;
     }
-    settings = loadSettings({ configFile: args.configFile, ephemeral: args.ephemeral });
+    // Secrets leave the environment (and /proc/<pid>/environ) before any child can be started.
+    hidden = cluster.isWorker ? null : takeSecretEnv();
+    settings = loadSettings({ env: { ...process.env, ...hidden?.values }, configFile: args.configFile, ephemeral: args.ephemeral });
   } catch (err) {
     if (err instanceof SettingsError) {
       process.stderr.write(`modelgate: ${err.message}\n`);
@@ -285,6 +291,12 @@ async function main(argv: string[]): Promise<void> {
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (kept running)'));
   process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (kept running)'));
 
+  if (hidden && !hidden.scrubbed) {
+    logger.warn(
+      { problem: hidden.problem, hint: 'set CONTROLLER_RUN_AS (docs/security.md)' },
+      'could not hide ADMIN_TOKEN/TOKEN_SECRET/REDIS_URL from /proc/<pid>/environ: model processes running as this user can read them',
+    );
+  }
   if (cluster.isWorker) {
     await runWorker(settings, logger, accessLogger);
     return;
