@@ -95,6 +95,14 @@ export const settingsSchema = z.object({
     .regex(/^\d+-\d+$/, 'must be FROM-TO')
     .default('20000-29999'),
   CONTROLLER_WORK_DIR: optionalString,
+  /** User replicas run as (name, uid or uid:gid); created by the operator. Unset: the gateway's own user. */
+  CONTROLLER_RUN_AS: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .regex(/^([a-z_][a-z0-9_.-]*\$?|\d+(:\d+)?)$/i, 'must be a user name, a uid or uid:gid')
+      .optional(),
+  ),
   /** Host written into the route URLs of controller replicas (reachable by every gateway instance). */
   CONTROLLER_ADVERTISE_HOST: z
     .string()

@@ -32,8 +32,9 @@ describe('security: pre-start writes stay out of the user model folder', () => {
   });
   afterEach(() => rmSync(root, { recursive: true, force: true }));
 
-  const run = (actions: PreStartAction[]) =>
+  const run = (actions: PreStartAction[], confineTo?: string) =>
     runPreStartActions(actions, {
+      confineTo,
       mapper: new ArgumentMapper({ '/models': overlay, '/home/work': home }),
       cwd: home,
       tmpDir: join(root, 'replica', 'tmp'),
@@ -75,5 +76,17 @@ describe('security: pre-start writes stay out of the user model folder', () => {
     await run([write('../model/sub/../config.json', 'rel')]);
     expect(readFileSync(join(real, 'config.json'), 'utf8')).toBe('original');
     expect(readFileSync(join(overlay, 'config.json'), 'utf8')).toBe('rel');
+  });
+
+  it('with CONTROLLER_RUN_AS, writes outside the replica directory are refused (the gateway writes with its own rights)', async () => {
+    const replica = join(root, 'replica');
+    const outside = join(root, 'outside.txt');
+    for (const filename of [outside, '/models/../../outside.txt', '../../outside.txt']) {
+      await expect(run([write(filename, 'x')], replica)).rejects.toThrow(/pre_start_actions\[0\] \(write_file\): .* is outside the replica's directories/);
+    }
+    await expect(run([{ action: 'mkdir', args: { path: join(root, 'made-outside') } } as PreStartAction], replica)).rejects.toThrow(/outside the replica's directories/);
+    expect(() => readFileSync(outside)).toThrow();
+    await run([write('/models/sub/../config.json', 'inside'), write('/home/work/a.txt', 'a'), write('b.txt', 'b')], replica);
+    expect(readFileSync(join(home, 'b.txt'), 'utf8')).toBe('b');
   });
 });
