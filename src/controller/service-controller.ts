@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import { GatewayError, type FieldError } from '../errors/gateway-error.js';
@@ -133,6 +134,7 @@ export class ServiceController {
   readonly #validations = new Set<Promise<unknown>>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  #ownWorkDir: string | null = null;
 
   constructor(opts: ServiceControllerOptions) {
     this.#store = opts.store;
@@ -143,11 +145,14 @@ export class ServiceController {
     this.#endpointUrl = opts.endpointUrl;
     const s = opts.settings;
     this.#advertiseHost = s.CONTROLLER_ADVERTISE_HOST ?? '127.0.0.1';
+    const workDir = opts.runtime ? null : prepareWorkDir(s);
+    // An ephemeral gateway's default work dir (per pid) is nobody's to reuse: removed on stop.
+    if (workDir && s.ephemeral && !s.CONTROLLER_WORK_DIR) this.#ownWorkDir = workDir;
     this.#runtime =
       opts.runtime ??
       new ProcessRuntime({
         // Outside DATA_DIR (see work-dir.ts); the replica user, if any, is resolved once here.
-        workDir: prepareWorkDir(s),
+        workDir: workDir!,
         portRange: s.CONTROLLER_PORT_RANGE,
         logger: this.#logger,
         runAs: s.CONTROLLER_RUN_AS ? resolveRunAs(s.CONTROLLER_RUN_AS) : null,
@@ -222,6 +227,7 @@ export class ServiceController {
     );
     await Promise.allSettled([...this.#validations]);
     this.#services.clear();
+    if (this.#ownWorkDir) await rm(this.#ownWorkDir, { recursive: true, force: true }).catch(() => undefined);
   }
 
   // ---------------------------------------------------------------- API operations
