@@ -3,7 +3,7 @@ import { createAdaptorServer } from '@hono/node-server';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toHttp } from '../errors/to-http.js';
 import { isSafeRequestId } from '../lib/headers.js';
-import type { AdminApp } from './app.js';
+import type { AdminApp } from './mount.js';
 import { AdminHostPolicy } from './host-policy.js';
 import { randomUUID } from 'node:crypto';
 
