@@ -77,7 +77,8 @@ export function takeSecretEnv(env: NodeJS.ProcessEnv = process.env): TakenSecret
     delete env[name];
   }
   const nonEmpty = Object.values(values).filter((v): v is string => typeof v === 'string' && v.length > 0);
-  if (nonEmpty.length === 0 || env !== process.env || process.platform !== 'linux') return { values, scrubbed: nonEmpty.length === 0 };
+  if (nonEmpty.length === 0 || env !== process.env) return { values, scrubbed: true };
+  if (process.platform !== 'linux') return { values, scrubbed: false, problem: `no /proc/self/mem on ${process.platform}` };
   try {
     scrubStartupEnvironment(present);
     if (!startupEnvironmentClean(nonEmpty)) return { values, scrubbed: false, problem: 'values still readable after overwriting' };
