@@ -1,13 +1,14 @@
 import { isIP } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 
 /**
  * Which `Host` values the admin listener answers to. A browser sends the name it resolved in
  * `Host`, so a page on `evil.example` that rebinds its DNS to 127.0.0.1 still says
  * `Host: evil.example`: answering only to our own names and addresses defeats DNS rebinding
  * (the defence Envoy, the Kubernetes API server and Jupyter use). Allowed: `localhost`, the
- * loopback literals, ADMIN_HOST itself, the bound address, the socket's own local address,
- * ADMIN_ALLOWED_HOSTS and, when bound to a wildcard address, every interface address.
+ * machine's own host name, the loopback literals, ADMIN_HOST itself, the bound address, the
+ * socket's own local address, ADMIN_ALLOWED_HOSTS and, when bound to a wildcard address, every
+ * interface address.
  */
 
 const WILDCARDS: ReadonlySet<string> = new Set(['0.0.0.0', '::', '']);
@@ -45,7 +46,7 @@ export interface AdminHostPolicyOptions {
 }
 
 export class AdminHostPolicy {
-  readonly #names = new Set<string>(['localhost', '127.0.0.1', '::1']);
+  readonly #names = new Set<string>(['localhost', '127.0.0.1', '::1', hostname().toLowerCase()]);
   readonly #wildcard: boolean;
   #interfaces: Set<string> | null = null;
   #interfacesAt = 0;

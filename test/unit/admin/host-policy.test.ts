@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { AdminHostPolicy, hostnameOf } from '../../../src/admin/host-policy.js';
 
@@ -12,7 +13,7 @@ describe('admin Host policy', () => {
 
   it('allows its own names and addresses only', () => {
     const p = new AdminHostPolicy({ adminHost: '10.1.2.3', allowedHosts: ['Admin.Internal'] });
-    for (const ok of ['10.1.2.3:8081', 'localhost', '127.0.0.1', '[::1]:1', 'admin.internal', undefined]) expect(p.allows(ok, '10.1.2.3'), String(ok)).toBe(true);
+    for (const ok of ['10.1.2.3:8081', 'localhost', '127.0.0.1', '[::1]:1', 'admin.internal', `${hostname().toUpperCase()}:8081`, undefined]) expect(p.allows(ok, '10.1.2.3'), String(ok)).toBe(true);
     for (const bad of ['evil.example', '10.1.2.4', 'admin.internal.evil', '127.0.0.2', '[::2]']) expect(p.allows(bad, '10.1.2.3'), bad).toBe(false);
     // The socket's own local address counts (a dual-stack socket reports IPv4 as ::ffff:a.b.c.d).
     expect(p.allows('192.0.2.7', '::ffff:192.0.2.7')).toBe(true);
