@@ -20,6 +20,8 @@ const PROBE = `
 {
   echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"
   echo "cwd=$(pwd -P)"
+  echo "prestart_uid=$(cat prestart-uid 2>&1)"
+  echo "written_owner=$(stat -c %u written.txt 2>&1)"
   echo "--- parent environ"
   tr '\\0' '\\n' < /proc/$PPID/environ 2>&1
   echo "--- ancestors"
@@ -47,7 +49,20 @@ function modelFolder(root: string): string {
   writeFileSync(join(folder, 'probe.sh'), PROBE);
   writeFileSync(
     join(folder, 'model-definition.yaml'),
-    `models:\n  - name: probe\n    model_path: /models\n    service:\n      start_command: "/bin/bash /models/probe.sh"\n      port: 8000\n`,
+    [
+      'models:',
+      '  - name: probe',
+      '    model_path: /models',
+      '    service:',
+      '      pre_start_actions:',
+      '        - action: write_file',
+      '          args: {filename: /home/work/written.txt, body: written}',
+      '        - action: run_command',
+      '          args: {command: ["/bin/sh", "-c", "id -u > /home/work/prestart-uid"]}',
+      '      start_command: "/bin/bash /models/probe.sh"',
+      '      port: 8000',
+      '',
+    ].join('\n'),
   );
   // A model folder the replica user can read (the operator's job for CONTROLLER_RUN_AS).
   chmodSync(root, 0o755);
@@ -151,8 +166,11 @@ describe.runIf(isRoot)('security: replicas run as their own user (CONTROLLER_RUN
     if (run) rmSync(run.root, { recursive: true, force: true });
   });
 
-  it('the replica runs with the configured uid, without root groups', () => {
+  it('the replica and its pre-start commands run with the configured uid, without root groups', () => {
     expect(run.report).toContain(`uid=${uid} `);
+    expect(run.report).toContain(`prestart_uid=${uid}\n`);
+    // What the gateway wrote for the replica (write_file) belongs to the replica user.
+    expect(run.report).toContain(`written_owner=${uid}\n`);
     const groups = /groups=(.*)/.exec(run.report)![1].split(' ');
     expect(groups).not.toContain('0');
   });
