@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rawRequest, rawSend } from '../support/raw-client.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { startRawUpstream, type RawUpstream } from '../support/raw-upstream.js';
 import { startUpstream, type TestUpstream } from '../support/upstream.js';
@@ -53,6 +55,28 @@ describe('security: upstream response header count', () => {
     const res = await fetch(`${gw.url}/e/hdr/`);
     expect(res.status).toBe(502);
     valueBytes = 1;
+  });
+
+  it('a WebSocket 101 with too many headers is refused too (502), no tunnel', async () => {
+    const ws = await startRawUpstream({
+      respond: (req) => {
+        const key = req.headers.find(([n]) => n.toLowerCase() === 'sec-websocket-key')?.[1] ?? '';
+        const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+        const extra = Array.from({ length: 150 }, (_, i) => `x-h-${i}: v\r\n`).join('');
+        return `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n${extra}\r\n`;
+      },
+    });
+    try {
+      await gw.admin('PUT', '/v1/endpoints/wsh', { public: true, routes: [{ id: 'a', url: ws.url }] });
+      const res = await rawSend(
+        gw.port,
+        rawRequest('GET', '/e/wsh/', ['Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==']),
+        { idleMs: 2000, untilResponses: 1 },
+      );
+      expect(res.responses[0]?.status, res.text.slice(0, 300)).toBe(502);
+    } finally {
+      await ws.close();
+    }
   });
 
   it('the gateway keeps serving afterwards', async () => {
