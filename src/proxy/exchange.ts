@@ -460,11 +460,16 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       if (HOP_BY_HOP.has(lower) || lower === 'x-request-id') continue;
       head += `${name}: ${value}\r\n`;
     }
-    if (statusCode !== 101 || upgradeValue.trim().toLowerCase() !== 'websocket' || accept.trim() !== websocketAccept(this.#secWebSocketKey() ?? '')) {
+    if (
+      statusCode !== 101 ||
+      raw.length > this.#ctx.maxUpstreamHeaderCount * 2 ||
+      upgradeValue.trim().toLowerCase() !== 'websocket' ||
+      accept.trim() !== websocketAccept(this.#secWebSocketKey() ?? '')
+    ) {
       socket.destroy();
       this.#releaseRoute();
       this.#ctx.metrics.upstreamErrors.labels(this.#runtime?.shared.label ?? 'unknown', 'protocol').inc();
-      this.fail(new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: 'upstream 101 without a matching Upgrade and Sec-WebSocket-Accept' }));
+      this.fail(new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: 'upstream 101 without a matching Upgrade and Sec-WebSocket-Accept, or with too many headers' }));
       return;
     }
     // The tunnel stays outstanding on its route (balancing, per-route limits) until it closes,
