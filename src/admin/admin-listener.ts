@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createAdaptorServer } from '@hono/node-server';
 import { GatewayError } from '../errors/gateway-error.js';
@@ -5,7 +6,6 @@ import { toHttp } from '../errors/to-http.js';
 import { isSafeRequestId } from '../lib/headers.js';
 import type { AdminApp } from './mount.js';
 import { AdminHostPolicy } from './host-policy.js';
-import { randomUUID } from 'node:crypto';
 
 /**
  * The admin listener: hono behind a small node:http guard that runs before hono builds a
@@ -30,7 +30,7 @@ function refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError): v
   res.end(http.body);
 }
 
-/** Origin-form path of an absolute-form target plus its authority; null when it is not one we accept. */
+/** Origin-form path of an absolute-form target plus its authority, or why it is refused. */
 function splitAbsoluteForm(target: string): { path: string; host: string } | GatewayError {
   let url: URL;
   try {
