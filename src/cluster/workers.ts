@@ -38,6 +38,8 @@ export function workerCount(setting: number): number {
 export interface WorkerInit {
   mg: 'worker.init';
   tokenSecret: string;
+  /** The primary took REDIS_URL (it may hold a password) out of the environment workers inherit. */
+  redisUrl?: string;
 }
 interface WorkerReady {
   mg: 'worker.ready';
@@ -54,6 +56,7 @@ function isMsg<T extends { mg: string }>(m: unknown, kind: T['mg']): m is T {
 export interface WorkerPoolOptions {
   count: number;
   tokenSecret: string;
+  redisUrl?: string;
   /** The embedded store to serve to workers over IPC; null when they use Redis themselves. */
   store: Store | null;
   logger: Logger;
@@ -113,7 +116,7 @@ export class WorkerPool {
         detachLimits();
       };
     }
-    const init: WorkerInit = { mg: 'worker.init', tokenSecret: this.#opts.tokenSecret };
+    const init: WorkerInit = { mg: 'worker.init', tokenSecret: this.#opts.tokenSecret, redisUrl: this.#opts.redisUrl };
     // The worker asks once its listener is in place (a message sent earlier could be lost).
     worker.on('message', (m: unknown) => {
       if (isMsg<{ mg: 'worker.hello' }>(m, 'worker.hello')) worker.send(init);
