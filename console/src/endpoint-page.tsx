@@ -1,0 +1,208 @@
+import { useEffect, useState } from 'preact/hooks';
+import { ApiError, type AdminApi, type Endpoint } from './api.js';
+import { EndpointCharts } from './charts.js';
+import { asApiError, usePoll } from './hooks.js';
+import { href } from './router.js';
+import { TokensPanel } from './tokens-panel.js';
+import { ErrorBanner, StatusBadge } from './ui.js';
+
+const ROUTE_STATUSES = ['healthy', 'provisioning', 'unhealthy', 'terminating', 'failed_to_start'] as const;
+
+interface Draft {
+  weight: string;
+  status: string;
+}
+
+/**
+ * An endpoint whose route table is pushed (not a model service): public/private, and each
+ * route's weight and status. Saved in one PUT with the version it was read at, so a table that
+ * changed meanwhile is refused (409) rather than overwritten.
+ */
+export function EndpointPage(props: { api: AdminApi; name: string }) {
+  const { api, name } = props;
+  const ep = usePoll(() => api.getEndpoint(name), 3000, [api, name]);
+  const [drafts, setDrafts] = useState<Record<string, Draft> | null>(null);
+  const [baseVersion, setBaseVersion] = useState<number | null>(null);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [failure, setFailure] = useState<ApiError | null>(null);
+  const [saved, setSaved] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  // Edits start from the table as read; while unsaved edits exist, polling does not overwrite them.
+  const table: Endpoint | null = ep.data;
+  useEffect(() => {
+    if (table && drafts === null) {
+      setBaseVersion(table.version);
+      setDrafts(Object.fromEntries(table.routes.map((r) => [r.id, { weight: String(r.weight), status: r.status }])));
+    }
+  }, [table, drafts]);
+
+  if (!table || !drafts) {
+    return (
+      <section>
+        <p class="crumbs">
+          <a href={href({ page: 'endpoints' })}>Endpoints</a> › {name}
+        </p>
+        {ep.error ? <ErrorBanner error={ep.error} prefix={`Endpoint ${name}`} /> : <p>Loading…</p>}
+      </section>
+    );
+  }
+
+  const dirty = table.routes.some((r) => drafts[r.id] && (drafts[r.id].weight !== String(r.weight) || drafts[r.id].status !== r.status));
+  const stale = baseVersion !== null && table.version !== baseVersion;
+
+  const setPublic = async (value: boolean) => {
+    setFailure(null);
+    setBusy(true);
+    try {
+      await api.patchEndpoint(name, { public: value });
+      setSaved(value ? 'The endpoint is open to public.' : 'The endpoint now requires a token.');
+    } catch (err) {
+      setFailure(asApiError(err));
+    } finally {
+      setBusy(false);
+      await ep.reload();
+    }
+  };
+
+  const saveRoutes = async (e: Event) => {
+    e.preventDefault();
+    setFailure(null);
+    setSaved(null);
+    setErrors({});
+    const routes = table.routes.map((r) => ({ id: r.id, url: r.url, weight: Number(drafts[r.id]?.weight ?? r.weight), status: (drafts[r.id]?.status ?? r.status) as (typeof ROUTE_STATUSES)[number] }));
+    const local: Record<string, string> = {};
+    table.routes.forEach((r, i) => {
+      const w = drafts[r.id]?.weight ?? '';
+      if (w.trim() === '' || !Number.isFinite(Number(w)) || Number(w) < 0) local[`routes.${i}.weight`] = 'a number ≥ 0';
+    });
+    if (Object.keys(local).length > 0) {
+      setErrors(local);
+      return;
+    }
+    setBusy(true);
+    try {
+      const next = await api.putEndpoint(name, { public: table.public, routes, timeouts: table.timeouts, limits: table.limits, allowed_cidrs: table.allowed_cidrs, balancer: table.balancer, expected_version: baseVersion ?? table.version });
+      setSaved(`Saved as version ${next.version}.`);
+      setDrafts(null); // re-read from the new table
+      await ep.reload();
+    } catch (err) {
+      const apiErr = asApiError(err);
+      if (apiErr.status === 409) {
+        setFailure(new ApiError(409, apiErr.code, `someone else changed this endpoint meanwhile (${apiErr.message}). Discard your changes and edit the current table.`));
+      } else {
+        setErrors(apiErr.fieldMessages());
+        setFailure(apiErr);
+      }
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section aria-labelledby="endpoint-title">
+      <p class="crumbs">
+        <a href={href({ page: 'endpoints' })}>Endpoints</a> › {name}
+      </p>
+      <div class="page-head">
+        <div>
+          <h1 id="endpoint-title">{name}</h1>
+          <p class="lede">
+            <code class="url">{table.url}</code> · version {table.version}
+          </p>
+        </div>
+      </div>
+      <ErrorBanner error={ep.error} prefix="Could not refresh" />
+      <ErrorBanner error={failure} prefix="Not saved" />
+      {saved && (
+        <div class="banner ok" role="status">
+          {saved}
+        </div>
+      )}
+      <div class="card">
+        <label class="switch">
+          <input type="checkbox" checked={table.public} disabled={busy} onChange={(e) => void setPublic(e.currentTarget.checked)} />
+          Public (callers need no token)
+        </label>
+      </div>
+      <form class="card" onSubmit={saveRoutes} aria-labelledby="routes-title">
+        <div class="card-head">
+          <h2 id="routes-title">Routes</h2>
+          <div class="controls">
+            {dirty && (
+              <button type="button" onClick={() => setDrafts(null)} disabled={busy}>
+                Discard changes
+              </button>
+            )}
+            <button type="submit" class="primary" disabled={busy || !dirty}>
+              Save routes
+            </button>
+          </div>
+        </div>
+        {stale && dirty && <p class="banner warn">The table changed since you started editing (version {table.version}); saving will be refused. Discard and edit again.</p>}
+        <table aria-label="Routes">
+          <thead>
+            <tr>
+              <th scope="col">Route ID</th>
+              <th scope="col">Status</th>
+              <th scope="col">Address</th>
+              <th scope="col">Weight</th>
+            </tr>
+          </thead>
+          <tbody>
+            {table.routes.map((r, i) => (
+              <tr key={r.id}>
+                <td>
+                  <code>{r.id}</code>
+                </td>
+                <td>
+                  <StatusBadge status={r.status} />{' '}
+                  <select
+                    aria-label={`Status of route ${r.id}`}
+                    value={drafts[r.id]?.status ?? r.status}
+                    onChange={(e) => setDrafts({ ...drafts, [r.id]: { ...drafts[r.id], status: e.currentTarget.value } })}
+                  >
+                    {ROUTE_STATUSES.map((s) => (
+                      <option key={s} value={s}>
+                        {s}
+                      </option>
+                    ))}
+                  </select>
+                </td>
+                <td>
+                  <code>{r.url}</code>
+                </td>
+                <td>
+                  <input
+                    class="weight"
+                    type="number"
+                    min={0}
+                    step="any"
+                    aria-label={`Weight of route ${r.id}`}
+                    aria-invalid={Boolean(errors[`routes.${i}.weight`])}
+                    value={drafts[r.id]?.weight ?? String(r.weight)}
+                    onInput={(e) => setDrafts({ ...drafts, [r.id]: { ...drafts[r.id], weight: e.currentTarget.value } })}
+                  />
+                  {errors[`routes.${i}.weight`] && (
+                    <p class="field-error" role="alert">
+                      {errors[`routes.${i}.weight`]}
+                    </p>
+                  )}
+                </td>
+              </tr>
+            ))}
+            {table.routes.length === 0 && (
+              <tr>
+                <td colSpan={4} class="empty">
+                  No route: requests are held, then answered 503.
+                </td>
+              </tr>
+            )}
+          </tbody>
+        </table>
+      </form>
+      <EndpointCharts api={api} endpoint={name} />
+      <TokensPanel api={api} endpoint={name} isPublic={table.public} />
+    </section>
+  );
+}
