@@ -27,6 +27,8 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
   const [failure, setFailure] = useState<ApiError | null>(null);
   const [saved, setSaved] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  /** The public switch while its change is on the way (then the table read back decides). */
+  const [publicPending, setPublicPending] = useState<boolean | null>(null);
 
   // Edits start from the table as read; while unsaved edits exist, polling does not overwrite them.
   const table: Endpoint | null = ep.data;
@@ -41,7 +43,7 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
     return (
       <section>
         <p class="crumbs">
-          <a href={href({ page: 'endpoints' })}>Endpoints</a> › {name}
+          <a href={href({ page: 'endpoints' })}>‹ Back to the list</a>
         </p>
         {ep.error ? <ErrorBanner error={ep.error} prefix={`Endpoint ${name}`} /> : <p>Loading…</p>}
       </section>
@@ -53,15 +55,18 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
 
   const setPublic = async (value: boolean) => {
     setFailure(null);
+    setSaved(null);
     setBusy(true);
+    setPublicPending(value);
     try {
       await api.patchEndpoint(name, { public: value });
       setSaved(value ? 'The endpoint is open to public.' : 'The endpoint now requires a token.');
     } catch (err) {
       setFailure(asApiError(err));
     } finally {
-      setBusy(false);
       await ep.reload();
+      setPublicPending(null);
+      setBusy(false);
     }
   };
 
@@ -74,7 +79,8 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
     const local: Record<string, string> = {};
     table.routes.forEach((r, i) => {
       const w = drafts[r.id]?.weight ?? '';
-      if (w.trim() === '' || !Number.isFinite(Number(w)) || Number(w) < 0) local[`routes.${i}.weight`] = 'a number ≥ 0';
+      // JSON has no NaN: only "not a number" is caught here; the range is the server's to judge.
+      if (w.trim() === '' || !Number.isFinite(Number(w))) local[`routes.${i}.weight`] = 'enter a number';
     });
     if (Object.keys(local).length > 0) {
       setErrors(local);
@@ -91,8 +97,9 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
       if (apiErr.status === 409) {
         setFailure(new ApiError(409, apiErr.code, `someone else changed this endpoint meanwhile (${apiErr.message}). Discard your changes and edit the current table.`));
       } else {
+        // Details about a route go next to its weight; the banner says only that it was refused.
         setErrors(apiErr.fieldMessages());
-        setFailure(apiErr);
+        setFailure(apiErr.details.length > 0 ? new ApiError(apiErr.status, apiErr.code, apiErr.message) : apiErr);
       }
     } finally {
       setBusy(false);
@@ -102,7 +109,7 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
   return (
     <section aria-labelledby="endpoint-title">
       <p class="crumbs">
-        <a href={href({ page: 'endpoints' })}>Endpoints</a> › {name}
+        <a href={href({ page: 'endpoints' })}>‹ Back to the list</a>
       </p>
       <div class="page-head">
         <div>
@@ -121,11 +128,11 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
       )}
       <div class="card">
         <label class="switch">
-          <input type="checkbox" checked={table.public} disabled={busy} onChange={(e) => void setPublic(e.currentTarget.checked)} />
+          <input type="checkbox" checked={publicPending ?? table.public} disabled={busy} onChange={(e) => void setPublic(e.currentTarget.checked)} />
           Public (callers need no token)
         </label>
       </div>
-      <form class="card" onSubmit={saveRoutes} aria-labelledby="routes-title">
+      <form class="card" onSubmit={saveRoutes} aria-labelledby="routes-title" noValidate>
         <div class="card-head">
           <h2 id="routes-title">Routes</h2>
           <div class="controls">

@@ -32,7 +32,7 @@ export function ServicePage(props: { api: AdminApi; name: string }) {
     return (
       <section>
         <p class="crumbs">
-          <a href={href({ page: 'services' })}>Model Serving</a> › {name}
+          <a href={href({ page: 'services' })}>‹ Back to the list</a>
         </p>
         {state.error ? <ErrorBanner error={state.error} prefix={`Service ${name}`} /> : <p>Loading…</p>}
       </section>
@@ -43,7 +43,7 @@ export function ServicePage(props: { api: AdminApi; name: string }) {
   return (
     <section aria-labelledby="service-title">
       <p class="crumbs">
-        <a href={href({ page: 'services' })}>Model Serving</a> › {name}
+        <a href={href({ page: 'services' })}>‹ Back to the list</a>
       </p>
       <div class="page-head">
         <div>

@@ -21,9 +21,6 @@ export function Modal(props: { title: string; onClose: () => void; children: Com
     <dialog ref={ref} class={props.wide ? 'modal wide' : 'modal'} aria-labelledby={titleId}>
       <header class="modal-head">
         <h2 id={titleId}>{props.title}</h2>
-        <button type="button" class="icon" aria-label="Close" title="Close" onClick={props.onClose}>
-          ×
-        </button>
       </header>
       <div class="modal-body">{props.children}</div>
       {props.footer && <footer class="modal-foot">{props.footer}</footer>}
