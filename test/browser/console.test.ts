@@ -275,6 +275,9 @@ describe('console in a real browser', () => {
       const inFlight = page.getByRole('figure', { name: 'In flight per replica' });
       // One series per replica (route id) of the endpoint.
       await waitFor(async () => (await inFlight.getByRole('listitem').count()) === 2, 'in-flight series per replica', 10_000);
+      // The line itself moves: a new point every second.
+      const segments = async () => ((await rps.locator('svg path').first().getAttribute('d')) ?? '').split('L').length;
+      await waitFor(async () => (await segments()) >= 8, 'eight points on the requests/s line', 20_000);
       await shot('service');
     } finally {
       stop = 0;
