@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import type { ServiceView, ValidateEvent } from '../../src/controller/service-controller.js';
 import type { createServiceSchema, patchServiceSchema, validateServiceSchema } from '../../src/controller/service-spec.js';
 import type { FieldError } from '../../src/errors/gateway-error.js';
-import type { RouteTable } from '../../src/routing/route-table.js';
+import type { RouteTable } from '../../src/schema/route-table.js';
 import type { EndpointStats } from '../../src/obs/endpoint-stats.js';
 import type { endpointBodySchema, routePatchSchema } from '../../src/admin/endpoints-routes.js';
 import type { issueBodySchema } from '../../src/admin/tokens-routes.js';

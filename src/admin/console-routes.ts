@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AdminMount } from './app.js';
+import type { AdminMount } from './mount.js';
 
 /**
  * The console (docs/console.md) at /ui/: three static files built by `npm run build` into

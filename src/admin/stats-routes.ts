@@ -1,8 +1,8 @@
 import type { EndpointStats } from '../obs/endpoint-stats.js';
-import { endpointNameSchema, parseStoredRouteTable } from '../routing/route-table.js';
-import { getEndpointOrThrow } from '../store/endpoint-ops.js';
+import { endpointNameSchema, parseStoredRouteTable } from '../schema/route-table.js';
+import { getEndpointOrThrow } from '../control/endpoint-ops.js';
 import type { Store } from '../store/store.js';
-import type { AdminMount } from './app.js';
+import type { AdminMount } from './mount.js';
 import { parseParam } from './validate.js';
 
 export interface StatsRoutesDeps {
