@@ -23,6 +23,8 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
   const ep = usePoll(() => api.getEndpoint(name), 3000, [api, name]);
   const [drafts, setDrafts] = useState<Record<string, Draft> | null>(null);
   const [baseVersion, setBaseVersion] = useState<number | null>(null);
+  /** The operator changed a weight or status since the drafts were last taken from a table. */
+  const [edited, setEdited] = useState(false);
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [failure, setFailure] = useState<ApiError | null>(null);
   const [saved, setSaved] = useState<string | null>(null);
@@ -32,12 +34,18 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
 
   // Edits start from the table as read; while unsaved edits exist, polling does not overwrite them.
   const table: Endpoint | null = ep.data;
+  const resetFrom = (t: Endpoint) => {
+    setBaseVersion(t.version);
+    setDrafts(Object.fromEntries(t.routes.map((r) => [r.id, { weight: String(r.weight), status: r.status }])));
+    setEdited(false);
+  };
   useEffect(() => {
-    if (table && drafts === null) {
-      setBaseVersion(table.version);
-      setDrafts(Object.fromEntries(table.routes.map((r) => [r.id, { weight: String(r.weight), status: r.status }])));
-    }
-  }, [table, drafts]);
+    if (table && !edited) resetFrom(table);
+  }, [table, edited]);
+  const edit = (id: string, change: Partial<Draft>) => {
+    setDrafts({ ...drafts, [id]: { ...drafts![id], ...change } });
+    setEdited(true);
+  };
 
   if (!table || !drafts) {
     return (
@@ -51,7 +59,7 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
   }
 
   const dirty = table.routes.some((r) => drafts[r.id] && (drafts[r.id].weight !== String(r.weight) || drafts[r.id].status !== r.status));
-  const stale = baseVersion !== null && table.version !== baseVersion;
+  const stale = edited && baseVersion !== null && table.version !== baseVersion;
 
   const setPublic = async (value: boolean) => {
     setFailure(null);
@@ -90,7 +98,7 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
     try {
       const next = await api.putEndpoint(name, { public: table.public, routes, timeouts: table.timeouts, limits: table.limits, allowed_cidrs: table.allowed_cidrs, balancer: table.balancer, expected_version: baseVersion ?? table.version });
       setSaved(`Saved as version ${next.version}.`);
-      setDrafts(null); // re-read from the new table
+      resetFrom(next);
       await ep.reload();
     } catch (err) {
       const apiErr = asApiError(err);
@@ -137,7 +145,7 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
           <h2 id="routes-title">Routes</h2>
           <div class="controls">
             {dirty && (
-              <button type="button" onClick={() => setDrafts(null)} disabled={busy}>
+              <button type="button" onClick={() => resetFrom(table)} disabled={busy}>
                 Discard changes
               </button>
             )}
@@ -167,7 +175,7 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
                   <select
                     aria-label={`Status of route ${r.id}`}
                     value={drafts[r.id]?.status ?? r.status}
-                    onChange={(e) => setDrafts({ ...drafts, [r.id]: { ...drafts[r.id], status: e.currentTarget.value } })}
+                    onChange={(e) => edit(r.id, { status: e.currentTarget.value })}
                   >
                     {ROUTE_STATUSES.map((s) => (
                       <option key={s} value={s}>
@@ -188,7 +196,7 @@ export function EndpointPage(props: { api: AdminApi; name: string }) {
                     aria-label={`Weight of route ${r.id}`}
                     aria-invalid={Boolean(errors[`routes.${i}.weight`])}
                     value={drafts[r.id]?.weight ?? String(r.weight)}
-                    onInput={(e) => setDrafts({ ...drafts, [r.id]: { ...drafts[r.id], weight: e.currentTarget.value } })}
+                    onInput={(e) => edit(r.id, { weight: e.currentTarget.value })}
                   />
                   {errors[`routes.${i}.weight`] && (
                     <p class="field-error" role="alert">

@@ -397,6 +397,9 @@ describe('console in a real browser', () => {
     table2 = (await gw.admin('GET', '/v1/endpoints/pushed')).body;
     expect(table2.public).toBe(true);
     expect(await callEndpoint('pushed')).toBe(200);
+    // The form shows the table as saved, not the drafts it was edited from.
+    expect(await page.getByLabel('Weight of route rb').inputValue()).toBe('3');
+    expect(await page.getByRole('button', { name: 'Save routes' }).isDisabled()).toBe(true);
     await shot('endpoint');
   }, 60_000);
 
