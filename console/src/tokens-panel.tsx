@@ -4,11 +4,10 @@ import { formatTime } from './format.js';
 import { asApiError, usePoll } from './hooks.js';
 import { ErrorBanner, Field, Modal } from './ui.js';
 
-/** `datetime-local` value for now + days, in local time (the input has no time zone). */
-function localInputValue(date: Date): string {
-  const pad = (n: number) => String(n).padStart(2, '0');
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
-}
+const pad = (n: number) => String(n).padStart(2, '0');
+/** `<input type=date>` and `<input type=time>` values of a moment, in local time (the inputs have no time zone). */
+const dateValue = (d: Date) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+const timeValue = (d: Date) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
 
 /**
  * The endpoint's tokens: list (metadata only; the API never returns a token string twice),
@@ -95,7 +94,9 @@ export function TokensPanel(props: { api: AdminApi; endpoint: string; isPublic: 
 }
 
 function GenerateTokenDialog(props: { api: AdminApi; endpoint: string; onIssued: () => void; onClose: () => void }) {
-  const [expires, setExpires] = useState(() => localInputValue(new Date(Date.now() + 24 * 3600 * 1000)));
+  // Default: this time tomorrow.
+  const [expiresDate, setExpiresDate] = useState(() => dateValue(new Date(Date.now() + 24 * 3600 * 1000)));
+  const [expiresTime, setExpiresTime] = useState(() => timeValue(new Date()));
   const [sub, setSub] = useState('');
   const [errors, setErrors] = useState<{ expires?: string; sub?: string }>({});
   const [failure, setFailure] = useState<ApiError | null>(null);
@@ -106,9 +107,10 @@ function GenerateTokenDialog(props: { api: AdminApi; endpoint: string; onIssued:
 
   const generate = async (e: Event) => {
     e.preventDefault();
-    const at = new Date(expires);
-    if (expires === '' || Number.isNaN(at.getTime())) {
-      setErrors({ expires: 'choose a date and time' });
+    // A date alone means the end of that day's chosen time (00:00 when the time is cleared).
+    const at = new Date(`${expiresDate}T${expiresTime || '00:00'}`);
+    if (expiresDate === '' || Number.isNaN(at.getTime())) {
+      setErrors({ expires: 'choose a date' });
       return;
     }
     if (at.getTime() <= Date.now()) {
@@ -188,18 +190,23 @@ function GenerateTokenDialog(props: { api: AdminApi; endpoint: string; onIssued:
       ) : (
         <form id="token-form" class="form" onSubmit={generate} noValidate>
           <ErrorBanner error={failure} prefix="No token generated" />
-          <Field label="Expiration date" error={errors.expires}>
-            {(ids) => (
-              <input
-                id={ids.id}
-                type="datetime-local"
-                value={expires}
-                onInput={(e) => setExpires(e.currentTarget.value)}
-                aria-describedby={ids.describedBy}
-                aria-invalid={ids.invalid}
-              />
-            )}
-          </Field>
+          <div class="row">
+            <Field label="Expiration date" error={errors.expires}>
+              {(ids) => (
+                <input
+                  id={ids.id}
+                  type="date"
+                  value={expiresDate}
+                  onInput={(e) => setExpiresDate(e.currentTarget.value)}
+                  aria-describedby={ids.describedBy}
+                  aria-invalid={ids.invalid}
+                />
+              )}
+            </Field>
+            <Field label="Expiration time">
+              {(ids) => <input id={ids.id} type="time" value={expiresTime} onInput={(e) => setExpiresTime(e.currentTarget.value)} />}
+            </Field>
+          </div>
           <Field label="Subject (optional)" error={errors.sub} hint="Who the token is for; it appears in the access log.">
             {(ids) => <input id={ids.id} value={sub} onInput={(e) => setSub(e.currentTarget.value)} aria-describedby={ids.describedBy} aria-invalid={ids.invalid} />}
           </Field>

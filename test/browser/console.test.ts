@@ -229,12 +229,13 @@ describe('console in a real browser', () => {
     expect(await callEndpoint('web')).toBe(401);
     await page.getByRole('button', { name: 'Generate token' }).click();
     const dialog = page.getByRole('dialog', { name: 'Generate token' });
-    await dialog.getByLabel('Expiration date').fill('2020-01-01T00:00');
+    await dialog.getByLabel('Expiration date').fill('2020-01-01');
     await dialog.getByRole('button', { name: 'Generate' }).click();
     expect(await description(dialog.getByLabel('Expiration date'))).toContain('future');
     const inTwoDays = new Date(Date.now() + 2 * 86400_000);
-    const local = new Date(inTwoDays.getTime() - inTwoDays.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
-    await dialog.getByLabel('Expiration date').fill(local);
+    const local = new Date(inTwoDays.getTime() - inTwoDays.getTimezoneOffset() * 60_000).toISOString();
+    await dialog.getByLabel('Expiration date').fill(local.slice(0, 10));
+    await dialog.getByLabel('Expiration time').fill('12:30');
     await dialog.getByRole('button', { name: 'Generate' }).click();
     const shown = page.getByRole('dialog', { name: 'Token generated' });
     token = await shown.getByLabel('Token').inputValue();
@@ -242,6 +243,8 @@ describe('console in a real browser', () => {
     await shown.getByRole('button', { name: 'Copy' }).click();
     await shown.getByText('Copied to the clipboard.').waitFor();
     expect(await page.evaluate(() => (globalThis as any).navigator.clipboard.readText())).toBe(token);
+    const issued = (await gw.admin('GET', '/v1/endpoints/web/tokens')).body.tokens[0];
+    expect(new Date(issued.expires_at).getTime()).toBe(new Date(`${local.slice(0, 10)}T12:30`).getTime());
     await shot('token-generated');
     await shown.getByRole('button', { name: 'Done' }).click();
     // Shown once: nowhere on the page afterwards.
