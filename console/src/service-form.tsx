@@ -182,20 +182,24 @@ export function ServiceForm(props: { api: AdminApi; service: Service | null; onC
     try {
       let saved: Service;
       if (modify) {
-        const body: PatchServiceBody = { replicas: num(s.replicas), public: s.isPublic, env: parts.env, resources: parts.resources ?? null };
+        const body: PatchServiceBody = { public: s.isPublic, env: parts.env, resources: parts.resources ?? null };
+        // With autoscaling the controller owns the count: a fixed one is sent only without it.
         if (parts.autoscaling) body.autoscaling = parts.autoscaling;
-        else if (props.service?.autoscaling) body.autoscaling = null;
+        else {
+          body.replicas = num(s.replicas);
+          if (props.service?.autoscaling) body.autoscaling = null;
+        }
         saved = await props.api.patchService(props.service!.name, jsonSafe(body, s));
       } else {
         const body: CreateServiceBody & { model_mount_destination?: string } = {
           name: s.name.trim(),
           model_folder: s.folder.trim(),
           model_definition_path: s.definitionPath.trim() || undefined,
-          replicas: num(s.replicas),
           public: s.isPublic,
           env: parts.env,
           resources: parts.resources,
         };
+        if (!parts.autoscaling) body.replicas = num(s.replicas);
         if (s.destination.trim() !== '' && s.destination.trim() !== DEFAULT_DESTINATION) body.model_mount_destination = s.destination.trim();
         if (parts.autoscaling) body.autoscaling = parts.autoscaling;
         saved = await props.api.createService(jsonSafe(body, s));

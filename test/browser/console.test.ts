@@ -196,6 +196,35 @@ describe('console in a real browser', () => {
     await form.getByRole('button', { name: 'Cancel' }).click();
   });
 
+  it('sends the autoscaling settings, and shows the answer whatever this server makes of them', async () => {
+    await page.getByRole('button', { name: 'Start Service' }).click();
+    const form = page.getByRole('dialog', { name: 'Start Service' });
+    await form.getByLabel('Service name').fill('scaled');
+    await form.getByLabel('Model Storage To Mount').fill(join(EXAMPLES, 'simple-http-server'));
+    await form.getByLabel('Autoscaling', { exact: true }).check();
+    await form.getByLabel('Minimum replicas').fill('0');
+    await form.getByLabel('Maximum replicas').fill('3');
+    await form.getByLabel('Target in-flight requests per replica').fill('5');
+    await form.getByLabel('Scale-to-zero grace (s)').fill('45');
+    const [request] = await Promise.all([page.waitForRequest((r) => r.url().endsWith('/v1/services') && r.method() === 'POST'), form.getByRole('button', { name: 'Create' }).click()]);
+    const body = request.postDataJSON();
+    expect(body.autoscaling).toEqual({ min_replicas: 0, max_replicas: 3, target_in_flight: 5, scale_to_zero_grace_s: 45 });
+    expect(body).not.toHaveProperty('replicas'); // the controller owns the count
+    const response = await request.response();
+    if (response!.status() === 201) {
+      // A server with autoscaling (DESIGN.md "Autoscaling and scale to zero").
+      await form.waitFor({ state: 'detached' });
+      await serviceRow('scaled').waitFor();
+      expect((await gw.admin('DELETE', '/v1/services/scaled')).status).toBe(204);
+    } else {
+      // A server without it refuses the unknown field: said in the dialog, nothing created.
+      expect(response!.status()).toBe(400);
+      await form.getByRole('alert').filter({ hasText: 'autoscaling' }).waitFor();
+      expect((await gw.admin('GET', '/v1/services/scaled')).status).toBe(404);
+      await form.getByRole('button', { name: 'Cancel' }).click();
+    }
+  }, 60_000);
+
   it('starts a service and shows it HEALTHY with its replicas and URL', async () => {
     await page.getByRole('button', { name: 'Start Service' }).click();
     const form = page.getByRole('dialog', { name: 'Start Service' });
