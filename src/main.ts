@@ -18,7 +18,10 @@ import { tokensRoutes } from './admin/tokens-routes.js';
 import { ServiceController } from './controller/service-controller.js';
 import { createAccessLogger, createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
-import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
+import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, serveStatsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
+import { collectEndpointStats, mergeEndpointStats } from './obs/endpoint-stats.js';
+import { consoleRoutes } from './admin/console-routes.js';
+import { statsRoutes } from './admin/stats-routes.js';
 import { GatewayServer } from './proxy/gateway-server.js';
 import { createStore } from './store/create-store.js';
 import { IpcStore } from './store/ipc-store.js';
@@ -133,7 +136,10 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       plainHttpUrl = `http://${settings.GATEWAY_HOST}:${plain.port}`;
     }
   }
-  if (role === 'worker') serveMetricsToPrimary(metrics.registry);
+  if (role === 'worker') {
+    serveMetricsToPrimary(metrics.registry);
+    serveStatsToPrimary((name) => collectEndpointStats(name, metrics, gateway));
+  }
   if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
 
   // Routes back to these listeners are refused (a proxy loop); the admin port is added once bound.
@@ -156,6 +162,16 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
     tokensRoutes({ store, issuer: auth.issuer, maxLifetimeSeconds: auth.maxLifetimeSeconds, revocations: auth.revocations, clock: auth.clock }),
   ];
   if (controller) mounts.push(servicesRoutes(controller));
+  mounts.push(
+    consoleRoutes(),
+    statsRoutes({
+      store,
+      // A cluster primary proxies nothing itself: its workers' numbers are summed.
+      collect: pool
+        ? async (name) => mergeEndpointStats(await pool!.collectEndpointStats(name), name)
+        : (name) => collectEndpointStats(name, metrics, gateway),
+    }),
+  );
   const adminApp = createAdminApp(
     {
       adminToken: secrets.adminToken,

@@ -59,6 +59,17 @@ const serviceSchema = z.looseObject({
 
 const healthSchema = z.looseObject({ status: z.string() });
 
+/** GET /v1/endpoints/{name}/stats (src/obs/endpoint-stats.ts): cumulative, the reader takes differences. */
+const endpointStatsSchema = z.object({
+  endpoint: z.string(),
+  at: z.number(),
+  requests: z.record(z.string(), z.number()),
+  latency: z.object({ le: z.array(z.number()), counts: z.array(z.number()), sum: z.number(), count: z.number() }),
+  errors: z.record(z.string(), z.number()),
+  in_flight: z.number(),
+  routes: z.array(z.object({ id: z.string(), in_flight: z.number() })),
+});
+
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
   const out = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
   delete out.$schema;
@@ -114,6 +125,7 @@ export function buildOpenApi(): Record<string, unknown> {
         Service: jsonSchema(serviceSchema, 'output'),
         ServiceList: { type: 'object', properties: { services: { type: 'array', items: ref('Service') } }, required: ['services'] },
         Health: jsonSchema(healthSchema, 'output'),
+        EndpointStats: jsonSchema(endpointStatsSchema, 'output'),
       },
     },
     paths: {
@@ -167,6 +179,13 @@ export function buildOpenApi(): Record<string, unknown> {
         parameters: [nameParam],
         post: op('Issue a token', { '201': { description: 'the token (shown once)', ...json('TokenIssued') }, '404': errorResponse('ADM_NOT_FOUND') }, body('TokenRequest', false)),
         get: op('List token metadata (never the token strings)', { '200': { description: 'tokens', ...json('TokenList') }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/endpoints/{name}/stats': {
+        parameters: [nameParam],
+        get: op('Live numbers for the console charts: cumulative requests, latency histogram, errors by code, in flight per route', {
+          '200': { description: 'this gateway\'s numbers (summed over its workers)', ...json('EndpointStats') },
+          '404': errorResponse('ADM_NOT_FOUND'),
+        }),
       },
       '/v1/endpoints/{name}/tokens/{jti}': {
         parameters: [nameParam, jtiParam],

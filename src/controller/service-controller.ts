@@ -15,6 +15,7 @@ import { DEFAULT_POLICY, Replica, type ReplicaPolicy, type ReplicaView } from '.
 import type { ReplicaResources, ReplicaRuntime } from './runtime.js';
 import { prepareWorkDir } from './work-dir.js';
 import {
+  DEFAULT_MOUNT_DESTINATION,
   parseMemory,
   serviceSpecSchema,
   type CreateServiceInput,
@@ -48,6 +49,8 @@ export interface ServiceView {
   public: boolean;
   model_folder: string;
   model_definition_path: string | null;
+  /** Another path the replicas see the model folder at (seed: Model Destination For Model Folder). */
+  model_mount_destination: string;
   model_name: string | null;
   env: Record<string, string>;
   resources: (Resources & { memory_bytes?: number }) | null;
@@ -249,6 +252,7 @@ export class ServiceController {
         name,
         model_folder: modelFolder,
         model_definition_path: input.model_definition_path,
+        model_mount_destination: input.model_mount_destination,
         replicas: input.replicas,
         public: input.public,
         env: input.env,
@@ -387,7 +391,7 @@ export class ServiceController {
       id,
       generation: 0,
       runtime: this.#runtime,
-      launch: { serviceName: VALIDATE_SERVICE, modelFolder: resolve(input.model_folder), model: loaded.model, env: input.env, resources: replicaResources(input.resources) },
+      launch: { serviceName: VALIDATE_SERVICE, modelFolder: resolve(input.model_folder), mountDestination: input.model_mount_destination, model: loaded.model, env: input.env, resources: replicaResources(input.resources) },
       policy: { ...this.#policy, startAttempts: 1 },
       onChange: async (r) => {
         if (r.status === 'healthy') settle({ healthy: true, error: null });
@@ -529,6 +533,7 @@ export class ServiceController {
       launch: {
         serviceName: svc.spec.name,
         modelFolder: svc.spec.model_folder,
+        mountDestination: svc.spec.model_mount_destination,
         model: svc.loaded!.model,
         env: svc.spec.env,
         resources: replicaResources(svc.spec.resources),
@@ -587,6 +592,7 @@ export class ServiceController {
       public: spec.public,
       model_folder: spec.model_folder,
       model_definition_path: svc.loaded?.file ?? spec.model_definition_path ?? null,
+      model_mount_destination: spec.model_mount_destination ?? DEFAULT_MOUNT_DESTINATION,
       model_name: svc.loaded?.model.name ?? null,
       env: spec.env,
       resources,

@@ -657,6 +657,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     this.#errCode = http.code;
     this.#status = http.status;
     this.#ctx.metrics.gatewayErrors.labels(http.code).inc();
+    this.#runtime?.shared.recordError(http.code);
     if (this.#clientGone || res.destroyed) {
       this.#finish();
       return;

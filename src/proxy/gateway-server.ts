@@ -435,6 +435,13 @@ export class GatewayServer {
     return this.#ctx.inFlight;
   }
 
+  /** In flight now for one endpoint and each of its routes on this instance (console charts); null when not loaded here. */
+  endpointLoad(name: string): { inFlight: number; routes: { id: string; in_flight: number }[] } | null {
+    const runtime = this.endpoints.get(name);
+    if (!runtime) return null;
+    return { inFlight: runtime.shared.inFlight, routes: runtime.routes.map((r) => ({ id: r.id, in_flight: r.outstanding })) };
+  }
+
   get draining(): boolean {
     return this.#ctx.draining;
   }
