@@ -127,7 +127,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
 
   const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
   const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
-  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
+  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl, metrics }) : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
       store,

@@ -16,6 +16,7 @@ import { PoolRegistry } from '../upstream/pool-registry.js';
 import { Addresser } from './addressing.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
 import { Exchange } from './exchange.js';
+import { LoadReporter } from './load-reporter.js';
 import type { ProxyContext } from './proxy-context.js';
 import { WebSocketProxy } from './websocket.js';
 
@@ -59,6 +60,8 @@ export class GatewayServer {
   readonly endpoints: EndpointCache<EndpointRuntime>;
   readonly pools: PoolRegistry;
   readonly websockets: WebSocketProxy;
+  /** Load of autoscaled endpoints for the controller (docs/model-services.md, autoscaling). */
+  readonly loadReporter: LoadReporter;
   readonly #ctx: ProxyContext;
   readonly #opts: GatewayServerOptions;
   #drainWaiters: (() => void)[] = [];
@@ -75,6 +78,8 @@ export class GatewayServer {
       bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
     });
     const labeler = new EndpointLabeler(s.METRICS_ENDPOINT_LABEL_CAP);
+    const loadReporter = new LoadReporter({ store, logger });
+    this.loadReporter = loadReporter;
     const compiler = new EndpointRuntimeCompiler(
       this.pools,
       {
@@ -86,6 +91,7 @@ export class GatewayServer {
       },
       metrics,
       labeler,
+      loadReporter,
     );
     this.endpoints = new EndpointCache({
       store,
@@ -137,6 +143,7 @@ export class GatewayServer {
         unroutedRequests.labels('none', cls).inc();
         unroutedDurations.labels('none', cls).observe(seconds);
       },
+      wakeScaled: (runtime) => loadReporter.wake(runtime.name, runtime.shared),
       onRequestFinished: () => {
         if (this.#ctx.inFlight === 0 && this.#drainWaiters.length > 0) {
           const waiters = this.#drainWaiters;
@@ -281,6 +288,7 @@ export class GatewayServer {
 
   start(): void {
     this.endpoints.start();
+    this.loadReporter.start();
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
@@ -315,6 +323,7 @@ export class GatewayServer {
     this.server.closeAllConnections();
     this.websockets.closeAll();
     await closed;
+    this.loadReporter.stop();
     this.endpoints.stop();
     await this.pools.closeAll();
     await this.#ctx.tracer.shutdown().catch(() => {});
@@ -323,6 +332,7 @@ export class GatewayServer {
   /** Immediate stop (tests). */
   async close(): Promise<void> {
     this.#ctx.draining = true;
+    this.loadReporter.stop();
     this.endpoints.stop();
     this.server.closeAllConnections();
     this.websockets.closeAll();
