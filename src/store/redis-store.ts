@@ -460,7 +460,8 @@ export class RedisStore implements Store {
         const index = this.#key('load', report.endpoint);
         p.set(`${index}:${report.instance}`, JSON.stringify(report), 'PX', ttlMs);
         p.zadd(index, expiresAt, report.instance);
-        p.pexpire(index, ttlMs * 2);
+        // The index outlives every report in it (reports with a shorter TTL must not cut it short).
+        p.pexpire(index, Math.max(ttlMs * 2, 60_000));
       }
       throwExecErrors(await p.exec());
     });
