@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { runCli } from '../../src/cli/run.js';
+import { startTestGateway, TEST_ADMIN_TOKEN, type TestGateway } from '../support/gateway.js';
 import { FIXTURES, waitFor } from './controller-harness.js';
 
 /**
@@ -215,6 +216,46 @@ describe('autoscaling', () => {
     expect(events.some((e: { kind: string; reason?: string; from?: number }) => e.kind === 'scale' && e.from === 0 && e.reason?.startsWith('wake'))).toBe(true);
     expect((await gw.admin('DELETE', `/v1/services/${name}`)).status).toBe(204);
   }, 60_000);
+});
+
+describe('modelgate service autoscale', () => {
+  function cli(...args: string[]) {
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { stdout: (t: string) => void out.push(t), stderr: (t: string) => void err.push(t), env: { DATA_DIR: '' } };
+    return runCli([...args, '--admin-url', gw.adminUrl, '--admin-token', TEST_ADMIN_TOKEN], io).then((code) => ({ code, out: out.join(''), err: err.join('') }));
+  }
+
+  it('turns autoscaling on with imported rules, shows it, lists events, and turns it off', async () => {
+    const name = 'cli';
+    await gw.admin('DELETE', `/v1/services/${name}`); // a retried attempt's leftover
+    expect((await gw.admin('POST', '/v1/services', { name, model_folder: MODEL, replicas: 1 })).status).toBe(201);
+    await waitFor(async () => (await service(name)).status === 'HEALTHY', 'cli HEALTHY');
+    const rulesFile = join(dir, 'rules.json');
+    writeFileSync(rulesFile, JSON.stringify([{ metric_source: 'GATEWAY', metric_name: 'rps', threshold: 100, comparator: 'ge', step_size: 1, cooldown_seconds: 60, min_replicas: 1, max_replicas: 2 }]));
+    const on = await cli('service', 'autoscale', name, '--min', '1', '--max', '2', '--target', '4', '--stable-window', '10', '--rules-file', rulesFile);
+    expect(on.err).toBe('');
+    expect(on.code).toBe(0);
+    expect(on.out).toContain('autoscaling: 1-2 replicas, target 4 in flight per replica; desired 1');
+    const view = await service(name);
+    expect(view.autoscaling).toMatchObject({ min_replicas: 1, max_replicas: 2, target_in_flight: 4, stable_window_s: 10, panic_window_s: 6, rules: [{ metric_name: 'rps', comparator: 'ge' }] });
+    expect((await gw.admin('GET', `/v1/endpoints/${name}`)).body.autoscaled).toBe(true);
+
+    const bad = await cli('service', 'autoscale', name, '--min', '3', '--max', '2');
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toMatch(/autoscaling\.min_replicas/);
+    expect((await cli('service', 'autoscale', name, '--min', 'x', '--max', '2')).code).toBe(2);
+
+    const events = await cli('service', 'events', name);
+    expect(events.code).toBe(0);
+    expect(events.out).toMatch(/health\s+replica r-\w+ healthy/);
+
+    const off = await cli('service', 'autoscale', name, '--off', '--json');
+    expect(off.code).toBe(0);
+    expect(JSON.parse(off.out).autoscaling).toBeUndefined();
+    await waitFor(async () => (await gw.admin('GET', `/v1/endpoints/${name}`)).body.autoscaled === undefined, 'flag cleared');
+    expect((await gw.admin('DELETE', `/v1/services/${name}`)).status).toBe(204);
+  }, 40_000);
 });
 
 describe('a wake that never becomes healthy', () => {
