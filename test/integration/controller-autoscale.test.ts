@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run.js';
 import { startTestGateway, TEST_ADMIN_TOKEN, type TestGateway } from '../support/gateway.js';
+import { checkResponse } from '../support/openapi-check.js';
 import { FIXTURES, waitFor } from './controller-harness.js';
 
 /**
@@ -121,7 +122,12 @@ describe('autoscaling', () => {
     expect(traffic.statuses.length).toBeGreaterThan(20);
     expect(traffic.statuses.filter((s) => s !== 200)).toEqual([]);
 
-    const events = (await gw.admin('GET', `/v1/services/${name}/events`)).body.events;
+    // The live answers match the OpenAPI document.
+    const doc = await fetch(`${gw.adminUrl}/openapi.json`).then((r) => r.json());
+    const eventsRes = await gw.admin('GET', `/v1/services/${name}/events`);
+    expect(checkResponse(doc, '/v1/services/{name}/events', 'GET', eventsRes.status, eventsRes.body)).toEqual([]);
+    expect(checkResponse(doc, '/v1/services/{name}', 'GET', 200, down)).toEqual([]);
+    const events = eventsRes.body.events;
     const scales = events.filter((e: { kind: string }) => e.kind === 'scale');
     expect(scales.length).toBeGreaterThanOrEqual(2);
     // Newest first.
