@@ -20,7 +20,8 @@ import type { AutoscalingRule, AutoscalingSpec, Comparator } from './spec.js';
  *
  * Then: clamp to [min_replicas, max_replicas]; a count below the previous one only takes
  * effect once it has been the highest proposal for `scale_down_delay_s` (a max over that
- * window). With min_replicas 0, `scale_to_zero_grace_s` without a request (none in flight,
+ * window). With no replica ready and at most one wanted (waking from zero, or the first
+ * replica still starting) the count stays at one until a replica serves. With min_replicas 0, `scale_to_zero_grace_s` without a request (none in flight,
  * none waiting, none finished) goes to zero whatever the windows say, and any request
  * waiting at zero wakes the service at once.
  */
@@ -245,6 +246,12 @@ export function decide(now: number, m: MetricsSnapshot, state: AutoscaleState, s
   if (panicking && desired < state.desired) {
     desired = state.desired;
     reason = `panicking: no scale-down (${reason})`;
+  }
+  // Waking (or a lone replica not serving yet): one start, whatever the load says, until a
+  // replica serves; then the load decides. A model that cannot start is not started N times.
+  if (m.ready === 0 && state.desired <= 1 && desired > 1) {
+    desired = Math.max(1, spec.min_replicas);
+    reason = `one replica first (none ready yet); ${reason}`;
   }
   if (state.desired === 0 && desired > 0 && !reason.startsWith('wake')) reason = `wake: ${demand} request(s) waiting; ${reason}`;
 

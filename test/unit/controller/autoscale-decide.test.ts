@@ -140,6 +140,15 @@ describe('decide', () => {
     expect(again.desired).toBe(1);
   });
 
+  it('wakes with one replica however large the waiting demand, then follows the load once it serves', () => {
+    const s = spec({ min_replicas: 0, max_replicas: 5, target_in_flight: 1, stable_window_s: 2, panic_window_s: 1, scale_down_delay_s: 0, scale_to_zero_grace_s: 5 });
+    const zero = { ...initialState(t0, 0, s), desired: 0 };
+    const waking = run(s, zero, t0, 3, () => load(0, { queued: 20, ready: 0 }));
+    expect(waking.history).toEqual([1, 1, 1]);
+    const serving = decide(t0 + 3_000, load(20, { ready: 1 }), waking.state, s);
+    expect(serving.desired).toBe(5);
+  });
+
   it('keeps a replica while a request was seen within the grace', () => {
     const s = spec({ min_replicas: 0, max_replicas: 3, target_in_flight: 1, stable_window_s: 1, panic_window_s: 1, scale_down_delay_s: 0, scale_to_zero_grace_s: 5 });
     // One request per 3 s: never idle for 5 s.
