@@ -1,4 +1,4 @@
-import type { RouteTable } from '../routing/route-table.js';
+import type { RouteTable } from '../schema/route-table.js';
 import type { LoadReport } from './load-board.js';
 
 export type { LoadReport } from './load-board.js';

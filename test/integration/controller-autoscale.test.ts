@@ -123,7 +123,7 @@ describe('autoscaling', () => {
     expect(traffic.statuses.filter((s) => s !== 200)).toEqual([]);
 
     // The live answers match the OpenAPI document.
-    const doc = await fetch(`${gw.adminUrl}/openapi.json`).then((r) => r.json());
+    const doc = (await fetch(`${gw.adminUrl}/openapi.json`).then((r) => r.json())) as Record<string, unknown>;
     const eventsRes = await gw.admin('GET', `/v1/services/${name}/events`);
     expect(checkResponse(doc, '/v1/services/{name}/events', 'GET', eventsRes.status, eventsRes.body)).toEqual([]);
     expect(checkResponse(doc, '/v1/services/{name}', 'GET', 200, down)).toEqual([]);
