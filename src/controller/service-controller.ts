@@ -83,6 +83,8 @@ export interface ServiceControllerOptions {
   endpointUrl?: (name: string) => string;
   /** How often autoscaled services are decided (default 1 s). */
   autoscaleIntervalMs?: number;
+  /** Autoscaled services: how long past the drain grace a replica may finish its requests (default 60 s). */
+  scaleDownDrainMaxMs?: number;
   /** modelgate_service_desired_replicas / _current_replicas. */
   metrics?: Metrics;
 }
@@ -152,6 +154,7 @@ export class ServiceController {
   #autoscaleTimer: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
   readonly #autoscaleIntervalMs: number;
+  readonly #scaleDownDrainMaxMs: number;
   readonly #collector: MetricsCollector;
   readonly #metrics?: Metrics;
   #stopped = false;
@@ -164,6 +167,7 @@ export class ServiceController {
     this.#reconcileIntervalMs = opts.reconcileIntervalMs ?? 5_000;
     this.#endpointUrl = opts.endpointUrl;
     this.#autoscaleIntervalMs = opts.autoscaleIntervalMs ?? 1_000;
+    this.#scaleDownDrainMaxMs = opts.scaleDownDrainMaxMs ?? 60_000;
     this.#collector = new MetricsCollector(opts.store);
     this.#metrics = opts.metrics;
     const s = opts.settings;
@@ -709,7 +713,10 @@ export class ServiceController {
     const drains = drain && replica.status === 'healthy';
     if (drains) svc.draining++;
     try {
-      await replica.stop(drains ? this.#drainGraceMs : 0);
+      // An autoscaled service's gateways report requests per route: its drain lasts until the
+      // replica's last request is done (within scaleDownDrainMaxMs), not a fixed time.
+      const until = drains && svc.autoscaler ? { drained: async () => (await this.#collector.routeInFlight(svc.spec.name, replica.id)) === 0, maxMs: this.#scaleDownDrainMaxMs } : undefined;
+      await replica.stop(drains ? this.#drainGraceMs : 0, until);
     } finally {
       if (drains) svc.draining--;
       svc.replicas = svc.replicas.filter((r) => r !== replica);

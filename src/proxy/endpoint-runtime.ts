@@ -184,14 +184,9 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
     if (previousByKey) for (const state of previousByKey.values()) this.pools.release(state.pool);
     const sameEndpoint = previous && previous.id === table.id;
     const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.registry);
-    if (this.loadReporter !== null) {
-      if (table.autoscaled === true) {
-        shared.load ??= new LoadMeter();
-        this.loadReporter.endpoints.set(table.name, shared);
-      } else if (shared.load !== null) {
-        shared.load = null;
-        this.loadReporter.endpoints.delete(table.name);
-      }
+    if (this.loadReporter !== null && table.autoscaled !== true && shared.load !== null) {
+      shared.load = null;
+      this.loadReporter.endpoints.delete(table.name);
     }
     // Bounded like every endpoint label (METRICS_ENDPOINT_LABEL_CAP): one series per endpoint
     // for a million endpoints would cost memory on every instance and flood /metrics.
@@ -199,12 +194,17 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
     // The snapshot keeps what the data plane reads; the route list lives on in `routes`.
     const { routes: _routes, created_at: _created, ...kept } = table;
     const slim: RouteTable = { ...kept, routes: NO_ROUTES };
-    return new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.defaults);
+    const runtime = new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.defaults);
+    if (this.loadReporter !== null && table.autoscaled === true) {
+      shared.load ??= new LoadMeter();
+      this.loadReporter.endpoints.set(table.name, runtime);
+    }
+    return runtime;
   }
 
   dispose(runtime: EndpointRuntime): void {
     for (const state of runtime.routes) this.pools.release(state.pool);
-    if (this.loadReporter?.endpoints.get(runtime.name) === runtime.shared) this.loadReporter.endpoints.delete(runtime.name);
+    if (this.loadReporter?.endpoints.get(runtime.name) === runtime) this.loadReporter.endpoints.delete(runtime.name);
   }
 
   tableOf(runtime: EndpointRuntime): RouteTable {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../obs/logger.js';
 import type { LoadReport } from '../store/load-board.js';
 import type { Store } from '../store/store.js';
-import type { EndpointShared } from './endpoint-runtime.js';
+import type { EndpointRuntime, EndpointShared } from './endpoint-runtime.js';
 
 /**
  * The autoscaler's signal from this data-plane process: once a second, the in-flight and held
@@ -20,8 +20,8 @@ const WAKE_EVERY_MS = 500;
 
 export class LoadReporter {
   readonly instance = randomUUID();
-  /** Autoscaled endpoints by name (maintained by the runtime compiler). */
-  readonly endpoints = new Map<string, EndpointShared>();
+  /** Autoscaled endpoints by name, their current runtime (maintained by the runtime compiler). */
+  readonly endpoints = new Map<string, EndpointRuntime>();
   readonly #store: Store;
   readonly #logger: Logger;
   readonly #intervalMs: number;
@@ -52,11 +52,15 @@ export class LoadReporter {
     const interval = Math.max(1, now - this.#lastAt);
     this.#lastAt = now;
     const reports: LoadReport[] = [];
-    for (const [name, shared] of this.endpoints) {
+    for (const [name, runtime] of this.endpoints) {
+      const shared = runtime.shared;
       const meter = shared.load;
       if (meter === null) continue;
       const { requests, p99_ms } = meter.take();
-      reports.push({ instance: this.instance, endpoint: name, in_flight: shared.inFlight, queued: shared.heldCount, requests, p99_ms, interval_ms: Math.round(interval) });
+      // Per route, so the controller knows when a draining replica has finished its requests.
+      const routes: Record<string, number> = {};
+      for (const route of runtime.routes) if (route.outstanding > 0) routes[route.id] = (routes[route.id] ?? 0) + route.outstanding;
+      reports.push({ instance: this.instance, endpoint: name, in_flight: shared.inFlight, queued: shared.heldCount, requests, p99_ms, interval_ms: Math.round(interval), routes });
     }
     try {
       await this.#store.publishLoad(reports, LOAD_REPORT_TTL_MS);

@@ -20,6 +20,8 @@ export interface LoadReport {
   p99_ms: number | null;
   /** Length of the interval the counts cover. */
   interval_ms: number;
+  /** Requests in flight per route id (routes with none left out). */
+  routes?: Record<string, number>;
 }
 
 export class LoadBoard {
@@ -57,7 +59,7 @@ export function parseLoadReport(value: unknown): LoadReport | null {
   if (typeof v.instance !== 'string' || typeof v.endpoint !== 'string') return null;
   if (!num(v.in_flight) || !num(v.queued) || !num(v.requests) || !num(v.interval_ms)) return null;
   if (v.p99_ms !== null && !num(v.p99_ms)) return null;
-  return {
+  const report: LoadReport = {
     instance: v.instance,
     endpoint: v.endpoint,
     in_flight: v.in_flight as number,
@@ -66,4 +68,14 @@ export function parseLoadReport(value: unknown): LoadReport | null {
     p99_ms: v.p99_ms as number | null,
     interval_ms: v.interval_ms as number,
   };
+  if (typeof v.routes === 'object' && v.routes !== null && !Array.isArray(v.routes)) {
+    const routes: Record<string, number> = {};
+    let n = 0;
+    for (const [id, count] of Object.entries(v.routes as Record<string, unknown>)) {
+      if (++n > 10_000) break;
+      if (num(count)) routes[id] = count as number;
+    }
+    report.routes = routes;
+  }
+  return report;
 }

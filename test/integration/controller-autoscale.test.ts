@@ -140,6 +140,31 @@ describe('autoscaling', () => {
     expect((await gw.admin('DELETE', `/v1/services/${name}`)).status).toBe(204);
   }, 90_000);
 
+  it('drains a replica until its last request is done, beyond the drain grace', async () => {
+    const name = 'drain';
+    await gw.admin('DELETE', `/v1/services/${name}`); // a retried attempt's leftover
+    const autoscaling = { min_replicas: 1, max_replicas: 2, target_in_flight: 1, stable_window_s: 1, panic_window_s: 1, scale_down_delay_s: 10 };
+    await gw.admin('POST', '/v1/services', base(name, autoscaling));
+    await waitFor(async () => (await service(name)).status === 'HEALTHY', 'drain HEALTHY');
+    const traffic = load(name, 3, 300);
+    await waitFor(async () => (await service(name)).healthy_replicas === 2, 'two healthy replicas', 30_000);
+    await traffic.stop();
+    // Long requests on both replicas (the balancer spreads by outstanding requests).
+    const long = [0, 1, 2, 3].map(() => fetch(`${gw.url}/e/${name}/work?ms=6000`).then(async (r) => ({ status: r.status, body: await r.text() })));
+    await waitFor(async () => (await service(name)).routes.every((r: { pid: number }) => r.pid !== null), 'both running');
+    await new Promise((r) => setTimeout(r, 500));
+    const t0 = Date.now();
+    // A lower max takes the count to 1 at once: the newest replica drains with a request in flight.
+    expect((await gw.admin('PATCH', `/v1/services/${name}`, { autoscaling: { ...autoscaling, max_replicas: 1 } })).status).toBe(200);
+    const results = await Promise.all(long);
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    expect(new Set(results.map((r) => JSON.parse(r.body).pid)).size).toBe(2);
+    await waitFor(async () => (await service(name)).routes.length === 1, 'one replica left', 20_000);
+    // The drained replica lived past the 3 s grace until its request was done (~5.5 s).
+    expect(Date.now() - t0).toBeGreaterThan(4_000);
+    expect((await gw.admin('DELETE', `/v1/services/${name}`)).status).toBe(204);
+  }, 60_000);
+
   it('panics on a burst: scales up from the short window at once', async () => {
     const name = 'burst';
     await gw.admin('DELETE', `/v1/services/${name}`); // a retried attempt's leftover

@@ -51,6 +51,13 @@ export class MetricsCollector {
     return out;
   }
 
+  /** Requests in flight on one route, summed over every gateway instance's live report. */
+  async routeInFlight(endpoint: string, routeId: string): Promise<number> {
+    let sum = 0;
+    for (const r of await this.#store.readLoad(endpoint)) sum += r.routes?.[routeId] ?? 0;
+    return sum;
+  }
+
   /** Forgets readings of replicas that are gone. */
   forget(keep: Set<string>): void {
     for (const id of this.#readings.keys()) if (!keep.has(id)) this.#readings.delete(id);
