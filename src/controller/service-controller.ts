@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import { GatewayError, type FieldError } from '../errors/gateway-error.js';
 import type { Logger } from '../obs/logger.js';
@@ -15,8 +15,10 @@ import type { AutoscalingSpec } from './autoscale/spec.js';
 import { TCP_CHECK } from './health-prober.js';
 import { DefinitionError, loadModelDefinition, type LoadedDefinition } from './model-definition.js';
 import { ProcessRuntime } from './process-runtime.js';
+import { resolveRunAs } from './run-as.js';
 import { DEFAULT_POLICY, Replica, type ReplicaPolicy, type ReplicaView } from './replica.js';
 import type { ReplicaResources, ReplicaRuntime } from './runtime.js';
+import { prepareWorkDir } from './work-dir.js';
 import {
   parseMemory,
   serviceSpecSchema,
@@ -71,7 +73,8 @@ export type ValidateEvent =
 
 export interface ServiceControllerOptions {
   store: Store;
-  settings: Pick<Settings, 'CONTROLLER_PORT_RANGE' | 'CONTROLLER_WORK_DIR' | 'DATA_DIR' | 'ephemeral'> & Partial<Pick<Settings, 'CONTROLLER_ADVERTISE_HOST'>>;
+  settings: Pick<Settings, 'CONTROLLER_PORT_RANGE' | 'CONTROLLER_WORK_DIR' | 'DATA_DIR' | 'ephemeral'> &
+    Partial<Pick<Settings, 'CONTROLLER_ADVERTISE_HOST' | 'CONTROLLER_RUN_AS'>>;
   logger: Logger;
   /** Default: local processes (ProcessRuntime). */
   runtime?: ReplicaRuntime;
@@ -158,6 +161,7 @@ export class ServiceController {
   readonly #collector: MetricsCollector;
   readonly #metrics?: Metrics;
   #stopped = false;
+  #ownWorkDir: string | null = null;
 
   constructor(opts: ServiceControllerOptions) {
     this.#store = opts.store;
@@ -171,9 +175,19 @@ export class ServiceController {
     this.#collector = new MetricsCollector(opts.store);
     this.#metrics = opts.metrics;
     const s = opts.settings;
-    const workDir = resolve(s.CONTROLLER_WORK_DIR ?? (s.ephemeral ? join(tmpdir(), `modelgate-services-${process.pid}`) : join(s.DATA_DIR, 'services')));
     this.#advertiseHost = s.CONTROLLER_ADVERTISE_HOST ?? '127.0.0.1';
-    this.#runtime = opts.runtime ?? new ProcessRuntime({ workDir, portRange: s.CONTROLLER_PORT_RANGE, logger: this.#logger });
+    const workDir = opts.runtime ? null : prepareWorkDir(s);
+    // An ephemeral gateway's default work dir (per pid) is nobody's to reuse: removed on stop.
+    if (workDir && s.ephemeral && !s.CONTROLLER_WORK_DIR) this.#ownWorkDir = workDir;
+    this.#runtime =
+      opts.runtime ??
+      new ProcessRuntime({
+        // Outside DATA_DIR (see work-dir.ts); the replica user, if any, is resolved once here.
+        workDir: workDir!,
+        portRange: s.CONTROLLER_PORT_RANGE,
+        logger: this.#logger,
+        runAs: s.CONTROLLER_RUN_AS ? resolveRunAs(s.CONTROLLER_RUN_AS) : null,
+      });
   }
 
   // ---------------------------------------------------------------- life cycle
@@ -259,6 +273,7 @@ export class ServiceController {
     );
     await Promise.allSettled([...this.#validations]);
     this.#services.clear();
+    if (this.#ownWorkDir) await rm(this.#ownWorkDir, { recursive: true, force: true }).catch(() => undefined);
   }
 
   // ---------------------------------------------------------------- API operations
