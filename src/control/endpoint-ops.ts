@@ -23,6 +23,8 @@ export interface EndpointInput {
   limits?: EndpointLimits;
   allowed_cidrs?: string[];
   balancer?: BalancerKind;
+  /** Controller only (never from the admin API): see RouteTable.autoscaled. */
+  autoscaled?: boolean;
 }
 
 export function newRouteId(): string {
@@ -63,6 +65,8 @@ export function putEndpoint(store: Store, name: string, input: EndpointInput) {
     if (input.limits) table.limits = input.limits;
     if (input.allowed_cidrs) table.allowed_cidrs = input.allowed_cidrs;
     if (input.balancer) table.balancer = input.balancer;
+    // Owned by the controller: a PUT by an operator does not switch its service's autoscaling off.
+    if (current?.autoscaled) table.autoscaled = true;
     return table;
   });
 }
@@ -86,6 +90,8 @@ export async function patchEndpoint(store: Store, name: string, input: EndpointI
       if (input.limits !== undefined) next.limits = input.limits;
       if (input.allowed_cidrs !== undefined) next.allowed_cidrs = input.allowed_cidrs;
       if (input.balancer !== undefined) next.balancer = input.balancer;
+      if (input.autoscaled === true) next.autoscaled = true;
+      else if (input.autoscaled === false) delete next.autoscaled;
       return next;
     },
     { expectedVersion },
