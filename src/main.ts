@@ -19,7 +19,10 @@ import { usageRoutes } from './admin/usage-routes.js';
 import { ServiceController } from './controller/service-controller.js';
 import { createAccessLogger, createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
-import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
+import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, serveStatsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
+import { collectEndpointStats, mergeEndpointStats } from './obs/endpoint-stats.js';
+import { consoleRoutes } from './admin/console-routes.js';
+import { statsRoutes } from './admin/stats-routes.js';
 import { GatewayServer } from './proxy/gateway-server.js';
 import { createStore } from './store/create-store.js';
 import { IpcStore } from './store/ipc-store.js';
@@ -136,7 +139,10 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       plainHttpUrl = `http://${settings.GATEWAY_HOST}:${plain.port}`;
     }
   }
-  if (role === 'worker') serveMetricsToPrimary(metrics.registry);
+  if (role === 'worker') {
+    serveMetricsToPrimary(metrics.registry);
+    serveStatsToPrimary((name) => collectEndpointStats(name, metrics, gateway));
+  }
   if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
 
   // Routes back to these listeners are refused (a proxy loop); the admin port is added once bound.
@@ -146,7 +152,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   const scheme = settings.TLS_CERT_FILE ? 'https' : 'http';
   const portSuffix = gatewayAddress.port === (scheme === 'https' ? 443 : 80) ? '' : `:${gatewayAddress.port}`;
   const endpointUrl = (name: string) => `${scheme}://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
-  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
+  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl, metrics }) : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
       store,
@@ -160,6 +166,16 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
     usageRoutes({ store, flushUsage: gateway ? () => gateway!.traffic.flushUsage() : undefined }),
   ];
   if (controller) mounts.push(servicesRoutes(controller));
+  mounts.push(
+    consoleRoutes(),
+    statsRoutes({
+      store,
+      // A cluster primary proxies nothing itself: its workers' numbers are summed.
+      collect: pool
+        ? async (name) => mergeEndpointStats(await pool!.collectEndpointStats(name), name)
+        : (name) => collectEndpointStats(name, metrics, gateway),
+    }),
+  );
   const adminApp = createAdminApp(
     {
       adminToken: secrets.adminToken,

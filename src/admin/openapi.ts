@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { autoscalingSchema } from '../controller/autoscale/spec.js';
 import { createServiceSchema, patchServiceSchema, validateServiceSchema } from '../controller/service-spec.js';
 import { STATUS_BY_CODE } from '../errors/gateway-error.js';
 import { rateLimitSchema, routeTableSchema } from '../schema/route-table.js';
@@ -54,7 +55,7 @@ const serviceSchema = z.looseObject({
   name: z.string(),
   endpoint_id: z.string(),
   url: z.string().optional(),
-  status: z.enum(['PROVISIONING', 'HEALTHY', 'DEGRADED', 'UNHEALTHY', 'TERMINATING']),
+  status: z.enum(['PROVISIONING', 'HEALTHY', 'DEGRADED', 'UNHEALTHY', 'TERMINATING', 'IDLE']),
   replicas: z.number().int(),
   healthy_replicas: z.number().int(),
   public: z.boolean(),
@@ -70,9 +71,53 @@ const serviceSchema = z.looseObject({
       last_error: z.string().nullable(),
     }),
   ),
+  /** Present when the controller scales the service. */
+  autoscaling: z
+    .looseObject({
+      ...autoscalingSchema.shape,
+      status: z
+        .object({
+          desired: z.number().int(),
+          current: z.number().int(),
+          panicking: z.boolean(),
+          last_decision: z.object({ at: z.string(), from: z.number().int(), to: z.number().int(), reason: z.string() }).strict().nullable(),
+        })
+        .strict(),
+    })
+    .optional(),
 });
 
+const serviceEventsSchema = z
+  .object({
+    events: z.array(
+      z
+        .object({
+          at: z.string(),
+          kind: z.enum(['scale', 'restart', 'health']),
+          message: z.string(),
+          from: z.number().int().optional(),
+          to: z.number().int().optional(),
+          reason: z.string().optional(),
+          replica: z.string().optional(),
+          status: z.string().optional(),
+        })
+        .strict(),
+    ),
+  })
+  .strict();
+
 const healthSchema = z.looseObject({ status: z.string() });
+
+/** GET /v1/endpoints/{name}/stats (src/obs/endpoint-stats.ts): cumulative, the reader takes differences. */
+const endpointStatsSchema = z.object({
+  endpoint: z.string(),
+  at: z.number(),
+  requests: z.record(z.string(), z.number()),
+  latency: z.object({ le: z.array(z.number()), counts: z.array(z.number()), sum: z.number(), count: z.number() }),
+  errors: z.record(z.string(), z.number()),
+  in_flight: z.number(),
+  routes: z.array(z.object({ id: z.string(), in_flight: z.number() })),
+});
 
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
   const out = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
@@ -128,8 +173,10 @@ export function buildOpenApi(): Record<string, unknown> {
         ServicePatch: jsonSchema(patchServiceSchema, 'input'),
         ServiceValidate: jsonSchema(validateServiceSchema, 'input'),
         Service: jsonSchema(serviceSchema, 'output'),
+        ServiceEvents: jsonSchema(serviceEventsSchema, 'output'),
         ServiceList: { type: 'object', properties: { services: { type: 'array', items: ref('Service') } }, required: ['services'] },
         Health: jsonSchema(healthSchema, 'output'),
+        EndpointStats: jsonSchema(endpointStatsSchema, 'output'),
       },
     },
     paths: {
@@ -198,6 +245,13 @@ export function buildOpenApi(): Record<string, unknown> {
           },
         ),
       },
+      '/v1/endpoints/{name}/stats': {
+        parameters: [nameParam],
+        get: op('Live numbers for the console charts: cumulative requests, latency histogram, errors by code, in flight per route', {
+          '200': { description: 'this gateway\'s numbers (summed over its workers)', ...json('EndpointStats') },
+          '404': errorResponse('ADM_NOT_FOUND'),
+        }),
+      },
       '/v1/endpoints/{name}/tokens/{jti}': {
         parameters: [nameParam, jtiParam],
         delete: op('Revoke a token everywhere within 1 s', { '204': { description: 'revoked' }, '404': errorResponse('ADM_NOT_FOUND') }),
@@ -218,8 +272,14 @@ export function buildOpenApi(): Record<string, unknown> {
         get: op('One service with its replicas', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, {
           parameters: [{ name: 'logs', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 500 } }],
         }),
-        patch: op('Change replicas/public/env (rolling)', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, body('ServicePatch')),
+        patch: op('Change replicas/public/env/resources (rolling) or autoscaling (null: fixed replicas again)', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, body('ServicePatch')),
         delete: op('Drain and stop a service', { '204': { description: 'stopped' }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/services/{name}/events': {
+        parameters: [nameParam],
+        get: op('Recent scaling decisions, replica restarts and health changes, newest first (at most 200)', { '200': { description: 'events', ...json('ServiceEvents') }, '404': errorResponse('ADM_NOT_FOUND') }, {
+          parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 200 } }],
+        }),
       },
       '/v1/services/{name}/errors/clear': {
         parameters: [nameParam],

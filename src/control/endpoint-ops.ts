@@ -25,6 +25,8 @@ export interface EndpointInput {
   usage?: UsageOptions;
   allowed_cidrs?: string[];
   balancer?: BalancerKind;
+  /** Controller only (never from the admin API): see RouteTable.autoscaled. */
+  autoscaled?: boolean;
 }
 
 export function newRouteId(): string {
@@ -67,6 +69,8 @@ export function putEndpoint(store: Store, name: string, input: EndpointInput) {
     if (input.usage) table.usage = input.usage;
     if (input.allowed_cidrs) table.allowed_cidrs = input.allowed_cidrs;
     if (input.balancer) table.balancer = input.balancer;
+    // Owned by the controller: a PUT by an operator does not switch its service's autoscaling off.
+    if (current?.autoscaled) table.autoscaled = true;
     return table;
   });
 }
@@ -92,6 +96,8 @@ export async function patchEndpoint(store: Store, name: string, input: EndpointI
       if (input.usage !== undefined) next.usage = input.usage;
       if (input.allowed_cidrs !== undefined) next.allowed_cidrs = input.allowed_cidrs;
       if (input.balancer !== undefined) next.balancer = input.balancer;
+      if (input.autoscaled === true) next.autoscaled = true;
+      else if (input.autoscaled === false) delete next.autoscaled;
       return next;
     },
     { expectedVersion },

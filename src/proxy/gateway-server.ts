@@ -20,6 +20,7 @@ import { PoolRegistry } from '../upstream/pool-registry.js';
 import { Addresser, isValidHostValue } from './addressing.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
 import { Exchange } from './exchange.js';
+import { LoadReporter } from './load-reporter.js';
 import type { ProxyContext } from './proxy-context.js';
 import { writeRawError } from './raw-response.js';
 import { statusClass } from './endpoint-runtime.js';
@@ -92,6 +93,8 @@ export class GatewayServer {
   readonly traffic: TrafficControl;
   /** Open WebSocket tunnels. */
   readonly tunnels: TunnelSet;
+  /** Load of autoscaled endpoints for the controller (docs/model-services.md, autoscaling). */
+  readonly loadReporter: LoadReporter;
   readonly #ctx: ProxyContext;
   readonly #opts: GatewayServerOptions;
   #drainWaiters: (() => void)[] = [];
@@ -109,6 +112,8 @@ export class GatewayServer {
       extraCa: opts.upstreamCa,
     });
     const labeler = new EndpointLabeler(s.METRICS_ENDPOINT_LABEL_CAP);
+    const loadReporter = new LoadReporter({ store, logger });
+    this.loadReporter = loadReporter;
     const compiler = new EndpointRuntimeCompiler(
       this.pools,
       {
@@ -120,6 +125,7 @@ export class GatewayServer {
       },
       metrics,
       labeler,
+      loadReporter,
     );
     this.endpoints = new EndpointCache({
       store,
@@ -191,6 +197,7 @@ export class GatewayServer {
         unroutedRequests.labels('none', cls).inc();
         unroutedDurations.labels('none', cls).observe(seconds);
       },
+      wakeScaled: (runtime) => loadReporter.wake(runtime.name, runtime.shared),
       onRequestFinished: () => {
         if (this.#ctx.inFlight === 0 && this.#drainWaiters.length > 0) {
           const waiters = this.#drainWaiters;
@@ -451,6 +458,13 @@ export class GatewayServer {
     return this.#ctx.inFlight;
   }
 
+  /** In flight now for one endpoint and each of its routes on this instance (console charts); null when not loaded here. */
+  endpointLoad(name: string): { inFlight: number; routes: { id: string; in_flight: number }[] } | null {
+    const runtime = this.endpoints.get(name);
+    if (!runtime) return null;
+    return { inFlight: runtime.shared.inFlight, routes: runtime.routes.map((r) => ({ id: r.id, in_flight: r.outstanding })) };
+  }
+
   get draining(): boolean {
     return this.#ctx.draining;
   }
@@ -458,6 +472,7 @@ export class GatewayServer {
   start(): void {
     this.endpoints.start();
     this.traffic.start();
+    this.loadReporter.start();
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
@@ -494,6 +509,7 @@ export class GatewayServer {
     this.#closeAll();
     this.tunnels.closeAll();
     await closed;
+    this.loadReporter.stop();
     this.endpoints.stop();
     await this.traffic.stop();
     this.#opts.certificates?.close();
@@ -504,6 +520,7 @@ export class GatewayServer {
   /** Immediate stop (tests). */
   async close(): Promise<void> {
     this.#ctx.draining = true;
+    this.loadReporter.stop();
     this.endpoints.stop();
     this.#closeAll();
     this.tunnels.closeAll();

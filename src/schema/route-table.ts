@@ -147,6 +147,11 @@ export const routeTableSchema = z.object({
   usage: usageOptionsSchema.optional(),
   allowed_cidrs: z.array(cidrSchema).max(1024).optional(),
   balancer: z.enum(BALANCERS).optional(),
+  /**
+   * Written by the model-service controller for a service with `autoscaling`: gateways then
+   * report this endpoint's load and wake its service when a request is held.
+   */
+  autoscaled: z.boolean().optional(),
   created_at: z.string().optional(),
   updated_at: z.string().optional(),
 });

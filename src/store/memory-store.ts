@@ -2,6 +2,7 @@ import type { RouteTable } from '../schema/route-table.js';
 import type { Logger } from '../obs/logger.js';
 import { Journal } from './journal.js';
 import { addFields, emptyReport, incrementFields, usageBucketKey, type UsageIncrement, type UsageQuery, type UsageReport } from './usage.js';
+import { LoadBoard, type LoadReport } from './load-board.js';
 import { MemoryState, type StateOp } from './memory-state.js';
 import { nowSeconds, prepareUpdate, storeUnavailable } from './records.js';
 import type {
@@ -37,6 +38,8 @@ export class MemoryStore implements Store {
   readonly #state = new MemoryState();
   readonly #journal: Journal | null;
   readonly #listeners = new Set<(event: StoreEvent) => void>();
+  /** Load reports live in memory only: they expire within seconds anyway. */
+  readonly #load = new LoadBoard();
   readonly #healthListeners = new Set<(health: StoreHealth) => void>();
   #purgeTimer: NodeJS.Timeout | null = null;
   #started = false;
@@ -255,5 +258,17 @@ export class MemoryStore implements Store {
       if (minute >= query.fromMinute && minute <= query.toMinute) addFields(report, fields, query.groupBy);
     }
     return report;
+  }
+
+  async publishLoad(reports: LoadReport[], ttlMs: number): Promise<void> {
+    this.#load.publish(reports, ttlMs);
+  }
+
+  async readLoad(endpoint: string): Promise<LoadReport[]> {
+    return this.#load.read(endpoint);
+  }
+
+  async requestWake(name: string): Promise<void> {
+    setImmediate(() => this.#emit({ kind: 'wake', name }));
   }
 }
