@@ -4,7 +4,9 @@ import {
   BALANCERS,
   ROUTE_STATUSES,
   endpointNameSchema,
+  healthCheckSchema,
   limitsSchema,
+  retrySchema,
   parseStoredRouteTable,
   routeIdSchema,
   weightSchema,
@@ -36,6 +38,9 @@ export const endpointBodySchema = z
     limits: limitsSchema.optional(),
     allowed_cidrs: cidrListSchema.optional(),
     balancer: z.enum(BALANCERS).optional(),
+    // null removes the setting (PATCH); on PUT it is the same as leaving it out.
+    retry: retrySchema.nullable().optional(),
+    health_check: healthCheckSchema.nullable().optional(),
     expected_version: z.number().int().min(1).optional(),
   })
   .strict();

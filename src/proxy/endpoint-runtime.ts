@@ -1,16 +1,22 @@
 import type { Counter, Histogram } from 'prom-client';
 import type { EndpointCompiler } from '../routing/endpoint-cache.js';
-import type { RouteTable } from '../routing/route-table.js';
+import { DEFAULT_REPLAY_BODY_MAX_BYTES, type RouteTable } from '../routing/route-table.js';
 import { Candidates, P2C_BALANCER, ROUND_ROBIN_BALANCER, type Balancer } from '../upstream/balancer.js';
 import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { RouteState } from '../upstream/route-state.js';
+import type { Logger } from '../obs/logger.js';
 import type { EndpointLabeler, Metrics } from '../obs/metrics.js';
+import { EndpointRouteHealth, probeConfigOf } from './route-health.js';
 
 /** Anything waiting in an endpoint's hold queue. */
 export interface HeldRequest {
   /** A usable table appeared (or the endpoint changed): try again with it. */
   wake(runtime: EndpointRuntime | null): void;
 }
+
+/** `retry.on_reset`, compiled to a number the hot path compares. */
+export const OnReset = { None: 0, Idempotent: 1, All: 2 } as const;
+export type OnReset = (typeof OnReset)[keyof typeof OnReset];
 
 const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
 const NO_ROUTES: RouteTable['routes'] = Object.freeze([]) as unknown as RouteTable['routes'];
@@ -77,6 +83,8 @@ export class EndpointShared {
   // Allocated on first use: most endpoints never hold a request, and a million-endpoint
   // snapshot should not carry a million empty arrays.
   #held: HeldRequest[] | null = null;
+  /** The gateway's health checks of this endpoint's routes (null until it has a health_check). */
+  health: EndpointRouteHealth | null = null;
 
   constructor(name: string, registry: EndpointMetricsRegistry) {
     const { label, children } = registry.forEndpoint(name);
@@ -117,12 +125,15 @@ export class EndpointRuntime {
   readonly maxConcurrent: number;
   readonly maxHeld: number;
   readonly balancer: Balancer;
+  readonly onReset: OnReset;
+  readonly replayBodyMaxBytes: number;
 
   constructor(
     readonly table: RouteTable,
     /** Every route of the table (any status), in table order. */
     readonly routes: RouteState[],
-    readonly candidates: Candidates,
+    /** Replaced (not mutated) when a health check moves a route in or out of rotation. */
+    public candidates: Candidates,
     readonly shared: EndpointShared,
     defaults: RuntimeDefaults,
   ) {
@@ -134,18 +145,28 @@ export class EndpointRuntime {
     this.maxConcurrent = table.limits?.max_concurrent ?? defaults.maxConcurrentPerEndpoint;
     this.maxHeld = table.limits?.max_held ?? defaults.holdQueueMax;
     this.balancer = table.balancer === 'round_robin' ? ROUND_ROBIN_BALANCER : P2C_BALANCER;
+    const onReset = table.retry?.on_reset;
+    this.onReset = onReset === 'all' ? OnReset.All : onReset === 'idempotent' ? OnReset.Idempotent : OnReset.None;
+    this.replayBodyMaxBytes = table.retry?.replay_body_max_bytes ?? DEFAULT_REPLAY_BODY_MAX_BYTES;
+  }
+
+  refreshCandidates(): void {
+    this.candidates = new Candidates(this.routes.filter((r) => r.takesTraffic));
   }
 }
 
 /** Builds runtimes from tables, carrying route state and pools over from the previous version. */
 export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime> {
   private readonly registry: EndpointMetricsRegistry;
+  /** Called when a health check brings a route back, so held requests can use it. */
+  onRouteRecovered: (runtime: EndpointRuntime) => void = () => {};
 
   constructor(
     private readonly pools: PoolRegistry,
     private readonly defaults: RuntimeDefaults,
     metrics: Metrics,
     labeler: EndpointLabeler,
+    private readonly logger?: Logger,
   ) {
     this.registry = new EndpointMetricsRegistry(metrics, labeler);
   }
@@ -166,23 +187,50 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
         state = new RouteState(route, (origin) => this.pools.acquire(origin, connectMs), key);
       }
       routes.push(state);
-      if (route.status === 'healthy' && route.weight > 0) candidates.push(state);
     }
-    // Routes the new table dropped: their pool reference goes (in-flight requests finish).
-    if (previousByKey) for (const state of previousByKey.values()) this.pools.release(state.pool);
     const sameEndpoint = previous && previous.id === table.id;
     const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.registry);
+    // Routes the new table dropped: their pool reference goes (in-flight requests finish).
+    if (previousByKey) {
+      for (const state of previousByKey.values()) {
+        previous!.shared.health?.stop(state);
+        this.pools.release(state.pool);
+      }
+    }
+    if (!sameEndpoint && previous) for (const state of routes) previous.shared.health?.stop(state);
+    // Endpoints without health_check never get a tracker: nothing to pay for it.
+    const probe = table.health_check ? probeConfigOf(table.health_check) : null;
+    if (probe !== null || shared.health !== null) {
+      const health = (shared.health ??= new EndpointRouteHealth(shared.label, this.registry.metrics, this.logger, (rt) => this.onRouteRecovered(rt as EndpointRuntime)));
+      // Only routes the table sends traffic to are probed (the others take none anyway).
+      for (const state of routes) health.sync(state, probe !== null && state.status === 'healthy' ? probe : null);
+    }
+    for (const state of routes) if (state.takesTraffic) candidates.push(state);
     // Bounded like every endpoint label (METRICS_ENDPOINT_LABEL_CAP): one series per endpoint
     // for a million endpoints would cost memory on every instance and flood /metrics.
     if (shared.label !== 'other') this.registry.metrics.routeTableVersion.labels(shared.label).set(table.version);
     // The snapshot keeps what the data plane reads; the route list lives on in `routes`.
     const { routes: _routes, created_at: _created, ...kept } = table;
     const slim: RouteTable = { ...kept, routes: NO_ROUTES };
-    return new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.defaults);
+    const runtime = new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.defaults);
+    if (shared.health !== null) shared.health.current = runtime;
+    return runtime;
   }
 
   dispose(runtime: EndpointRuntime): void {
-    for (const state of runtime.routes) this.pools.release(state.pool);
+    const health = runtime.shared.health;
+    if (health !== null && health.current === runtime) health.current = null;
+    for (const state of runtime.routes) {
+      health?.stop(state);
+      this.pools.release(state.pool);
+    }
+  }
+
+  /** Stops the runtime's health checks (the gateway is stopping; the runtime stays cached). */
+  stopProbes(runtime: EndpointRuntime): void {
+    const health = runtime.shared.health;
+    if (health === null) return;
+    for (const state of runtime.routes) health.stop(state);
   }
 
   tableOf(runtime: EndpointRuntime): RouteTable {

@@ -62,6 +62,7 @@ export class GatewayServer {
   readonly #ctx: ProxyContext;
   readonly #opts: GatewayServerOptions;
   #drainWaiters: (() => void)[] = [];
+  readonly #compiler: EndpointRuntimeCompiler;
   #connections = 0;
 
   constructor(opts: GatewayServerOptions) {
@@ -86,7 +87,10 @@ export class GatewayServer {
       },
       metrics,
       labeler,
+      logger,
     );
+    compiler.onRouteRecovered = (runtime) => this.#wakeHeld(runtime, undefined);
+    this.#compiler = compiler;
     this.endpoints = new EndpointCache({
       store,
       compiler,
@@ -270,6 +274,10 @@ export class GatewayServer {
     res.end(JSON.stringify(body));
   }
 
+  #stopProbes(): void {
+    for (const runtime of this.endpoints.values()) this.#compiler.stopProbes(runtime);
+  }
+
   /** Requests in flight on this instance (excluding held ones). */
   get inFlight(): number {
     return this.#ctx.inFlight;
@@ -316,6 +324,7 @@ export class GatewayServer {
     this.websockets.closeAll();
     await closed;
     this.endpoints.stop();
+    this.#stopProbes();
     await this.pools.closeAll();
     await this.#ctx.tracer.shutdown().catch(() => {});
   }
@@ -324,6 +333,7 @@ export class GatewayServer {
   async close(): Promise<void> {
     this.#ctx.draining = true;
     this.endpoints.stop();
+    this.#stopProbes();
     this.server.closeAllConnections();
     this.websockets.closeAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));

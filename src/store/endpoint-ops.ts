@@ -1,6 +1,6 @@
 import { randomUUID, randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { BalancerKind, EndpointLimits, EndpointTimeouts, Route, RouteStatus, RouteTable } from '../routing/route-table.js';
+import type { BalancerKind, EndpointHealthCheck, EndpointLimits, EndpointRetry, EndpointTimeouts, Route, RouteStatus, RouteTable } from '../routing/route-table.js';
 import type { Store } from './store.js';
 
 /**
@@ -22,6 +22,9 @@ export interface EndpointInput {
   limits?: EndpointLimits;
   allowed_cidrs?: string[];
   balancer?: BalancerKind;
+  /** null (PATCH) removes the setting. */
+  retry?: EndpointRetry | null;
+  health_check?: EndpointHealthCheck | null;
 }
 
 export function newRouteId(): string {
@@ -60,6 +63,8 @@ export function putEndpoint(store: Store, name: string, input: EndpointInput) {
     if (input.limits) table.limits = input.limits;
     if (input.allowed_cidrs) table.allowed_cidrs = input.allowed_cidrs;
     if (input.balancer) table.balancer = input.balancer;
+    if (input.retry) table.retry = input.retry;
+    if (input.health_check) table.health_check = input.health_check;
     return table;
   });
 }
@@ -83,6 +88,10 @@ export async function patchEndpoint(store: Store, name: string, input: EndpointI
       if (input.limits !== undefined) next.limits = input.limits;
       if (input.allowed_cidrs !== undefined) next.allowed_cidrs = input.allowed_cidrs;
       if (input.balancer !== undefined) next.balancer = input.balancer;
+      if (input.retry === null) delete next.retry;
+      else if (input.retry !== undefined) next.retry = input.retry;
+      if (input.health_check === null) delete next.health_check;
+      else if (input.health_check !== undefined) next.health_check = input.health_check;
       return next;
     },
     { expectedVersion },
