@@ -1,6 +1,6 @@
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
-import type { EndpointHealthCheck } from '../routing/route-table.js';
+import type { EndpointHealthCheck } from '../schema/route-table.js';
 import { RouteProber, sameProbeConfig, type ProbeConfig, type ProbeListener } from '../upstream/route-prober.js';
 import type { RouteState } from '../upstream/route-state.js';
 
