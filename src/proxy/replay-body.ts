@@ -88,11 +88,16 @@ export class ReplayBody {
   }
 }
 
+function ignoreError(): void {}
+
 class AttemptBody extends Readable {
   readonly #owner: ReplayBody;
   constructor(owner: ReplayBody) {
     super();
     this.#owner = owner;
+    // undici listens while the try runs; a try destroyed with an error after it let go (a
+    // replaced try, a client that went away) must not become an uncaught 'error'.
+    this.on('error', ignoreError);
   }
 
   override _read(): void {
