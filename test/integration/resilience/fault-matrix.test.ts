@@ -124,6 +124,30 @@ describe('fault matrix', () => {
     expect(resetter.received.length + good.received.length).toBe(10);
   });
 
+  it('a body over replay_body_max_bytes is not replayable: reset → 502 as without replay (Content-Length and chunked)', async () => {
+    const resetter = track(await startUpstream((req) => req.socket.destroy()));
+    const good = track(await answering('good'));
+    await put('big-body', { retry: { on_reset: 'all', replay_body_max_bytes: 1000 }, balancer: 'round_robin', routes: [{ id: 'bad', url: resetter.url }, { id: 'good', url: good.url }] });
+    const big = 'z'.repeat(5000);
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const chunked = i >= 2;
+      const r = await call(gw.port, {
+        host: 'big-body.localhost',
+        method: 'POST',
+        path: '/gen',
+        body: big,
+        headers: chunked ? { 'transfer-encoding': 'chunked' } : { 'content-length': String(big.length) },
+      });
+      statuses.push(r.status);
+    }
+    // Round-robin: every other request met the resetter and failed; none reached good twice.
+    expect(statuses.sort()).toEqual([200, 200, 502, 502]);
+    expect(good.received.length).toBe(2);
+    // A small body on the same endpoint is replayed.
+    for (let i = 0; i < 2; i++) expect((await post('big-body', 'small')).status).toBe(200);
+  });
+
   it('`idempotent` replays GET/PUT/DELETE but not POST', async () => {
     const resetter = track(await startUpstream((req) => req.socket.destroy()));
     const good = track(await answering('good'));
