@@ -1,4 +1,7 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import WebSocket, { WebSocketServer } from 'ws';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
@@ -324,9 +327,39 @@ describe('fault matrix', () => {
     expect(garbler.received.length + good.received.length).toBe(4);
   });
 
-  // Depends on the lifecycle work (issue 18 item 2: WebSocket upgrades wait in the hold queue),
-  // not merged on this branch yet: today an upgrade with no healthy route is refused at once.
-  it.todo('WebSocket upgrade with no healthy route waits, and connects once a route appears');
+  // Depends on the lifecycle work (issue 18 item 2: WebSocket upgrades wait in the hold queue
+  // like HTTP requests), not merged into main yet: today an upgrade with no healthy route is
+  // refused at once with 503. Turn `it.todo` into `it` when it is.
+  it.todo('WebSocket upgrade with no healthy route waits, and connects once a route appears', async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await once(wss, 'listening');
+    let upgrades = 0;
+    wss.on('connection', (socket) => {
+      upgrades++;
+      socket.on('message', (data) => socket.send(`echo:${data.toString()}`));
+    });
+    try {
+      await put('ws-hold', { routes: [] });
+      const client = new WebSocket(`ws://127.0.0.1:${gw.port}/e/ws-hold/chat`);
+      const opened = new Promise<void>((resolve, reject) => {
+        client.once('open', () => resolve());
+        client.once('error', reject);
+        client.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      });
+      await sleep(300);
+      expect(upgrades).toBe(0);
+      await put('ws-hold', { routes: [{ id: 'w', url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}` }] });
+      await opened;
+      const reply = new Promise<string>((resolve) => client.once('message', (d) => resolve(d.toString())));
+      client.send('hi');
+      expect(await reply).toBe('echo:hi');
+      expect(upgrades).toBe(1);
+      client.close();
+    } finally {
+      for (const s of wss.clients) s.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    }
+  });
 
   it('health-checked route going bad leaves rotation, and comes back when it recovers', async () => {
     let sick = false;
