@@ -186,7 +186,8 @@ describe('a replica killed by SIGKILL under load', () => {
     await Promise.all(clients);
 
     expect(failures).toEqual([]);
-    expect(sent).toBeGreaterThan(100);
+    // 8 clients × ~2.5 s of 100-200 ms requests; a busy machine gets fewer done.
+    expect(sent).toBeGreaterThan(50);
     expect(receivedAtKill).toBeGreaterThan(0);
     // Requests the victim received but never answered were replayed: the gateway counted them.
     expect(await metric(gw.adminUrl, 'modelgate_upstream_replays_total', { endpoint: 'svc' })).toBeGreaterThan(0);
