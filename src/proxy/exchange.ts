@@ -235,8 +235,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     }
     this.#route = route;
     this.#routeId = route.id;
-    // Counted only when another route was really found to retry on.
-    if (this.#attempt > 0) this.#ctx.metrics.retries.labels(runtime.shared.label).inc();
+    // Counted only when another route was really found to retry on (replays have their own counter).
+    if (this.#attempt > 0 && this.#retryKind === 'connect') this.#ctx.metrics.retries.labels(runtime.shared.label).inc();
     route.outstanding++;
     this.#connected = false;
     const opts: Dispatcher.DispatchOptions = {
