@@ -99,6 +99,9 @@ export class GatewayServer {
       max: s.ENDPOINT_CACHE_MAX,
       negativeTtlMs: s.NEGATIVE_CACHE_TTL_MS,
       resyncIntervalMs: s.RESYNC_INTERVAL_MS,
+      // Health-checked endpoints are probed from the moment they are written, not from their
+      // first request (a text search: no JSON parsing for the other endpoints' events).
+      eagerLoad: (raw) => raw.includes('"health_check"'),
     });
     this.endpoints.onUpdate((_name, runtime, previous) => this.#wakeHeld(runtime, previous));
     // Store events lag: write time of a changed table → applied here (docs/metrics.md).

@@ -50,6 +50,23 @@ describe('gateway health checks of pushed routes (health_check)', () => {
   const get = (name: string) => call(gw.port, { host: `${name}.localhost`, path: '/v1/models' });
   const state = (endpoint: string, s: string) => metric(gw.adminUrl, 'modelgate_health_check_routes', { endpoint, state: s });
 
+  it('probing starts when the table is written: a failing route never sees a request', async () => {
+    const sick = await start('sick');
+    sick.health = 'fail';
+    const fine = await start('fine');
+    await gw.admin('PUT', '/v1/endpoints/hc-early', {
+      public: true,
+      health_check: FAST,
+      routes: [
+        { id: 'sick', url: sick.up.url },
+        { id: 'fine', url: fine.up.url },
+      ],
+    });
+    await eventually(async () => (await state('hc-early', 'unhealthy')) === 1, 5000);
+    for (let i = 0; i < 10; i++) expect((await get('hc-early')).body).toBe('fine');
+    expect(sick.served).toBe(0);
+  });
+
   it('every route failing: requests are held, and served as soon as one passes again', async () => {
     const only = await start('only');
     await gw.admin('PUT', '/v1/endpoints/hc-hold', { public: true, health_check: FAST, routes: [{ id: 'only', url: only.up.url }] });
