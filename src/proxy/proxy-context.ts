@@ -7,6 +7,7 @@ import type { EndpointCache } from '../routing/endpoint-cache.js';
 import type { OutlierDetector } from '../upstream/outlier-detector.js';
 import type { Addresser } from './addressing.js';
 import type { EndpointRuntime } from './endpoint-runtime.js';
+import type { TunnelSet } from './tunnel.js';
 
 /** Everything an Exchange needs from its gateway instance, built once at start-up. */
 export interface ProxyContext {
@@ -24,6 +25,12 @@ export interface ProxyContext {
   readonly maxHeaderCount: number;
   readonly holdTimeoutMs: number;
   readonly retryMax: number;
+  /** Requests one route may have outstanding: its pool's connections plus UPSTREAM_PENDING_MAX waiting. */
+  readonly routeQueueMax: number;
+  /** Open WebSocket tunnels (re-checked on endpoint changes and revocations, closed on drain). */
+  readonly tunnels: TunnelSet;
+  /** WS_IDLE_TIMEOUT_MS: a tunnel without traffic this long is closed (1001). */
+  readonly wsIdleTimeoutMs: number;
   readonly accessLog: boolean;
   /** Where access-log lines go (see obs/logger.ts createAccessLogger). */
   readonly accessLogger: Logger;

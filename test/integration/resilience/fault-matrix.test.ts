@@ -327,10 +327,8 @@ describe('fault matrix', () => {
     expect(garbler.received.length + good.received.length).toBe(4);
   });
 
-  // Depends on the lifecycle work (issue 18 item 2: WebSocket upgrades wait in the hold queue
-  // like HTTP requests), not merged into main yet: today an upgrade with no healthy route is
-  // refused at once with 503. Turn `it.todo` into `it` when it is.
-  it.todo('WebSocket upgrade with no healthy route waits, and connects once a route appears', async () => {
+  // Upgrades share the HTTP request life cycle (issue 18 item 2), so they wait in the hold queue.
+  it('WebSocket upgrade with no healthy route waits, and connects once a route appears', async () => {
     const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
     await once(wss, 'listening');
     let upgrades = 0;
