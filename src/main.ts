@@ -8,6 +8,9 @@ import { createAuth } from './auth/create-auth.js';
 import { CidrList } from './auth/cidr.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
 import { createAdminApp } from './admin/app.js';
+import { CertificateStore, readCaFile } from './tls/certificates.js';
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import type { RequestListener } from 'node:http';
 import type { AdminMount } from './admin/mount.js';
 import { OwnAddresses } from './admin/own-addresses.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
@@ -101,6 +104,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   let gateway: GatewayServer | null = null;
   let pool: WorkerPool | null = null;
   let gatewayAddress: { port: number };
+  let plainHttpUrl: string | undefined;
   if (role === 'primary') {
     // The workers serve the data plane on the shared port; the embedded store is served to them over IPC.
     pool = new WorkerPool({ count: opts.workers ?? 2, tokenSecret: secrets.tokenSecret, store: store.kind === 'memory' ? store : null, logger });
@@ -120,9 +124,15 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       accessLogger: opts.accessLogger,
       isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
       tracer,
+      certificates: dataPlaneCertificates(settings),
+      upstreamCa: settings.UPSTREAM_CA_FILE ? readCaFile(settings.UPSTREAM_CA_FILE) : undefined,
     });
     gateway.start();
     gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
+    if (settings.GATEWAY_HTTP_PORT !== undefined) {
+      const plain = await gateway.listenPlain(settings.GATEWAY_HTTP_PORT, settings.GATEWAY_HOST, settings.HTTP_REDIRECT ? gatewayAddress.port : null);
+      plainHttpUrl = `http://${settings.GATEWAY_HOST}:${plain.port}`;
+    }
   }
   if (role === 'worker') serveMetricsToPrimary(metrics.registry);
   if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
@@ -130,8 +140,10 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   // Routes back to these listeners are refused (a proxy loop); the admin port is added once bound.
   const ownAddresses = new OwnAddresses(settings.APPS_DOMAIN);
   ownAddresses.add(settings.GATEWAY_HOST, gatewayAddress.port);
-  const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
-  const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
+  if (plainHttpUrl) ownAddresses.add(settings.GATEWAY_HOST, Number(new URL(plainHttpUrl).port));
+  const scheme = settings.TLS_CERT_FILE ? 'https' : 'http';
+  const portSuffix = gatewayAddress.port === (scheme === 'https' ? 443 : 80) ? '' : `:${gatewayAddress.port}`;
+  const endpointUrl = (name: string) => `${scheme}://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
   const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
@@ -163,7 +175,8 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
     mounts,
   );
   const adminServer = await new Promise<ServerType>((resolve, reject) => {
-    const server = serve({ fetch: adminApp.fetch, port: settings.ADMIN_PORT, hostname: settings.ADMIN_HOST }, () => resolve(server));
+    const options = { fetch: adminApp.fetch, port: settings.ADMIN_PORT, hostname: settings.ADMIN_HOST, ...adminTlsOptions(settings, logger) };
+    const server = serve(options as Parameters<typeof serve>[0], () => resolve(server));
     server.once('error', reject);
   });
   const adminAddress = adminServer.address();
@@ -182,8 +195,9 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   }
   logger.info(
     {
-      gateway: `http://${settings.GATEWAY_HOST}:${gatewayAddress.port}`,
-      admin: `http://${settings.ADMIN_HOST}:${adminPort}`,
+      gateway: `${scheme}://${settings.GATEWAY_HOST}:${gatewayAddress.port}`,
+      admin: `${settings.ADMIN_TLS_CERT_FILE ? 'https' : 'http'}://${settings.ADMIN_HOST}:${adminPort}`,
+      ...(plainHttpUrl ? { http: plainHttpUrl } : {}),
       store: store.kind,
       data_dir: store.kind === 'memory' ? (settings.ephemeral ? null : settings.DATA_DIR) : undefined,
       apps_domain: settings.APPS_DOMAIN,
@@ -231,6 +245,36 @@ function dataPlaneOnly(
     return stopping;
   };
   return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort, adminPort: 0, shutdown };
+}
+
+/** TLS_CERT_FILE & co, read and checked now so a bad file stops start-up with one clear line. */
+function dataPlaneCertificates(settings: Settings): CertificateStore | undefined {
+  if (!settings.TLS_CERT_FILE || !settings.TLS_KEY_FILE) return undefined;
+  return new CertificateStore({ certFile: settings.TLS_CERT_FILE, keyFile: settings.TLS_KEY_FILE, certsDir: settings.TLS_CERTS_DIR });
+}
+
+/** ADMIN_TLS_CERT_FILE/ADMIN_TLS_KEY_FILE: the admin listener speaks HTTPS, its pair reloaded on change. */
+function adminTlsOptions(settings: Settings, logger: Logger): { createServer?: unknown; serverOptions?: HttpsServerOptions } {
+  if (!settings.ADMIN_TLS_CERT_FILE || !settings.ADMIN_TLS_KEY_FILE) return {};
+  const certificates = new CertificateStore({
+    certFile: settings.ADMIN_TLS_CERT_FILE,
+    keyFile: settings.ADMIN_TLS_KEY_FILE,
+    certSetting: 'ADMIN_TLS_CERT_FILE',
+    keySetting: 'ADMIN_TLS_KEY_FILE',
+  });
+  const pair = certificates.defaultPair;
+  return {
+    createServer: (options: HttpsServerOptions, listener?: RequestListener) => {
+      const server = createHttpsServer({ ...options, minVersion: 'TLSv1.2' }, listener);
+      certificates.watch(
+        (next) => server.setSecureContext({ cert: next.cert, key: next.key }),
+        (err) => logger.error({ err_message: err.message }, 'admin TLS certificate not reloaded; the previous one stays in use'),
+      );
+      server.once('close', () => certificates.close());
+      return server;
+    },
+    serverOptions: { cert: pair.cert, key: pair.key },
+  };
 }
 
 /** Drains, then exits 0 (1 if the drain itself failed). */

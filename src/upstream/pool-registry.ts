@@ -1,10 +1,14 @@
+import { rootCertificates } from 'node:tls';
 import { Pool } from 'undici';
+import type { RouteProtocol } from '../schema/route-table.js';
 
 export interface PoolOptions {
   connections: number;
   connectTimeoutMs: number;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
+  /** PEM text of UPSTREAM_CA_FILE: trusted for https:// routes besides the system CAs. */
+  extraCa?: string;
 }
 
 interface Entry {
@@ -18,10 +22,15 @@ interface Entry {
  */
 export class PoolRegistry {
   readonly #entries = new Map<string, Entry>();
-  constructor(private readonly defaults: PoolOptions) {}
+  /** System CAs plus UPSTREAM_CA_FILE (giving `ca` replaces the system list, so both go in). */
+  readonly #ca: string[] | undefined;
+  constructor(private readonly defaults: PoolOptions) {
+    this.#ca = defaults.extraCa ? [...rootCertificates, defaults.extraCa] : undefined;
+  }
 
-  acquire(origin: string, connectTimeoutMs = this.defaults.connectTimeoutMs): Pool {
-    const key = connectTimeoutMs === this.defaults.connectTimeoutMs ? origin : `${origin}|${connectTimeoutMs}`;
+  acquire(origin: string, connectTimeoutMs = this.defaults.connectTimeoutMs, protocol: RouteProtocol = 'http1'): Pool {
+    let key = connectTimeoutMs === this.defaults.connectTimeoutMs ? origin : `${origin}|${connectTimeoutMs}`;
+    if (protocol !== 'http1') key += `|${protocol}`;
     let entry = this.#entries.get(key);
     if (!entry) {
       const pool = new Pool(origin, {
@@ -31,7 +40,11 @@ export class PoolRegistry {
         keepAliveMaxTimeout: 60_000,
         headersTimeout: this.defaults.headersTimeoutMs,
         bodyTimeout: this.defaults.bodyTimeoutMs,
-        connect: { timeout: connectTimeoutMs },
+        // https:// origins: certificates verified (undici's default), SNI = the route's host.
+        // h2c rides in `connect`: Pool hands only those options to the connector it builds.
+        connect: { timeout: connectTimeoutMs, ...(this.#ca ? { ca: this.#ca } : null), ...(protocol === 'h2c' ? { useH2c: true } : null) },
+        // One HTTP/2 connection multiplexes; the stream cap per connection is the server's.
+        ...(protocol === 'http1' ? null : { allowH2: true }),
         // The gateway enforces the client-side limits; the upstream may send large headers.
         maxHeaderSize: 64 * 1024,
       });

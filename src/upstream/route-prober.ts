@@ -1,5 +1,3 @@
-import { request as httpRequest, type ClientRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import type { RouteState } from './route-state.js';
 
 /** An endpoint's `health_check`, in the units the prober uses. */
@@ -25,7 +23,8 @@ export function sameProbeConfig(a: ProbeConfig, b: ProbeConfig): boolean {
 /**
  * The gateway's own active health check of one route: `GET {route url}{path}` every interval
  * (±10 % jitter, first probe at a random point of the first interval so probers started
- * together spread out), each on a fresh connection with its own timeout. Any 2xx passes.
+ * together spread out), with its own timeout. Any 2xx passes. Probes go through the route's
+ * own pool, so they speak what traffic speaks (HTTP/1.1, h2c, h2; TLS with UPSTREAM_CA_FILE).
  * `unhealthyAfter` failures in a row take the route out of rotation (`route.probeHealthy`),
  * `healthyAfter` passes in a row bring it back. A probe never overlaps the previous one.
  */
@@ -33,9 +32,9 @@ export class RouteProber {
   readonly route: RouteState;
   readonly config: ProbeConfig;
   readonly #listener: ProbeListener;
-  readonly #url: URL;
+  readonly #path: string;
   #timer: NodeJS.Timeout | null = null;
-  #inFlight: ClientRequest | null = null;
+  #inFlight: AbortController | null = null;
   #stopped = false;
   #failures = 0;
   #passes = 0;
@@ -44,8 +43,7 @@ export class RouteProber {
     this.route = route;
     this.config = config;
     this.#listener = listener;
-    const base = new URL(route.url);
-    this.#url = new URL(route.basePath + config.path, base.origin);
+    this.#path = route.basePath + config.path;
   }
 
   start(): void {
@@ -56,7 +54,7 @@ export class RouteProber {
     this.#stopped = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    this.#inFlight?.destroy();
+    this.#inFlight?.abort();
     this.#inFlight = null;
   }
 
@@ -71,31 +69,38 @@ export class RouteProber {
   }
 
   #probe(): void {
-    let settled = false;
-    const done = (ok: boolean, detail: string) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timeout);
-      this.#inFlight = null;
-      if (this.#stopped) return;
-      this.#record(ok, detail);
-      this.#schedule(this.config.intervalMs * (0.9 + Math.random() * 0.2));
-    };
-    const send = this.#url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = send(this.#url, { method: 'GET', agent: false, headers: { 'user-agent': 'modelgate-health-check', connection: 'close' } }, (res) => {
-      const status = res.statusCode ?? 0;
-      res.resume();
-      done(status >= 200 && status < 300, `status ${status}`);
-      res.on('error', () => {});
-    });
-    this.#inFlight = req;
-    const timeout = setTimeout(() => {
-      done(false, `no answer in ${this.config.timeoutMs} ms`);
-      req.destroy();
-    }, this.config.timeoutMs);
+    const abort = new AbortController();
+    this.#inFlight = abort;
+    const timeoutMs = this.config.timeoutMs;
+    // Covers connecting too (the pool's connect timeout may be longer than the probe's).
+    const timeout = setTimeout(() => abort.abort(), timeoutMs);
     timeout.unref();
-    req.on('error', (err: NodeJS.ErrnoException) => done(false, err.code ?? err.message));
-    req.end();
+    this.route.pool
+      .request({
+        path: this.#path,
+        method: 'GET',
+        headers: { 'user-agent': 'modelgate-health-check' },
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: abort.signal,
+      })
+      .then(
+        async ({ statusCode, body }) => {
+          await body.dump().catch(() => {});
+          return { ok: statusCode >= 200 && statusCode < 300, detail: `status ${statusCode}` };
+        },
+        (err: { code?: string; message?: string }) => ({
+          ok: false,
+          detail: abort.signal.aborted ? `no answer in ${timeoutMs} ms` : (err.code ?? err.message ?? 'failed'),
+        }),
+      )
+      .then(({ ok, detail }) => {
+        clearTimeout(timeout);
+        if (this.#inFlight === abort) this.#inFlight = null;
+        if (this.#stopped) return;
+        this.#record(ok, detail);
+        this.#schedule(this.config.intervalMs * (0.9 + Math.random() * 0.2));
+      });
   }
 
   #record(ok: boolean, detail: string): void {

@@ -1,5 +1,5 @@
 import type { Pool } from 'undici';
-import type { Route } from '../schema/route-table.js';
+import type { Route, RouteProtocol } from '../schema/route-table.js';
 import type { RouteProber } from './route-prober.js';
 
 /**
@@ -32,20 +32,20 @@ export class RouteState {
   /** The active health check of this route on this process, when the endpoint has one. */
   prober: RouteProber | null = null;
 
-  /** `pool` is the route's pool, or a function that acquires one for the route's origin. */
-  constructor(route: Route, pool: Pool | ((origin: string) => Pool), key = RouteState.key(route)) {
+  /** `pool` is the route's pool, or a function that acquires one for the route's origin and protocol. */
+  constructor(route: Route, pool: Pool | ((origin: string, protocol: RouteProtocol) => Pool), key = RouteState.key(route)) {
     const url = new URL(route.url);
     this.id = route.id;
     this.url = route.url;
     this.key = key;
     this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/+$/, '');
-    this.pool = typeof pool === 'function' ? pool(url.origin) : pool;
+    this.pool = typeof pool === 'function' ? pool(url.origin, route.protocol ?? 'http1') : pool;
     this.weight = route.weight;
     this.status = route.status;
   }
 
   static key(route: Route): string {
-    return `${route.id}\u0000${route.url}`;
+    return `${route.id}\u0000${route.url}\u0000${route.protocol ?? 'http1'}`;
   }
 
   /** Whether new requests may go here (the table's status and weight, and the gateway's own probes). */
