@@ -59,6 +59,17 @@ const serviceSchema = z.looseObject({
 
 const healthSchema = z.looseObject({ status: z.string() });
 
+/** GET /v1/endpoints/{name}/stats (src/obs/endpoint-stats.ts): cumulative, the reader takes differences. */
+const endpointStatsSchema = z.object({
+  endpoint: z.string(),
+  at: z.number(),
+  requests: z.record(z.string(), z.number()),
+  latency: z.object({ le: z.array(z.number()), counts: z.array(z.number()), sum: z.number(), count: z.number() }),
+  errors: z.record(z.string(), z.number()),
+  in_flight: z.number(),
+  routes: z.array(z.object({ id: z.string(), in_flight: z.number() })),
+});
+
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
   const out = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
   delete out.$schema;
@@ -77,6 +88,7 @@ const COMMON_ERRORS = {
   '400': errorResponse('ADM_INVALID: a bad field (see error.details)'),
   '401': errorResponse('ADM_UNAUTHORIZED: missing or wrong admin token'),
   '413': errorResponse('ADM_BODY_TOO_LARGE'),
+  '421': errorResponse('ADM_MISDIRECTED: a Host the admin listener does not answer to (ADMIN_ALLOWED_HOSTS)'),
   '500': errorResponse('ADM_INTERNAL'),
 };
 
@@ -113,11 +125,21 @@ export function buildOpenApi(): Record<string, unknown> {
         Service: jsonSchema(serviceSchema, 'output'),
         ServiceList: { type: 'object', properties: { services: { type: 'array', items: ref('Service') } }, required: ['services'] },
         Health: jsonSchema(healthSchema, 'output'),
+        EndpointStats: jsonSchema(endpointStatsSchema, 'output'),
       },
     },
     paths: {
       '/healthz': { get: { summary: 'Admin listener alive (no auth)', responses: { '200': { description: 'ok', ...json('Health') } } } },
-      '/metrics': { get: { summary: 'Prometheus metrics (no auth)', responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } } } },
+      '/metrics': {
+        get: {
+          summary: 'Prometheus metrics (no auth unless ADMIN_METRICS_AUTH=true)',
+          responses: {
+            '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } },
+            '401': errorResponse('ADM_UNAUTHORIZED: ADMIN_METRICS_AUTH=true and no or a wrong admin token'),
+            '421': errorResponse('ADM_MISDIRECTED'),
+          },
+        },
+      },
       '/openapi.json': { get: { summary: 'This document (no auth)', responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } } } },
       '/v1/endpoints': {
         get: op('List endpoints', { '200': { description: 'every endpoint', ...json('EndpointList') } }),
@@ -157,6 +179,13 @@ export function buildOpenApi(): Record<string, unknown> {
         parameters: [nameParam],
         post: op('Issue a token', { '201': { description: 'the token (shown once)', ...json('TokenIssued') }, '404': errorResponse('ADM_NOT_FOUND') }, body('TokenRequest', false)),
         get: op('List token metadata (never the token strings)', { '200': { description: 'tokens', ...json('TokenList') }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/endpoints/{name}/stats': {
+        parameters: [nameParam],
+        get: op('Live numbers for the console charts: cumulative requests, latency histogram, errors by code, in flight per route', {
+          '200': { description: 'this gateway\'s numbers (summed over its workers)', ...json('EndpointStats') },
+          '404': errorResponse('ADM_NOT_FOUND'),
+        }),
       },
       '/v1/endpoints/{name}/tokens/{jti}': {
         parameters: [nameParam, jtiParam],

@@ -34,6 +34,10 @@ export const settingsSchema = z.object({
   GATEWAY_PORT: port.default(8080),
   ADMIN_HOST: z.string().min(1).default('127.0.0.1'),
   ADMIN_PORT: port.default(8081),
+  /** Extra Host names the admin listener answers to (its own addresses and localhost always count). */
+  ADMIN_ALLOWED_HOSTS: list.default([]),
+  /** Require the admin token on the admin listener's /metrics too. */
+  ADMIN_METRICS_AUTH: bool.default(false),
   ADMIN_TOKEN: z.preprocess((v) => (v === '' ? undefined : v), z.string().min(16, 'must be at least 16 characters').optional()),
   REDIS_URL: z.preprocess(
     (v) => (v === '' ? undefined : v),
@@ -81,6 +85,8 @@ export const settingsSchema = z.object({
   MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
   /** Header lines per request; more is refused with 431 GW_HEADERS_TOO_LARGE (Envoy's default is 100 too). */
   MAX_HEADER_COUNT: z.coerce.number().int().min(16).max(10_000).default(100),
+  /** Upstream response header lines; more → 502 (Envoy's max_response_headers_count, default 100 too). */
+  UPSTREAM_MAX_HEADER_COUNT: z.coerce.number().int().min(16).max(10_000).default(100),
   HEADERS_TIMEOUT_MS: positiveMs.default(20_000),
   REQUEST_BODY_TIMEOUT_MS: positiveMs.default(300_000),
   KEEP_ALIVE_TIMEOUT_MS: positiveMs.default(5_000),
@@ -127,6 +133,14 @@ export const settingsSchema = z.object({
     .regex(/^\d+-\d+$/, 'must be FROM-TO')
     .default('20000-29999'),
   CONTROLLER_WORK_DIR: optionalString,
+  /** User replicas run as (name, uid or uid:gid); created by the operator. Unset: the gateway's own user. */
+  CONTROLLER_RUN_AS: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .regex(/^([a-z_][a-z0-9_.-]*\$?|\d+(:\d+)?)$/i, 'must be a user name, a uid or uid:gid')
+      .optional(),
+  ),
   /** Host written into the route URLs of controller replicas (reachable by every gateway instance). */
   CONTROLLER_ADVERTISE_HOST: z
     .string()

@@ -35,6 +35,7 @@ export const DEFAULT_POLICY: ReplicaPolicy = {
 export interface ReplicaLaunch {
   serviceName: string;
   modelFolder: string;
+  mountDestination?: string;
   model: ModelEntry;
   env: Record<string, string>;
   resources?: ReplicaResources;

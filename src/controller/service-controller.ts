@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import { GatewayError, type FieldError } from '../errors/gateway-error.js';
 import type { Logger } from '../obs/logger.js';
@@ -10,9 +10,12 @@ import type { Store } from '../store/store.js';
 import { TCP_CHECK } from './health-prober.js';
 import { DefinitionError, loadModelDefinition, type LoadedDefinition } from './model-definition.js';
 import { ProcessRuntime } from './process-runtime.js';
+import { resolveRunAs } from './run-as.js';
 import { DEFAULT_POLICY, Replica, type ReplicaPolicy, type ReplicaView } from './replica.js';
 import type { ReplicaResources, ReplicaRuntime } from './runtime.js';
+import { prepareWorkDir } from './work-dir.js';
 import {
+  DEFAULT_MOUNT_DESTINATION,
   parseMemory,
   serviceSpecSchema,
   type CreateServiceInput,
@@ -46,6 +49,8 @@ export interface ServiceView {
   public: boolean;
   model_folder: string;
   model_definition_path: string | null;
+  /** Another path the replicas see the model folder at (seed: Model Destination For Model Folder). */
+  model_mount_destination: string;
   model_name: string | null;
   env: Record<string, string>;
   resources: (Resources & { memory_bytes?: number }) | null;
@@ -63,7 +68,8 @@ export type ValidateEvent =
 
 export interface ServiceControllerOptions {
   store: Store;
-  settings: Pick<Settings, 'CONTROLLER_PORT_RANGE' | 'CONTROLLER_WORK_DIR' | 'DATA_DIR' | 'ephemeral'> & Partial<Pick<Settings, 'CONTROLLER_ADVERTISE_HOST'>>;
+  settings: Pick<Settings, 'CONTROLLER_PORT_RANGE' | 'CONTROLLER_WORK_DIR' | 'DATA_DIR' | 'ephemeral'> &
+    Partial<Pick<Settings, 'CONTROLLER_ADVERTISE_HOST' | 'CONTROLLER_RUN_AS'>>;
   logger: Logger;
   /** Default: local processes (ProcessRuntime). */
   runtime?: ReplicaRuntime;
@@ -131,6 +137,7 @@ export class ServiceController {
   readonly #validations = new Set<Promise<unknown>>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  #ownWorkDir: string | null = null;
 
   constructor(opts: ServiceControllerOptions) {
     this.#store = opts.store;
@@ -140,9 +147,19 @@ export class ServiceController {
     this.#reconcileIntervalMs = opts.reconcileIntervalMs ?? 5_000;
     this.#endpointUrl = opts.endpointUrl;
     const s = opts.settings;
-    const workDir = resolve(s.CONTROLLER_WORK_DIR ?? (s.ephemeral ? join(tmpdir(), `modelgate-services-${process.pid}`) : join(s.DATA_DIR, 'services')));
     this.#advertiseHost = s.CONTROLLER_ADVERTISE_HOST ?? '127.0.0.1';
-    this.#runtime = opts.runtime ?? new ProcessRuntime({ workDir, portRange: s.CONTROLLER_PORT_RANGE, logger: this.#logger });
+    const workDir = opts.runtime ? null : prepareWorkDir(s);
+    // An ephemeral gateway's default work dir (per pid) is nobody's to reuse: removed on stop.
+    if (workDir && s.ephemeral && !s.CONTROLLER_WORK_DIR) this.#ownWorkDir = workDir;
+    this.#runtime =
+      opts.runtime ??
+      new ProcessRuntime({
+        // Outside DATA_DIR (see work-dir.ts); the replica user, if any, is resolved once here.
+        workDir: workDir!,
+        portRange: s.CONTROLLER_PORT_RANGE,
+        logger: this.#logger,
+        runAs: s.CONTROLLER_RUN_AS ? resolveRunAs(s.CONTROLLER_RUN_AS) : null,
+      });
   }
 
   // ---------------------------------------------------------------- life cycle
@@ -213,6 +230,7 @@ export class ServiceController {
     );
     await Promise.allSettled([...this.#validations]);
     this.#services.clear();
+    if (this.#ownWorkDir) await rm(this.#ownWorkDir, { recursive: true, force: true }).catch(() => undefined);
   }
 
   // ---------------------------------------------------------------- API operations
@@ -234,6 +252,7 @@ export class ServiceController {
         name,
         model_folder: modelFolder,
         model_definition_path: input.model_definition_path,
+        model_mount_destination: input.model_mount_destination,
         replicas: input.replicas,
         public: input.public,
         env: input.env,
@@ -372,7 +391,7 @@ export class ServiceController {
       id,
       generation: 0,
       runtime: this.#runtime,
-      launch: { serviceName: VALIDATE_SERVICE, modelFolder: resolve(input.model_folder), model: loaded.model, env: input.env, resources: replicaResources(input.resources) },
+      launch: { serviceName: VALIDATE_SERVICE, modelFolder: resolve(input.model_folder), mountDestination: input.model_mount_destination, model: loaded.model, env: input.env, resources: replicaResources(input.resources) },
       policy: { ...this.#policy, startAttempts: 1 },
       onChange: async (r) => {
         if (r.status === 'healthy') settle({ healthy: true, error: null });
@@ -514,6 +533,7 @@ export class ServiceController {
       launch: {
         serviceName: svc.spec.name,
         modelFolder: svc.spec.model_folder,
+        mountDestination: svc.spec.model_mount_destination,
         model: svc.loaded!.model,
         env: svc.spec.env,
         resources: replicaResources(svc.spec.resources),
@@ -572,6 +592,7 @@ export class ServiceController {
       public: spec.public,
       model_folder: spec.model_folder,
       model_definition_path: svc.loaded?.file ?? spec.model_definition_path ?? null,
+      model_mount_destination: spec.model_mount_destination ?? DEFAULT_MOUNT_DESTINATION,
       model_name: svc.loaded?.model.name ?? null,
       env: spec.env,
       resources,

@@ -39,6 +39,13 @@ export const envSchema = z
 
 const folderSchema = z.string().min(1, 'required').max(4096);
 const definitionPathSchema = z.string().min(1).max(4096);
+/** The seed guide's "Model Destination For Model Folder": another path the replica sees the model folder at. */
+export const DEFAULT_MOUNT_DESTINATION = '/models';
+const mountDestinationSchema = z
+  .string()
+  .max(4096)
+  .regex(/^\/[^\0]*$/, 'must be an absolute path (e.g. /models)')
+  .refine((p) => p !== '/', 'must not be /');
 export const replicasSchema = z.number().int('must be an integer').min(1).max(64);
 
 export const createServiceSchema = z
@@ -46,6 +53,7 @@ export const createServiceSchema = z
     name: endpointNameSchema,
     model_folder: folderSchema,
     model_definition_path: definitionPathSchema.optional(),
+    model_mount_destination: mountDestinationSchema.optional(),
     replicas: replicasSchema.default(1),
     public: z.boolean().default(false),
     env: envSchema.default({}),
@@ -68,6 +76,7 @@ export const validateServiceSchema = z
   .object({
     model_folder: folderSchema,
     model_definition_path: definitionPathSchema.optional(),
+    model_mount_destination: mountDestinationSchema.optional(),
     env: envSchema.default({}),
     resources: resourcesSchema.optional(),
     /** Upper bound for the whole run; default: the health window + 30 s, at most 600 s. */
@@ -82,6 +91,7 @@ export const serviceSpecSchema = z.object({
   /** Absolute. */
   model_folder: z.string(),
   model_definition_path: z.string().optional(),
+  model_mount_destination: z.string().optional(),
   replicas: z.number().int().min(1),
   public: z.boolean(),
   env: z.record(z.string(), z.string()),

@@ -29,6 +29,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly endpointErrors = new Counter({
+    name: 'modelgate_endpoint_errors_total',
+    help: 'Errors the gateway answered itself, by endpoint and code (requests that reached an endpoint)',
+    labelNames: ['endpoint', 'code'] as const,
+    registers: [this.registry],
+  });
+
   readonly upstreamErrors = new Counter({
     name: 'modelgate_upstream_errors_total',
     help: 'Upstream failures by endpoint and kind (connect, reset, timeout)',

@@ -60,6 +60,10 @@ class LabelChildren {
     counter.inc();
     this.#durations[i].observe(seconds);
   }
+
+  recordError(code: string): void {
+    this.metrics.endpointErrors.labels(this.label, code).inc();
+  }
 }
 
 /** One LabelChildren per distinct endpoint label (bounded by the labeler's cap). */
@@ -110,6 +114,11 @@ export class EndpointShared {
   /** Counts a finished request. */
   record(status: number, seconds: number): void {
     this.#children.record(status, seconds);
+  }
+
+  /** Counts an error the gateway answered for this endpoint (error path only). */
+  recordError(code: string): void {
+    this.#children.recordError(code);
   }
 }
 

@@ -76,6 +76,15 @@ const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS
 const WAIT_STEP_MIN_MS = 50;
 const WAIT_STEP_MAX_MS = 1000;
 
+/** An upstream response with more header lines than UPSTREAM_MAX_HEADER_COUNT (a protocol failure: 502). */
+class UpstreamHeaderCountError extends Error {
+  readonly code = 'UND_ERR_HEADERS_OVERFLOW';
+  constructor(count: number) {
+    super(`upstream sent ${count} response header lines`);
+    this.name = 'UpstreamHeaderCountError';
+  }
+}
+
 /**
  * One proxied request, from the first header byte to the last response byte. It is also the
  * undici dispatch handler (legacy callback API, which undici calls without an adapter), so a
@@ -456,6 +465,11 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (statusCode < 200) return true; // 1xx from the upstream: node:http sends its own 100-continue.
+    if (rawHeaders.length > this.#ctx.maxUpstreamHeaderCount * 2) {
+      // Bounded like the client side (Envoy's max_response_headers_count): onError answers 502.
+      this.#abort?.(new UpstreamHeaderCountError(rawHeaders.length / 2));
+      return false;
+    }
     this.#resume = resume;
     this.#ttfbMs = performance.now() - this.#startMs;
     this.#ctx.outlier.recordSuccess(this.#route!);
@@ -520,11 +534,16 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       if (HOP_BY_HOP.has(lower) || lower === 'x-request-id') continue;
       head += `${name}: ${value}\r\n`;
     }
-    if (statusCode !== 101 || upgradeValue.trim().toLowerCase() !== 'websocket' || accept.trim() !== websocketAccept(this.#secWebSocketKey() ?? '')) {
+    if (
+      statusCode !== 101 ||
+      raw.length > this.#ctx.maxUpstreamHeaderCount * 2 ||
+      upgradeValue.trim().toLowerCase() !== 'websocket' ||
+      accept.trim() !== websocketAccept(this.#secWebSocketKey() ?? '')
+    ) {
       socket.destroy();
       this.#releaseRoute();
       this.#ctx.metrics.upstreamErrors.labels(this.#runtime?.shared.label ?? 'unknown', 'protocol').inc();
-      this.fail(new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: 'upstream 101 without a matching Upgrade and Sec-WebSocket-Accept' }));
+      this.fail(new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: 'upstream 101 without a matching Upgrade and Sec-WebSocket-Accept, or with too many headers' }));
       return;
     }
     // The tunnel stays outstanding on its route (balancing, per-route limits) until it closes,
@@ -731,6 +750,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     this.#errCode = http.code;
     this.#status = http.status;
     this.#ctx.metrics.gatewayErrors.labels(http.code).inc();
+    this.#runtime?.shared.recordError(http.code);
     if (this.#clientGone || res.destroyed) {
       this.#finish();
       return;

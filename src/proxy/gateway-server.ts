@@ -53,6 +53,11 @@ type OverCapSocket = Socket & { [kOverCap]?: boolean; [kReinjected]?: boolean };
 const TUNNEL_REVALIDATE_MS = 1000;
 
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+/**
+ * The public /readyz says only that the store is down: the store's own reason names its address
+ * (Redis host:port, the data folder). That detail goes to the logs and the admin /healthz.
+ */
+const PUBLIC_STORE_DOWN = 'store unreachable';
 
 /** Status and code for the errors node:http's parser raises before a request exists. */
 function clientErrorFor(err: NodeJS.ErrnoException): { status: number; code: GatewayErrorCode } {
@@ -155,6 +160,7 @@ export class GatewayServer {
       maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
       bodyLimitBytes: s.BODY_LIMIT_BYTES,
       maxHeaderCount: s.MAX_HEADER_COUNT,
+      maxUpstreamHeaderCount: s.UPSTREAM_MAX_HEADER_COUNT,
       holdTimeoutMs: s.HOLD_TIMEOUT_MS,
       retryMax: s.RETRY_MAX,
       routeQueueMax: s.UPSTREAM_POOL_CONNECTIONS + s.UPSTREAM_PENDING_MAX,
@@ -404,10 +410,10 @@ export class GatewayServer {
       body = { status: 'ready', store: 'up' };
     } else if (this.endpoints.size > 0 || this.endpoints.lastResyncOk > 0) {
       status = 200;
-      body = { status: 'degraded', store: 'down', reason: health.reason };
+      body = { status: 'degraded', store: 'down', reason: PUBLIC_STORE_DOWN };
     } else {
       status = 503;
-      body = { status: 'unavailable', store: 'down', reason: health.reason };
+      body = { status: 'unavailable', store: 'down', reason: PUBLIC_STORE_DOWN };
     }
     res.writeHead(status, JSON_HEADERS);
     res.end(JSON.stringify(body));
@@ -438,6 +444,13 @@ export class GatewayServer {
   /** Requests in flight on this instance (excluding held ones). */
   get inFlight(): number {
     return this.#ctx.inFlight;
+  }
+
+  /** In flight now for one endpoint and each of its routes on this instance (console charts); null when not loaded here. */
+  endpointLoad(name: string): { inFlight: number; routes: { id: string; in_flight: number }[] } | null {
+    const runtime = this.endpoints.get(name);
+    if (!runtime) return null;
+    return { inFlight: runtime.shared.inFlight, routes: runtime.routes.map((r) => ({ id: r.id, in_flight: r.outstanding })) };
   }
 
   get draining(): boolean {

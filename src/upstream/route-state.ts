@@ -1,4 +1,4 @@
-import type { Pool } from 'undici';
+import type { LazyPool } from './pool-registry.js';
 import type { Route, RouteProtocol } from '../schema/route-table.js';
 import type { RouteProber } from './route-prober.js';
 
@@ -14,7 +14,7 @@ export class RouteState {
   readonly key: string;
   /** Path prefix of the route URL without a trailing slash ('' for none). */
   readonly basePath: string;
-  readonly pool: Pool;
+  readonly pool: LazyPool;
   weight: number;
   status: Route['status'];
   /** Requests sent and not finished (open WebSocket tunnels included). */
@@ -33,7 +33,7 @@ export class RouteState {
   prober: RouteProber | null = null;
 
   /** `pool` is the route's pool, or a function that acquires one for the route's origin and protocol. */
-  constructor(route: Route, pool: Pool | ((origin: string, protocol: RouteProtocol) => Pool), key = RouteState.key(route)) {
+  constructor(route: Route, pool: LazyPool | ((origin: string, protocol: RouteProtocol) => LazyPool), key = RouteState.key(route)) {
     const url = new URL(route.url);
     this.id = route.id;
     this.url = route.url;
