@@ -149,7 +149,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   const scheme = settings.TLS_CERT_FILE ? 'https' : 'http';
   const portSuffix = gatewayAddress.port === (scheme === 'https' ? 443 : 80) ? '' : `:${gatewayAddress.port}`;
   const endpointUrl = (name: string) => `${scheme}://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
-  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
+  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl, metrics }) : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
       store,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { autoscalingSchema } from '../controller/autoscale/spec.js';
 import { createServiceSchema, patchServiceSchema, validateServiceSchema } from '../controller/service-spec.js';
 import { STATUS_BY_CODE } from '../errors/gateway-error.js';
 import { routeTableSchema } from '../schema/route-table.js';
@@ -39,7 +40,7 @@ const serviceSchema = z.looseObject({
   name: z.string(),
   endpoint_id: z.string(),
   url: z.string().optional(),
-  status: z.enum(['PROVISIONING', 'HEALTHY', 'DEGRADED', 'UNHEALTHY', 'TERMINATING']),
+  status: z.enum(['PROVISIONING', 'HEALTHY', 'DEGRADED', 'UNHEALTHY', 'TERMINATING', 'IDLE']),
   replicas: z.number().int(),
   healthy_replicas: z.number().int(),
   public: z.boolean(),
@@ -55,7 +56,40 @@ const serviceSchema = z.looseObject({
       last_error: z.string().nullable(),
     }),
   ),
+  /** Present when the controller scales the service. */
+  autoscaling: z
+    .looseObject({
+      ...autoscalingSchema.shape,
+      status: z
+        .object({
+          desired: z.number().int(),
+          current: z.number().int(),
+          panicking: z.boolean(),
+          last_decision: z.object({ at: z.string(), from: z.number().int(), to: z.number().int(), reason: z.string() }).strict().nullable(),
+        })
+        .strict(),
+    })
+    .optional(),
 });
+
+const serviceEventsSchema = z
+  .object({
+    events: z.array(
+      z
+        .object({
+          at: z.string(),
+          kind: z.enum(['scale', 'restart', 'health']),
+          message: z.string(),
+          from: z.number().int().optional(),
+          to: z.number().int().optional(),
+          reason: z.string().optional(),
+          replica: z.string().optional(),
+          status: z.string().optional(),
+        })
+        .strict(),
+    ),
+  })
+  .strict();
 
 const healthSchema = z.looseObject({ status: z.string() });
 
@@ -123,6 +157,7 @@ export function buildOpenApi(): Record<string, unknown> {
         ServicePatch: jsonSchema(patchServiceSchema, 'input'),
         ServiceValidate: jsonSchema(validateServiceSchema, 'input'),
         Service: jsonSchema(serviceSchema, 'output'),
+        ServiceEvents: jsonSchema(serviceEventsSchema, 'output'),
         ServiceList: { type: 'object', properties: { services: { type: 'array', items: ref('Service') } }, required: ['services'] },
         Health: jsonSchema(healthSchema, 'output'),
         EndpointStats: jsonSchema(endpointStatsSchema, 'output'),
@@ -207,8 +242,14 @@ export function buildOpenApi(): Record<string, unknown> {
         get: op('One service with its replicas', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, {
           parameters: [{ name: 'logs', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 500 } }],
         }),
-        patch: op('Change replicas/public/env (rolling)', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, body('ServicePatch')),
+        patch: op('Change replicas/public/env/resources (rolling) or autoscaling (null: fixed replicas again)', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, body('ServicePatch')),
         delete: op('Drain and stop a service', { '204': { description: 'stopped' }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/services/{name}/events': {
+        parameters: [nameParam],
+        get: op('Recent scaling decisions, replica restarts and health changes, newest first (at most 200)', { '200': { description: 'events', ...json('ServiceEvents') }, '404': errorResponse('ADM_NOT_FOUND') }, {
+          parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 200 } }],
+        }),
       },
       '/v1/services/{name}/errors/clear': {
         parameters: [nameParam],

@@ -26,6 +26,8 @@ export interface EndpointInput {
   /** null (PATCH) removes the setting. */
   retry?: EndpointRetry | null;
   health_check?: EndpointHealthCheck | null;
+  /** Controller only (never from the admin API): see RouteTable.autoscaled. */
+  autoscaled?: boolean;
 }
 
 export function newRouteId(): string {
@@ -68,6 +70,8 @@ export function putEndpoint(store: Store, name: string, input: EndpointInput) {
     if (input.balancer) table.balancer = input.balancer;
     if (input.retry) table.retry = input.retry;
     if (input.health_check) table.health_check = input.health_check;
+    // Owned by the controller: a PUT by an operator does not switch its service's autoscaling off.
+    if (current?.autoscaled) table.autoscaled = true;
     return table;
   });
 }
@@ -95,6 +99,8 @@ export async function patchEndpoint(store: Store, name: string, input: EndpointI
       else if (input.retry !== undefined) next.retry = input.retry;
       if (input.health_check === null) delete next.health_check;
       else if (input.health_check !== undefined) next.health_check = input.health_check;
+      if (input.autoscaled === true) next.autoscaled = true;
+      else if (input.autoscaled === false) delete next.autoscaled;
       return next;
     },
     { expectedVersion },

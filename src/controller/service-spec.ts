@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { endpointNameSchema } from '../schema/route-table.js';
+import { autoscalingSchema } from './autoscale/spec.js';
 
 /**
  * A service's desired state: what the admin API accepts and what the store keeps
@@ -58,6 +59,8 @@ export const createServiceSchema = z
     public: z.boolean().default(false),
     env: envSchema.default({}),
     resources: resourcesSchema.optional(),
+    /** Present: the controller owns the replica count (`replicas` is only the first count). */
+    autoscaling: autoscalingSchema.optional(),
   })
   .strict();
 export type CreateServiceInput = z.infer<typeof createServiceSchema>;
@@ -68,6 +71,8 @@ export const patchServiceSchema = z
     public: z.boolean().optional(),
     env: envSchema.optional(),
     resources: resourcesSchema.nullable().optional(),
+    /** null: back to a fixed `replicas`. */
+    autoscaling: autoscalingSchema.nullable().optional(),
   })
   .strict();
 export type PatchServiceInput = z.infer<typeof patchServiceSchema>;
@@ -96,6 +101,9 @@ export const serviceSpecSchema = z.object({
   public: z.boolean(),
   env: z.record(z.string(), z.string()),
   resources: resourcesSchema.optional(),
+  autoscaling: autoscalingSchema.optional(),
+  /** The autoscaler's last decided count, so a restarted controller resumes from it. */
+  autoscaling_desired: z.number().int().min(0).optional(),
   endpoint_id: z.string(),
   created_at: z.string(),
   /** Set while a termination is in progress, so a restart finishes it instead of reviving it. */

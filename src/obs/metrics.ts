@@ -97,6 +97,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly serviceDesiredReplicas = new Gauge({
+    name: 'modelgate_service_desired_replicas',
+    help: 'Replicas a model service should run (the autoscaler decision, or its fixed count)',
+    labelNames: ['service'] as const,
+    registers: [this.registry],
+  });
+
+  readonly serviceCurrentReplicas = new Gauge({
+    name: 'modelgate_service_current_replicas',
+    help: 'Replicas of a model service running or starting (draining ones excluded)',
+    labelNames: ['service'] as const,
+    registers: [this.registry],
+  });
+
   readonly endpointsCached = new Gauge({
     name: 'modelgate_endpoints_cached',
     help: 'Route tables held in memory',

@@ -7,6 +7,8 @@ import { RouteState } from '../upstream/route-state.js';
 import type { Logger } from '../obs/logger.js';
 import type { EndpointLabeler, Metrics } from '../obs/metrics.js';
 import { EndpointRouteHealth, probeConfigOf } from './route-health.js';
+import { LoadMeter } from './load-meter.js';
+import type { LoadReporter } from './load-reporter.js';
 
 /** Anything waiting in an endpoint's hold queue. */
 export interface HeldRequest {
@@ -89,6 +91,10 @@ export class EndpointMetricsRegistry {
 export class EndpointShared {
   inFlight = 0;
   readonly label: string;
+  /** Autoscaled endpoints only (set when the table is compiled): rps and latency for the autoscaler. */
+  load: LoadMeter | null = null;
+  /** Last wake request for this endpoint (performance.now()). */
+  lastWakeAt = -Infinity;
   readonly #children: LabelChildren;
   // Allocated on first use: most endpoints never hold a request, and a million-endpoint
   // snapshot should not carry a million empty arrays.
@@ -114,6 +120,7 @@ export class EndpointShared {
   /** Counts a finished request. */
   record(status: number, seconds: number): void {
     this.#children.record(status, seconds);
+    if (this.load !== null) this.load.record(seconds);
   }
 
   /** Counts an error the gateway answered for this endpoint (error path only). */
@@ -142,6 +149,8 @@ export class EndpointRuntime {
   readonly balancer: Balancer;
   readonly onReset: OnReset;
   readonly replayBodyMaxBytes: number;
+  /** The controller scales this endpoint's service: held requests wake it, load is reported. */
+  readonly autoscaled: boolean;
 
   constructor(
     readonly table: RouteTable,
@@ -163,6 +172,7 @@ export class EndpointRuntime {
     const onReset = table.retry?.on_reset;
     this.onReset = onReset === 'all' ? OnReset.All : onReset === 'idempotent' ? OnReset.Idempotent : OnReset.None;
     this.replayBodyMaxBytes = table.retry?.replay_body_max_bytes ?? DEFAULT_REPLAY_BODY_MAX_BYTES;
+    this.autoscaled = table.autoscaled === true;
   }
 
   refreshCandidates(): void {
@@ -181,6 +191,8 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
     private readonly defaults: RuntimeDefaults,
     metrics: Metrics,
     labeler: EndpointLabeler,
+    /** Where autoscaled endpoints are registered for load reports; null: none reported. */
+    private readonly loadReporter: LoadReporter | null = null,
     private readonly logger?: Logger,
   ) {
     this.registry = new EndpointMetricsRegistry(metrics, labeler);
@@ -221,6 +233,10 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
       for (const state of routes) health.sync(state, probe !== null && state.status === 'healthy' ? probe : null);
     }
     for (const state of routes) if (state.takesTraffic) candidates.push(state);
+    if (this.loadReporter !== null && table.autoscaled !== true && shared.load !== null) {
+      shared.load = null;
+      this.loadReporter.endpoints.delete(table.name);
+    }
     // Bounded like every endpoint label (METRICS_ENDPOINT_LABEL_CAP): one series per endpoint
     // for a million endpoints would cost memory on every instance and flood /metrics.
     if (shared.label !== 'other') this.registry.metrics.routeTableVersion.labels(shared.label).set(table.version);
@@ -229,6 +245,10 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
     const slim: RouteTable = { ...kept, routes: NO_ROUTES };
     const runtime = new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.defaults);
     if (shared.health !== null) shared.health.current = runtime;
+    if (this.loadReporter !== null && table.autoscaled === true) {
+      shared.load ??= new LoadMeter();
+      this.loadReporter.endpoints.set(table.name, runtime);
+    }
     return runtime;
   }
 
@@ -239,6 +259,7 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
       health?.stop(state);
       this.pools.release(state.pool);
     }
+    if (this.loadReporter?.endpoints.get(runtime.name) === runtime) this.loadReporter.endpoints.delete(runtime.name);
   }
 
   /** Stops the runtime's health checks (the gateway is stopping; the runtime stays cached). */

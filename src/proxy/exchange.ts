@@ -370,6 +370,9 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   #hold(): void {
     const runtime = this.#runtime!;
     const ctx = this.#ctx;
+    // No replica to send to: an autoscaled service may be at zero (or all starting); wake it
+    // even when this request cannot wait.
+    if (runtime.autoscaled) ctx.wakeScaled(runtime);
     if (ctx.holdTimeoutMs === 0) {
       this.fail(new GatewayError('GW_NO_HEALTHY_ROUTE', { retryAfterSeconds: 1 }));
       return;

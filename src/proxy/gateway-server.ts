@@ -18,6 +18,7 @@ import { PoolRegistry } from '../upstream/pool-registry.js';
 import { Addresser, isValidHostValue } from './addressing.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
 import { Exchange } from './exchange.js';
+import { LoadReporter } from './load-reporter.js';
 import type { ProxyContext } from './proxy-context.js';
 import { writeRawError } from './raw-response.js';
 import { statusClass } from './endpoint-runtime.js';
@@ -87,6 +88,8 @@ export class GatewayServer {
   readonly pools: PoolRegistry;
   /** Open WebSocket tunnels. */
   readonly tunnels: TunnelSet;
+  /** Load of autoscaled endpoints for the controller (docs/model-services.md, autoscaling). */
+  readonly loadReporter: LoadReporter;
   readonly #ctx: ProxyContext;
   readonly #opts: GatewayServerOptions;
   #drainWaiters: (() => void)[] = [];
@@ -105,6 +108,8 @@ export class GatewayServer {
       extraCa: opts.upstreamCa,
     });
     const labeler = new EndpointLabeler(s.METRICS_ENDPOINT_LABEL_CAP);
+    const loadReporter = new LoadReporter({ store, logger });
+    this.loadReporter = loadReporter;
     const compiler = new EndpointRuntimeCompiler(
       this.pools,
       {
@@ -116,6 +121,7 @@ export class GatewayServer {
       },
       metrics,
       labeler,
+      loadReporter,
       logger,
     );
     compiler.onRouteRecovered = (runtime) => this.#wakeHeld(runtime, undefined);
@@ -182,6 +188,7 @@ export class GatewayServer {
         unroutedRequests.labels('none', cls).inc();
         unroutedDurations.labels('none', cls).observe(seconds);
       },
+      wakeScaled: (runtime) => loadReporter.wake(runtime.name, runtime.shared),
       onRequestFinished: () => {
         if (this.#ctx.inFlight === 0 && this.#drainWaiters.length > 0) {
           const waiters = this.#drainWaiters;
@@ -459,6 +466,7 @@ export class GatewayServer {
 
   start(): void {
     this.endpoints.start();
+    this.loadReporter.start();
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
@@ -495,6 +503,7 @@ export class GatewayServer {
     this.#closeAll();
     this.tunnels.closeAll();
     await closed;
+    this.loadReporter.stop();
     this.endpoints.stop();
     this.#stopProbes();
     this.#opts.certificates?.close();
@@ -505,6 +514,7 @@ export class GatewayServer {
   /** Immediate stop (tests). */
   async close(): Promise<void> {
     this.#ctx.draining = true;
+    this.loadReporter.stop();
     this.endpoints.stop();
     this.#stopProbes();
     this.#closeAll();

@@ -44,4 +44,6 @@ export interface ProxyContext {
   respondReadyz(res: ServerResponse): void;
   recordUnrouted(status: number, seconds: number): void;
   onRequestFinished(): void;
+  /** A request is held for an autoscaled endpoint (its service may be at zero replicas). */
+  wakeScaled(runtime: EndpointRuntime): void;
 }

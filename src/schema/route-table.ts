@@ -151,6 +151,11 @@ export const routeTableSchema = z.object({
   balancer: z.enum(BALANCERS).optional(),
   retry: retrySchema.optional(),
   health_check: healthCheckSchema.optional(),
+  /**
+   * Written by the model-service controller for a service with `autoscaling`: gateways then
+   * report this endpoint's load and wake its service when a request is held.
+   */
+  autoscaled: z.boolean().optional(),
   created_at: z.string().optional(),
   updated_at: z.string().optional(),
 });

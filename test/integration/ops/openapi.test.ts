@@ -48,6 +48,7 @@ describe('OpenAPI document vs live admin responses', () => {
       '/v1/services/{name}',
       '/v1/services/validate',
       '/v1/services/{name}/errors/clear',
+      '/v1/services/{name}/events',
     ]) {
       expect(doc.paths[p], p).toBeDefined();
     }
