@@ -62,6 +62,27 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly replays = new Counter({
+    name: 'modelgate_upstream_replays_total',
+    help: 'Requests sent again after their upstream closed or reset before any response byte (retry.on_reset)',
+    labelNames: ['endpoint'] as const,
+    registers: [this.registry],
+  });
+
+  readonly healthCheckRoutes = new Gauge({
+    name: 'modelgate_health_check_routes',
+    help: 'Routes under the gateway\'s own health checks (endpoint health_check), by endpoint and state (healthy, unhealthy)',
+    labelNames: ['endpoint', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly healthCheckFailures = new Counter({
+    name: 'modelgate_health_check_failures_total',
+    help: 'Failed gateway health-check probes of pushed routes, by endpoint',
+    labelNames: ['endpoint'] as const,
+    registers: [this.registry],
+  });
+
   readonly ejections = new Counter({
     name: 'modelgate_route_ejections_total',
     help: 'Routes ejected by passive outlier detection',

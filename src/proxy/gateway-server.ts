@@ -98,6 +98,7 @@ export class GatewayServer {
   readonly #ctx: ProxyContext;
   readonly #opts: GatewayServerOptions;
   #drainWaiters: (() => void)[] = [];
+  readonly #compiler: EndpointRuntimeCompiler;
   #connections = 0;
 
   constructor(opts: GatewayServerOptions) {
@@ -126,7 +127,10 @@ export class GatewayServer {
       metrics,
       labeler,
       loadReporter,
+      logger,
     );
+    compiler.onRouteRecovered = (runtime) => this.#wakeHeld(runtime, undefined);
+    this.#compiler = compiler;
     this.endpoints = new EndpointCache({
       store,
       compiler,
@@ -135,6 +139,9 @@ export class GatewayServer {
       max: s.ENDPOINT_CACHE_MAX,
       negativeTtlMs: s.NEGATIVE_CACHE_TTL_MS,
       resyncIntervalMs: s.RESYNC_INTERVAL_MS,
+      // Health-checked endpoints are probed from the moment they are written, not from their
+      // first request (a text search: no JSON parsing for the other endpoints' events).
+      eagerLoad: (raw) => raw.includes('"health_check"'),
     });
     this.endpoints.onUpdate((_name, runtime, previous) => this.#wakeHeld(runtime, previous));
     this.tunnels = new TunnelSet(TUNNEL_REVALIDATE_MS);
@@ -435,6 +442,10 @@ export class GatewayServer {
     res.end(JSON.stringify(body));
   }
 
+  #stopProbes(): void {
+    for (const runtime of this.endpoints.values()) this.#compiler.stopProbes(runtime);
+  }
+
   #closeIdle(): void {
     (this.server as Server).closeIdleConnections?.();
     this.#plain?.close();
@@ -511,6 +522,7 @@ export class GatewayServer {
     await closed;
     this.loadReporter.stop();
     this.endpoints.stop();
+    this.#stopProbes();
     await this.traffic.stop();
     this.#opts.certificates?.close();
     await this.pools.closeAll();
@@ -522,6 +534,7 @@ export class GatewayServer {
     this.#ctx.draining = true;
     this.loadReporter.stop();
     this.endpoints.stop();
+    this.#stopProbes();
     this.#closeAll();
     this.tunnels.closeAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
