@@ -127,6 +127,23 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Lines the access log dropped because stdout fell behind (set by the data plane; obs/access-log.ts). */
+  accessLogDroppedSource: () => number = () => 0;
+  #accessLogDroppedSeen = 0;
+
+  readonly accessLogDropped = new Counter({
+    name: 'modelgate_access_log_dropped_lines_total',
+    help: 'Access-log lines dropped because the log destination could not keep up (requests are never slowed for the log)',
+    registers: [this.registry],
+    collect: () => {
+      const n = this.accessLogDroppedSource();
+      if (n > this.#accessLogDroppedSeen) {
+        this.accessLogDropped.inc(n - this.#accessLogDroppedSeen);
+        this.#accessLogDroppedSeen = n;
+      }
+    },
+  });
+
   /** Where the resync age comes from (set by the data plane; 0 = never resynced). */
   lastResyncAt: () => number = () => 0;
 

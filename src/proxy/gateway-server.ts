@@ -6,6 +6,7 @@ import type { Settings } from '../config/settings.js';
 import type { GatewayErrorCode } from '../errors/gateway-error.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toHttp } from '../errors/to-http.js';
+import { AccessLog, type AccessLogSink } from '../obs/access-log.js';
 import type { Logger } from '../obs/logger.js';
 import { EndpointLabeler, type Metrics } from '../obs/metrics.js';
 import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
@@ -26,7 +27,7 @@ export interface GatewayServerOptions {
   metrics: Metrics;
   logger: Logger;
   /** Access-log lines; default: `logger`. */
-  accessLogger?: Logger;
+  accessLogger?: AccessLogSink;
   /** Whether a socket peer may set X-Forwarded-For (TRUSTED_PROXIES). */
   isTrustedProxy?: (address: string) => boolean;
   /** One span per request (obs/otel.ts when OTEL_EXPORTER_OTLP_ENDPOINT is set); no-op otherwise. */
@@ -106,6 +107,9 @@ export class GatewayServer {
     });
     metrics.lastResyncAt = () => this.endpoints.lastResyncOk;
 
+    const accessSink = opts.accessLogger;
+    if (accessSink instanceof AccessLog) metrics.accessLogDroppedSource = () => accessSink.dropped;
+
     const unroutedRequests = metrics.requests;
     const unroutedDurations = metrics.requestDuration;
     this.#ctx = {
@@ -121,7 +125,7 @@ export class GatewayServer {
       maxHeaderCount: s.MAX_HEADER_COUNT,
       holdTimeoutMs: s.HOLD_TIMEOUT_MS,
       retryMax: s.RETRY_MAX,
-      accessLog: s.ACCESS_LOG,
+      accessLog: s.ACCESS_LOG && (opts.accessLogger ?? logger).isLevelEnabled?.('info') !== false,
       accessLogger: opts.accessLogger ?? logger,
       inFlight: 0,
       draining: false,

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { AccessChecker } from '../auth/access.js';
+import type { AccessLogSink } from '../obs/access-log.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { RequestTracer } from '../obs/tracing.js';
@@ -24,9 +25,10 @@ export interface ProxyContext {
   readonly maxHeaderCount: number;
   readonly holdTimeoutMs: number;
   readonly retryMax: number;
+  /** ACCESS_LOG, and the access log's level (info) enabled: checked once here, not per request. */
   readonly accessLog: boolean;
-  /** Where access-log lines go (see obs/logger.ts createAccessLogger). */
-  readonly accessLogger: Logger;
+  /** Where access-log lines go (obs/access-log.ts; a pino logger in some tests). */
+  readonly accessLogger: AccessLogSink;
   inFlight: number;
   draining: boolean;
   isTrustedProxy(address: string): boolean;

@@ -1,0 +1,207 @@
+import { fstatSync, write as fsWrite, writeSync } from 'node:fs';
+
+/** What the data plane needs from an access log (a pino logger fits too, for tests). */
+export interface AccessLogSink {
+  info(fields: Record<string, unknown>, msg: string): void;
+  isLevelEnabled?(level: string): boolean;
+}
+
+/** Where batches go: an fd written with fs.write (the thread pool), or a test's function. */
+export type BatchWriter = (batch: Buffer, done: (err: NodeJS.ErrnoException | null, written: number) => void) => void;
+
+export interface AccessLogOptions {
+  /** LOG_LEVEL: access lines are `info`, so a level above it turns the log off. */
+  level: string;
+  /** Default: fs.write on fd 1 (stdout). */
+  writer?: BatchWriter;
+  /** For the exit-time flush; default 1 when no writer is given, none otherwise. */
+  fd?: number;
+  /** A batch is written once this many bytes are buffered (default 64 KiB)... */
+  flushBytes?: number;
+  /** ...or this long after its first line (default 100 ms). */
+  flushIntervalMs?: number;
+  /** Lines arriving while this many bytes wait (buffered plus being written) are dropped (default 4 MiB). */
+  maxPendingBytes?: number;
+}
+
+const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+
+/** JSON string literal; the common all-printable-ASCII case without JSON.stringify. */
+function quote(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return JSON.stringify(s);
+  }
+  return `"${s}"`;
+}
+
+/**
+ * The access log: one JSON line per request, in the shape pino writes
+ * (`{"level":"info","time":…,"pid":…,<fields>,"msg":"request"}`), without pino on the hot path.
+ * Lines are appended to an in-memory batch that goes out in one asynchronous write (the thread
+ * pool, never the event loop) when it reaches 64 KiB or 100 ms after its first line; only one
+ * write is in flight at a time. If the destination cannot keep up (a slow disk, a full pipe),
+ * lines past `maxPendingBytes` are dropped and counted (`dropped`, exported as
+ * modelgate_access_log_dropped_lines_total) instead of slowing requests or growing without bound.
+ * The fields are fixed by the proxy (no headers, query strings or tokens), so no redaction pass.
+ */
+export class AccessLog implements AccessLogSink {
+  readonly enabled: boolean;
+  /** Lines dropped because the destination fell behind. */
+  dropped = 0;
+  readonly #write: BatchWriter;
+  readonly #fd: number | undefined;
+  readonly #flushBytes: number;
+  readonly #flushIntervalMs: number;
+  readonly #maxPending: number;
+  /** Pipes and sockets: at most PIPE_BUF per write, cut at a line end, so workers sharing stdout never interleave inside a line. */
+  readonly #maxWrite: number;
+  readonly #prefix: string;
+  #parts: string[] = [];
+  #buffered = 0;
+  #inFlight = 0;
+  #writing = false;
+  #timer: NodeJS.Timeout | null = null;
+  #lastMs = 0;
+  #lastTime = '';
+  readonly #onTimer = (): void => {
+    this.#timer = null;
+    this.#flush();
+  };
+
+  constructor(opts: AccessLogOptions) {
+    this.enabled = (LEVELS[opts.level] ?? LEVELS.info) <= LEVELS.info;
+    this.#fd = opts.writer ? opts.fd : (opts.fd ?? 1);
+    const fd = this.#fd ?? 1;
+    this.#write = opts.writer ?? ((batch, done) => fsWrite(fd, batch, 0, batch.length, null, done));
+    this.#flushBytes = opts.flushBytes ?? 64 * 1024;
+    this.#flushIntervalMs = opts.flushIntervalMs ?? 100;
+    this.#maxPending = opts.maxPendingBytes ?? 4 * 1024 * 1024;
+    this.#prefix = `,"pid":${process.pid},`;
+    this.#maxWrite = Infinity;
+    if (!opts.writer) {
+      try {
+        const st = fstatSync(fd);
+        if (st.isFIFO() || st.isSocket()) this.#maxWrite = 4096;
+      } catch {
+        // not a valid fd: writes fail and are counted as dropped
+      }
+    }
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return this.enabled && (LEVELS[level] ?? Infinity) >= LEVELS.info;
+  }
+
+  info(fields: Record<string, unknown>, msg: string): void {
+    if (!this.enabled) return;
+    // Lengths in UTF-16 units: close enough to bytes for thresholds (paths are mostly ASCII).
+    if (this.#buffered + this.#inFlight >= this.#maxPending) {
+      this.dropped++;
+      return;
+    }
+    const now = Date.now();
+    if (now !== this.#lastMs) {
+      this.#lastMs = now;
+      this.#lastTime = new Date(now).toISOString();
+    }
+    let line = `{"level":"info","time":"${this.#lastTime}"${this.#prefix}`;
+    for (const key in fields) {
+      const v = fields[key];
+      if (v === undefined) continue;
+      switch (typeof v) {
+        case 'number':
+          line += `"${key}":${Number.isFinite(v) ? v : 'null'},`;
+          break;
+        case 'string':
+          line += `"${key}":${quote(v)},`;
+          break;
+        case 'boolean':
+          line += `"${key}":${v},`;
+          break;
+        default:
+          line += `"${key}":${JSON.stringify(v) ?? 'null'},`;
+      }
+    }
+    line += `"msg":${quote(msg)}}\n`;
+    this.#parts.push(line);
+    this.#buffered += line.length;
+    if (this.#writing) return;
+    if (this.#buffered >= this.#flushBytes) this.#flush();
+    else if (this.#timer === null) {
+      this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
+      this.#timer.unref();
+    }
+  }
+
+  #flush(): void {
+    if (this.#writing || this.#buffered === 0) return;
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    const batch = Buffer.from(this.#parts.length === 1 ? this.#parts[0] : this.#parts.join(''), 'utf8');
+    this.#parts = [];
+    this.#buffered = 0;
+    this.#send(batch);
+  }
+
+  #send(whole: Buffer): void {
+    this.#writing = true;
+    this.#inFlight = whole.length;
+    let batch = whole;
+    if (batch.length > this.#maxWrite) {
+      const end = batch.lastIndexOf(10, this.#maxWrite - 1);
+      batch = batch.subarray(0, end < 0 ? batch.indexOf(10) + 1 || batch.length : end + 1);
+    }
+    this.#write(batch, (err, written) => {
+      if (err) {
+        if (err.code === 'EAGAIN') {
+          // A non-blocking pipe is full: try again shortly, keep what waits (bounded by maxPendingBytes).
+          setTimeout(() => this.#send(whole), 10).unref();
+          return;
+        }
+        // The destination is gone (EPIPE, EBADF, ...): the batch is lost, and counted.
+        this.dropped += countLines(whole);
+      } else if (written < whole.length) {
+        this.#send(whole.subarray(written));
+        return;
+      }
+      this.#writing = false;
+      this.#inFlight = 0;
+      if (this.#buffered >= this.#flushBytes) this.#flush();
+      else if (this.#buffered > 0 && this.#timer === null) {
+        this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
+        this.#timer.unref();
+      }
+    });
+  }
+
+  /** Writes what is buffered synchronously (process exit); a batch already being written is left to its write. */
+  flushSync(): void {
+    if (this.#buffered === 0 || this.#fd === undefined) return;
+    const batch = Buffer.from(this.#parts.join(''), 'utf8');
+    this.#parts = [];
+    this.#buffered = 0;
+    try {
+      let off = 0;
+      while (off < batch.length) off += writeSync(this.#fd, batch, off);
+    } catch {
+      // stdout already gone
+    }
+  }
+
+  /** Writes what is buffered now (tests, shutdown); resolves when nothing is left to write. */
+  async flush(): Promise<void> {
+    for (let i = 0; i < 1000 && (this.#writing || this.#buffered > 0); i++) {
+      this.#flush();
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+}
+
+function countLines(batch: Buffer): number {
+  let n = 0;
+  for (let i = batch.indexOf(10); i >= 0; i = batch.indexOf(10, i + 1)) n++;
+  return n;
+}
