@@ -1,9 +1,53 @@
 import { fstatSync, write as fsWrite, writeSync } from 'node:fs';
+import type { Logger } from 'pino';
 
-/** What the data plane needs from an access log (a pino logger fits too, for tests). */
+/** What the data plane needs from an access log. */
 export interface AccessLogSink {
+  /** False when LOG_LEVEL is above info: the data plane then skips the log entirely. */
+  readonly enabled: boolean;
+  /**
+   * The line of one proxied HTTP request, from positional values so the hot path allocates no
+   * fields object. `ttfbMs` < 0 and undefined strings are left out of the line.
+   */
+  request(
+    requestId: string,
+    method: string,
+    path: string,
+    endpoint: string | undefined,
+    route: string | undefined,
+    status: number,
+    bytes: number,
+    durationMs: number,
+    ttfbMs: number,
+    errCode: string | undefined,
+  ): void;
+  /** Any other line (WebSocket sessions): a flat object of fields. */
   info(fields: Record<string, unknown>, msg: string): void;
-  isLevelEnabled?(level: string): boolean;
+}
+
+/** An access log on a pino logger (the general logger, when no AccessLog is given: tests, library use). */
+export function pinoAccessSink(logger: Logger): AccessLogSink {
+  return {
+    enabled: logger.isLevelEnabled('info'),
+    request(requestId, method, path, endpoint, route, status, bytes, durationMs, ttfbMs, errCode) {
+      logger.info(
+        {
+          request_id: requestId,
+          method,
+          path,
+          endpoint,
+          route,
+          status,
+          bytes,
+          duration_ms: Math.round(durationMs * 1000) / 1000,
+          ttfb_ms: ttfbMs < 0 ? undefined : Math.round(ttfbMs * 1000) / 1000,
+          err_code: errCode,
+        },
+        'request',
+      );
+    },
+    info: (fields, msg) => logger.info(fields, msg),
+  };
 }
 
 /** Where batches go: an fd written with fs.write (the thread pool), or a test's function. */
@@ -26,13 +70,41 @@ export interface AccessLogOptions {
 
 const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
 
-/** JSON string literal; the common all-printable-ASCII case without JSON.stringify. */
+/**
+ * JSON string literal in pure ASCII (anything else as \uXXXX), so a batch can be encoded as
+ * latin1 (a copy, no UTF-8 pass). The common all-printable-ASCII case skips JSON.stringify.
+ */
 function quote(s: string): string {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return JSON.stringify(s);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return quoteSlow(s);
   }
   return `"${s}"`;
+}
+
+function quoteSlow(s: string): string {
+  const json = JSON.stringify(s);
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (c > 0x7e) {
+      out += json.slice(from, i) + `\\u${c.toString(16).padStart(4, '0')}`;
+      from = i + 1;
+    }
+  }
+  return from === 0 ? json : out + json.slice(from);
+}
+
+/** Milliseconds with three decimals, from integers (a double's shortest-digits formatting costs ~4× more). */
+function ms3(ms: number): string {
+  const us = Math.round(ms * 1000);
+  const frac = us % 1000;
+  if (frac === 0) return String(us / 1000);
+  let f = frac < 10 ? `00${frac}` : frac < 100 ? `0${frac}` : String(frac);
+  // Trailing zeros dropped, as JSON.stringify would: 1.250 -> 1.25.
+  while (f.charCodeAt(f.length - 1) === 48) f = f.slice(0, -1);
+  return `${(us - frac) / 1000}.${f}`;
 }
 
 /**
@@ -93,19 +165,39 @@ export class AccessLog implements AccessLogSink {
     return this.enabled && (LEVELS[level] ?? Infinity) >= LEVELS.info;
   }
 
-  info(fields: Record<string, unknown>, msg: string): void {
+  request(
+    requestId: string,
+    method: string,
+    path: string,
+    endpoint: string | undefined,
+    route: string | undefined,
+    status: number,
+    bytes: number,
+    durationMs: number,
+    ttfbMs: number,
+    errCode: string | undefined,
+  ): void {
     if (!this.enabled) return;
-    // Lengths in UTF-16 units: close enough to bytes for thresholds (paths are mostly ASCII).
     if (this.#buffered + this.#inFlight >= this.#maxPending) {
       this.dropped++;
       return;
     }
-    const now = Date.now();
-    if (now !== this.#lastMs) {
-      this.#lastMs = now;
-      this.#lastTime = new Date(now).toISOString();
+    let line = `${this.#head()}"request_id":${quote(requestId)},"method":${quote(method)},"path":${quote(path)}`;
+    if (endpoint !== undefined) line += `,"endpoint":${quote(endpoint)}`;
+    if (route !== undefined) line += `,"route":${quote(route)}`;
+    line += `,"status":${status},"bytes":${bytes},"duration_ms":${ms3(durationMs)}`;
+    if (ttfbMs >= 0) line += `,"ttfb_ms":${ms3(ttfbMs)}`;
+    if (errCode !== undefined) line += `,"err_code":${quote(errCode)}`;
+    this.#append(`${line},"msg":"request"}\n`);
+  }
+
+  info(fields: Record<string, unknown>, msg: string): void {
+    if (!this.enabled) return;
+    if (this.#buffered + this.#inFlight >= this.#maxPending) {
+      this.dropped++;
+      return;
     }
-    let line = `{"level":"info","time":"${this.#lastTime}"${this.#prefix}`;
+    let line = this.#head();
     for (const key in fields) {
       const v = fields[key];
       if (v === undefined) continue;
@@ -123,7 +215,21 @@ export class AccessLog implements AccessLogSink {
           line += `"${key}":${JSON.stringify(v) ?? 'null'},`;
       }
     }
-    line += `"msg":${quote(msg)}}\n`;
+    this.#append(`${line}"msg":${quote(msg)}}\n`);
+  }
+
+  /** `{"level":"info","time":…,"pid":…,` with the time string made once per millisecond. */
+  #head(): string {
+    const now = Date.now();
+    if (now !== this.#lastMs) {
+      this.#lastMs = now;
+      this.#lastTime = `{"level":"info","time":"${new Date(now).toISOString()}"${this.#prefix}`;
+    }
+    return this.#lastTime;
+  }
+
+  #append(line: string): void {
+    // Lines are ASCII (quote()), so string length is byte length.
     this.#parts.push(line);
     this.#buffered += line.length;
     if (this.#writing) return;
@@ -140,7 +246,7 @@ export class AccessLog implements AccessLogSink {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    const batch = Buffer.from(this.#parts.length === 1 ? this.#parts[0] : this.#parts.join(''), 'utf8');
+    const batch = Buffer.from(this.#parts.length === 1 ? this.#parts[0] : this.#parts.join(''), 'latin1');
     this.#parts = [];
     this.#buffered = 0;
     this.#send(batch);
@@ -180,7 +286,7 @@ export class AccessLog implements AccessLogSink {
   /** Writes what is buffered synchronously (process exit); a batch already being written is left to its write. */
   flushSync(): void {
     if (this.#buffered === 0 || this.#fd === undefined) return;
-    const batch = Buffer.from(this.#parts.join(''), 'utf8');
+    const batch = Buffer.from(this.#parts.join(''), 'latin1');
     this.#parts = [];
     this.#buffered = 0;
     try {

@@ -466,21 +466,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     this.#span.end({ endpoint: runtime?.name, route: this.#routeId, status, errCode: this.#errCode, bytes: this.#bytes });
     if (ctx.accessLog) {
       const q = this.#path.indexOf('?');
-      ctx.accessLogger.info(
-        {
-          request_id: this.requestId,
-          method: this.#method,
-          path: q < 0 ? this.#path : this.#path.slice(0, q),
-          endpoint: runtime?.name,
-          route: this.#routeId,
-          status,
-          bytes: this.#bytes,
-          duration_ms: Math.round(durationMs * 1000) / 1000,
-          ttfb_ms: this.#ttfbMs < 0 ? undefined : Math.round(this.#ttfbMs * 1000) / 1000,
-          err_code: this.#errCode,
-        },
-        'request',
-      );
+      const path = q < 0 ? this.#path : this.#path.slice(0, q);
+      ctx.accessLogger.request(this.requestId, this.#method, path, runtime?.name, this.#routeId, status, this.#bytes, durationMs, this.#ttfbMs, this.#errCode);
     }
     ctx.onRequestFinished();
   }

@@ -6,7 +6,7 @@ import type { Settings } from '../config/settings.js';
 import type { GatewayErrorCode } from '../errors/gateway-error.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toHttp } from '../errors/to-http.js';
-import { AccessLog, type AccessLogSink } from '../obs/access-log.js';
+import { AccessLog, pinoAccessSink, type AccessLogSink } from '../obs/access-log.js';
 import type { Logger } from '../obs/logger.js';
 import { EndpointLabeler, type Metrics } from '../obs/metrics.js';
 import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
@@ -107,7 +107,7 @@ export class GatewayServer {
     });
     metrics.lastResyncAt = () => this.endpoints.lastResyncOk;
 
-    const accessSink = opts.accessLogger;
+    const accessSink = opts.accessLogger ?? pinoAccessSink(logger);
     if (accessSink instanceof AccessLog) metrics.accessLogDroppedSource = () => accessSink.dropped;
 
     const unroutedRequests = metrics.requests;
@@ -125,8 +125,8 @@ export class GatewayServer {
       maxHeaderCount: s.MAX_HEADER_COUNT,
       holdTimeoutMs: s.HOLD_TIMEOUT_MS,
       retryMax: s.RETRY_MAX,
-      accessLog: s.ACCESS_LOG && (opts.accessLogger ?? logger).isLevelEnabled?.('info') !== false,
-      accessLogger: opts.accessLogger ?? logger,
+      accessLog: s.ACCESS_LOG && accessSink.enabled,
+      accessLogger: accessSink,
       inFlight: 0,
       draining: false,
       isTrustedProxy: opts.isTrustedProxy ?? (() => false),

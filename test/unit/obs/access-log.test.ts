@@ -8,10 +8,30 @@ import { eventually } from '../../support/upstream.js';
 const fields = (i: number) => ({ request_id: `id-${i}`, method: 'GET', path: '/v1/x', endpoint: 'e', route: undefined, status: 200, bytes: 64, duration_ms: 1.25, err_code: undefined });
 
 describe('access log', () => {
-  it('writes pino-shaped JSON lines, undefined fields left out and odd strings escaped', async () => {
+  it('writes the request line in the pino shape, optional fields left out', async () => {
     const batches: string[] = [];
     const writer: BatchWriter = (b, done) => {
-      batches.push(b.toString());
+      batches.push(b.toString('latin1'));
+      done(null, b.length);
+    };
+    const log = new AccessLog({ level: 'info', writer, flushIntervalMs: 5 });
+    log.request('id-1', 'GET', '/v1/x', 'e', 'r1', 200, 64, 1.25, 0.5, undefined);
+    log.request('a"b\\c', 'POST', '/ü\u2603', undefined, undefined, 502, 0, 12, -1, 'GW_UPSTREAM_UNAVAILABLE');
+    log.request('id-3', 'GET', '/', 'e', 'r1', 200, 1, 1000.0004, 3.1, undefined);
+    await log.flush();
+    const text = batches.join('');
+    expect(/^[\x20-\x7e\n]*$/.test(text)).toBe(true);
+    const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(Object.keys(lines[0])).toEqual(['level', 'time', 'pid', 'request_id', 'method', 'path', 'endpoint', 'route', 'status', 'bytes', 'duration_ms', 'ttfb_ms', 'msg']);
+    expect(lines[0]).toMatchObject({ level: 'info', pid: process.pid, request_id: 'id-1', status: 200, bytes: 64, duration_ms: 1.25, ttfb_ms: 0.5, msg: 'request' });
+    expect(lines[1]).toEqual({ level: 'info', time: lines[1].time, pid: process.pid, request_id: 'a"b\\c', method: 'POST', path: '/ü\u2603', status: 502, bytes: 0, duration_ms: 12, err_code: 'GW_UPSTREAM_UNAVAILABLE', msg: 'request' });
+    expect(lines[2]).toMatchObject({ duration_ms: 1000, ttfb_ms: 3.1 });
+  });
+
+  it('writes other lines (WebSocket sessions) from a fields object, undefined fields left out and odd strings escaped', async () => {
+    const batches: string[] = [];
+    const writer: BatchWriter = (b, done) => {
+      batches.push(b.toString('latin1'));
       done(null, b.length);
     };
     const log = new AccessLog({ level: 'info', writer, flushIntervalMs: 5 });
@@ -42,7 +62,7 @@ describe('access log', () => {
       }, 2);
     };
     const log = new AccessLog({ level: 'info', writer, flushBytes: 16 * 1024, flushIntervalMs: 5 });
-    for (let i = 0; i < 5000; i++) log.info(fields(i), 'request');
+    for (let i = 0; i < 5000; i++) log.request(`id-${i}`, 'GET', '/v1/x', 'e', 'r1', 200, 64, 1.5, 1, undefined);
     await log.flush();
     const lines = text.trimEnd().split('\n');
     expect(lines).toHaveLength(5000);
@@ -59,7 +79,7 @@ describe('access log', () => {
     };
     const log = new AccessLog({ level: 'info', writer, flushBytes: 1024, maxPendingBytes: 64 * 1024 });
     const t0 = performance.now();
-    for (let i = 0; i < 10_000; i++) log.info(fields(i), 'request');
+    for (let i = 0; i < 10_000; i++) log.request(`id-${i}`, 'GET', '/v1/x', 'e', 'r1', 200, 64, 1.5, 1, undefined);
     expect(performance.now() - t0).toBeLessThan(2000);
     // ~150 bytes a line: about 430 lines fit in 64 KiB, the rest is dropped and counted.
     expect(log.dropped).toBeGreaterThan(9000);
