@@ -6,12 +6,9 @@ import { toHttp } from '../errors/to-http.js';
 import { isSafeRequestId } from '../lib/headers.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
+import type { AdminApp, AdminEnv, AdminMount } from './mount.js';
 import { openApiJson } from './openapi.js';
 
-export type AdminEnv = { Variables: { requestId: string } };
-export type AdminApp = Hono<AdminEnv>;
-/** A group of admin routes, mounted by the composition root. */
-export type AdminMount = (app: AdminApp) => void;
 
 export interface AdminAppOptions {
   adminToken: string;

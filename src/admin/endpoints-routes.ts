@@ -11,10 +11,10 @@ import {
   routeUrlSchema,
   timeoutsSchema,
   type RouteTable,
-} from '../routing/route-table.js';
-import { getEndpointOrThrow, patchEndpoint, patchRoute, putEndpoint, setRoutes } from '../store/endpoint-ops.js';
+} from '../schema/route-table.js';
+import { getEndpointOrThrow, patchEndpoint, patchRoute, putEndpoint, setRoutes } from '../control/endpoint-ops.js';
 import type { Store } from '../store/store.js';
-import type { AdminMount } from './app.js';
+import type { AdminMount } from './mount.js';
 import { parseJsonBody, parseParam } from './validate.js';
 
 const routeInputSchema = z

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { createServiceSchema, patchServiceSchema, validateServiceSchema } from '../controller/service-spec.js';
 import { STATUS_BY_CODE } from '../errors/gateway-error.js';
-import { routeTableSchema } from '../routing/route-table.js';
+import { routeTableSchema } from '../schema/route-table.js';
 import { endpointBodySchema, routePatchSchema, routesBodySchema } from './endpoints-routes.js';
 import { issueBodySchema } from './tokens-routes.js';
 

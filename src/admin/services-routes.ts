@@ -2,8 +2,8 @@ import { z } from 'zod';
 import type { ServiceController, ValidateEvent } from '../controller/service-controller.js';
 import { createServiceSchema, patchServiceSchema, validateServiceSchema } from '../controller/service-spec.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import { endpointNameSchema } from '../routing/route-table.js';
-import type { AdminMount } from './app.js';
+import { endpointNameSchema } from '../schema/route-table.js';
+import type { AdminMount } from './mount.js';
 import { parseJsonBody, parseParam } from './validate.js';
 
 /**

@@ -4,10 +4,10 @@ import { resolveExpiry } from '../auth/expiry.js';
 import type { Clock } from '../auth/clock.js';
 import type { TokenIssuer } from '../auth/issuer.js';
 import type { RevocationSet } from '../auth/revocation-set.js';
-import { endpointNameSchema, parseStoredRouteTable, type RouteTable } from '../routing/route-table.js';
-import { getEndpointOrThrow } from '../store/endpoint-ops.js';
+import { endpointNameSchema, parseStoredRouteTable, type RouteTable } from '../schema/route-table.js';
+import { getEndpointOrThrow } from '../control/endpoint-ops.js';
 import type { Store, TokenRecord } from '../store/store.js';
-import type { AdminMount } from './app.js';
+import type { AdminMount } from './mount.js';
 import { parseJsonBody, parseParam } from './validate.js';
 
 /** Printable ASCII without quotes or backslash, so a `sub` is safe in logs and headers. */

@@ -1,7 +1,7 @@
 import { GatewayError, type GatewayErrorCode } from '../errors/gateway-error.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
-import type { RouteTable } from '../routing/route-table.js';
+import type { RouteTable } from '../schema/route-table.js';
 import type { Store, StoreEvent } from '../store/store.js';
 import type { AccessChecker, AccessRequest } from './access.js';
 import { isWellFormedToken, tokenFromAuthorization } from './authorization-header.js';

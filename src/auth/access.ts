@@ -1,4 +1,4 @@
-import type { RouteTable } from '../routing/route-table.js';
+import type { RouteTable } from '../schema/route-table.js';
 
 /**
  * What the data plane knows about a request when it asks whether it may reach an endpoint.

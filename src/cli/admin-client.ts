@@ -1,9 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { loadSettings, SettingsError, type Settings } from '../config/settings.js';
-import { ADMIN_TOKEN_FILE } from '../store/secrets.js';
 import { CliError, UsageError, type CliIo } from './cli-io.js';
+import { savedSecret, savedSecretHint, settingsFrom } from './cli-settings.js';
 
 /**
  * What every admin-API command shares: option parsing, where the admin API is and its token
@@ -34,25 +32,6 @@ export function parseCommandArgs(args: string[], options: ParseArgsConfig['optio
   }
 }
 
-function settingsFrom(io: CliIo, configFile: string | undefined): Settings {
-  try {
-    return loadSettings({ env: io.env, configFile, ephemeral: true });
-  } catch (err) {
-    if (err instanceof SettingsError) throw new CliError(err.message);
-    throw err;
-  }
-}
-
-function savedAdminToken(settings: Settings): string | undefined {
-  if (!settings.DATA_DIR) return undefined;
-  try {
-    const value = readFileSync(join(settings.DATA_DIR, ADMIN_TOKEN_FILE), 'utf8').trim();
-    return value.length > 0 ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 interface ApiErrorBody {
   error?: { code?: string; message?: string; details?: { field: string; message: string }[] };
 }
@@ -77,8 +56,8 @@ export class AdminClient {
 
   static from(values: Values, io: CliIo): AdminClient {
     const settings = settingsFrom(io, values.config as string | undefined);
-    const token = (values['admin-token'] as string | undefined) ?? settings.ADMIN_TOKEN ?? savedAdminToken(settings);
-    if (!token) throw new CliError(`no admin token: set ADMIN_TOKEN, pass --admin-token, or run where DATA_DIR/${ADMIN_TOKEN_FILE} is`);
+    const token = (values['admin-token'] as string | undefined) ?? settings.ADMIN_TOKEN ?? savedSecret(settings, 'adminToken');
+    if (!token) throw new CliError(`no admin token: set ADMIN_TOKEN, pass --admin-token, or run where ${savedSecretHint('adminToken')} is`);
     let host = settings.ADMIN_HOST;
     if (host === '0.0.0.0' || host === '::' || host === '[::]') host = '127.0.0.1';
     if (host.includes(':') && !host.startsWith('[')) host = `[${host}]`;

@@ -1,13 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { loadSettings, SettingsError, type Settings } from '../config/settings.js';
-import { TOKEN_SECRET_FILE } from '../store/secrets.js';
 import { loadPublicKeyFile, type ExternalKeySource } from '../auth/external-keys.js';
 import { decodeUnverified, TokenRejected, TokenVerifier } from '../auth/verifier.js';
 import { CliError, UsageError, type CliCommand, type CliIo } from './cli-io.js';
 import { AdminClient } from './admin-client.js';
+import { savedSecret, savedSecretHint, settingsFrom } from './cli-settings.js';
 
 const USAGE = `usage:
   modelgate token create --endpoint NAME [--ttl 1h | --expires-at RFC3339] [--sub S]
@@ -26,15 +23,6 @@ const USAGE = `usage:
       (it lives in the gateway's store).
 `;
 
-function settingsFrom(io: CliIo, configFile: string | undefined): Settings {
-  try {
-    return loadSettings({ env: io.env, configFile, ephemeral: true });
-  } catch (err) {
-    if (err instanceof SettingsError) throw new CliError(err.message);
-    throw err;
-  }
-}
-
 type ParsedArgs = { values: Record<string, string | boolean | undefined>; positionals: string[] };
 
 function parse(args: string[], options: ParseArgsConfig['options'], allowPositionals: boolean): ParsedArgs {
@@ -42,17 +30,6 @@ function parse(args: string[], options: ParseArgsConfig['options'], allowPositio
     return parseArgs({ args, options, allowPositionals, strict: true }) as ParsedArgs;
   } catch (err) {
     throw new UsageError((err as Error).message.split('\n')[0]);
-  }
-}
-
-/** A secret the gateway generated and saved in DATA_DIR (read only; never created here). */
-function savedSecret(settings: Settings, file: string): string | undefined {
-  if (!settings.DATA_DIR) return undefined;
-  try {
-    const value = readFileSync(join(settings.DATA_DIR, file), 'utf8').trim();
-    return value.length > 0 ? value : undefined;
-  } catch {
-    return undefined;
   }
 }
 
@@ -103,9 +80,9 @@ async function verify(args: string[], io: CliIo): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('exactly one TOKEN is required');
   const token = positionals[0].trim().replace(/^(?:backendai|bearer) /i, '');
   const settings = settingsFrom(io, values.config as string | undefined);
-  const savedTokenSecret = settings.TOKEN_SECRET ?? savedSecret(settings, TOKEN_SECRET_FILE);
+  const savedTokenSecret = settings.TOKEN_SECRET ?? savedSecret(settings, 'tokenSecret');
   if (!savedTokenSecret && !settings.TOKEN_PUBLIC_KEY_FILE) {
-    throw new CliError(`no key to verify with: set TOKEN_SECRET (or TOKEN_PUBLIC_KEY_FILE), or run where DATA_DIR/${TOKEN_SECRET_FILE} is`);
+    throw new CliError(`no key to verify with: set TOKEN_SECRET (or TOKEN_PUBLIC_KEY_FILE), or run where ${savedSecretHint('tokenSecret')} is`);
   }
   const external: ExternalKeySource[] = [];
   if (settings.TOKEN_PUBLIC_KEY_FILE) {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseRedisUrl } from './redis-url.js';
 
 /**
  * Static settings: read once at start-up from an optional YAML file (`--config`), overridden by
@@ -11,7 +12,17 @@ import { z } from 'zod';
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveMs = z.coerce.number().int().min(1);
 const nonNegativeInt = z.coerce.number().int().min(0);
-const bool = z.preprocess((v) => (typeof v === 'string' ? ['1', 'true', 'yes', 'on'].includes(v.toLowerCase()) : v), z.boolean());
+const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
+const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
+// A word it does not know is an error, not `false`: ACCESS_LOG=ture must not turn logging off.
+const bool = z.preprocess(
+  (v) => {
+    if (typeof v !== 'string') return v;
+    const word = v.trim().toLowerCase();
+    return TRUE_WORDS.has(word) ? true : FALSE_WORDS.has(word) ? false : v;
+  },
+  z.boolean({ error: 'must be true or false (also 1/0, yes/no, on/off)' }),
+);
 const list = z.preprocess(
   (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
   z.array(z.string()),
@@ -28,9 +39,18 @@ export const settingsSchema = z.object({
     (v) => (v === '' ? undefined : v),
     z
       .string()
-      .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL')
+      .superRefine((v, ctx) => {
+        try {
+          parseRedisUrl(v);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        }
+      })
       .optional(),
   ),
+  /** Replicas that must confirm an admin write before it is acknowledged; unset = 1 with Sentinel, else 0. */
+  REDIS_WAIT_REPLICAS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(16).optional()),
+  REDIS_WAIT_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
   /** Empty string (or --ephemeral) = memory only. */
   DATA_DIR: z.string().default('./data'),
   REDIS_PREFIX: z.string().max(64).default('mg:'),

@@ -1,4 +1,4 @@
-import type { RouteStatus } from '../routing/route-table.js';
+import type { RouteStatus } from '../schema/route-table.js';
 import { waitUntilHealthy, watchHealth, type HealthOutcome } from './health-prober.js';
 import { LogRing } from './log-ring.js';
 import type { ModelEntry } from './model-definition.js';

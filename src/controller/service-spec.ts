@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { endpointNameSchema } from '../routing/route-table.js';
+import { endpointNameSchema } from '../schema/route-table.js';
 
 /**
  * A service's desired state: what the admin API accepts and what the store keeps

@@ -1,6 +1,6 @@
 import type { Counter, Histogram } from 'prom-client';
 import type { EndpointCompiler } from '../routing/endpoint-cache.js';
-import type { RouteTable } from '../routing/route-table.js';
+import type { RouteTable } from '../schema/route-table.js';
 import { Candidates, P2C_BALANCER, ROUND_ROBIN_BALANCER, type Balancer } from '../upstream/balancer.js';
 import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { RouteState } from '../upstream/route-state.js';

@@ -3,7 +3,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { Store, StoreEvent } from '../store/store.js';
-import { parseStoredRouteTable, type RouteTable } from './route-table.js';
+import { parseStoredRouteTable, type RouteTable } from '../schema/route-table.js';
 
 /** Turns a validated route table into what the data plane serves (pools, balancer state...). */
 export interface EndpointCompiler<T> {

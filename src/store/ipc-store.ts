@@ -1,5 +1,5 @@
 import { GatewayError, isGatewayError, type GatewayErrorCode } from '../errors/gateway-error.js';
-import type { RouteTable } from '../routing/route-table.js';
+import type { RouteTable } from '../schema/route-table.js';
 import { storeUnavailable } from './records.js';
 import type { RevokedToken, ServiceRecord, Store, StoreEvent, StoreHealth, TokenRecord } from './store.js';
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseStoredRouteTable } from '../routing/route-table.js';
+import { parseStoredRouteTable } from '../schema/route-table.js';
 import { serviceRecordSchema, tokenRecordSchema } from './records.js';
 import type { ServiceRecord, TokenRecord } from './store.js';
 

@@ -1,4 +1,4 @@
-import type { RouteTable } from '../routing/route-table.js';
+import type { RouteTable } from '../schema/route-table.js';
 import type { Logger } from '../obs/logger.js';
 import { Journal } from './journal.js';
 import { MemoryState, type StateOp } from './memory-state.js';

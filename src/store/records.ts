@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { GatewayError } from '../errors/gateway-error.js';
-import { parseStoredRouteTable, type RouteTable } from '../routing/route-table.js';
+import { parseStoredRouteTable, type RouteTable } from '../schema/route-table.js';
 import type { Logger } from '../obs/logger.js';
 import type { ServiceRecord, StoreEvent, TableUpdate, TokenRecord, UpdateOptions } from './store.js';
 

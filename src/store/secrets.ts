@@ -18,8 +18,12 @@ export interface ResolvedSecrets {
   generated: { adminToken: boolean; tokenSecret: boolean };
 }
 
-export const ADMIN_TOKEN_FILE = 'admin-token';
-export const TOKEN_SECRET_FILE = 'token-secret';
+/** Where each secret is saved in DATA_DIR, and the shortest value accepted there. */
+export const SAVED_SECRETS = {
+  adminToken: { file: 'admin-token', minLength: 16 },
+  tokenSecret: { file: 'token-secret', minLength: 32 },
+} as const;
+export type SavedSecretName = keyof typeof SAVED_SECRETS;
 
 export class SecretFileError extends Error {
   constructor(message: string) {
@@ -32,7 +36,13 @@ function generate(): string {
   return randomBytes(32).toString('base64url');
 }
 
-function readSecret(file: string, minLength: number): string | null {
+/**
+ * The secret saved in `dataDir`, or null when none is saved. The one reader, for the gateway
+ * and the CLI alike: a file that exists but cannot be read, or is too short, is an error.
+ */
+export function readSavedSecret(dataDir: string, name: SavedSecretName): string | null {
+  const { file: base, minLength } = SAVED_SECRETS[name];
+  const file = join(dataDir, base);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -48,28 +58,27 @@ function readSecret(file: string, minLength: number): string | null {
   return value;
 }
 
-async function loadOrCreate(dir: string, name: string, minLength: number): Promise<{ value: string; generated: boolean }> {
-  const file = join(dir, name);
-  const existing = readSecret(file, minLength);
+async function loadOrCreate(dir: string, name: SavedSecretName): Promise<{ value: string; generated: boolean }> {
+  const existing = readSavedSecret(dir, name);
   if (existing !== null) return { value: existing, generated: false };
   const value = generate();
-  if (await createFileExclusive(file, `${value}\n`)) return { value, generated: true };
+  if (await createFileExclusive(join(dir, SAVED_SECRETS[name].file), `${value}\n`)) return { value, generated: true };
   // Another process created it first: use theirs.
-  return { value: readSecret(file, minLength) ?? value, generated: false };
+  return { value: readSavedSecret(dir, name) ?? value, generated: false };
 }
 
 export async function resolveSecrets(settings: Settings, logger: Logger): Promise<ResolvedSecrets> {
   const persist = !settings.ephemeral && settings.DATA_DIR !== '';
   if (persist && (!settings.ADMIN_TOKEN || !settings.TOKEN_SECRET)) ensureDataDir(settings.DATA_DIR, logger);
 
-  async function one(explicit: string | undefined, file: string, minLength: number) {
+  async function one(explicit: string | undefined, name: SavedSecretName) {
     if (explicit) return { value: explicit, generated: false };
     if (!persist) return { value: generate(), generated: true };
-    return loadOrCreate(settings.DATA_DIR, file, minLength);
+    return loadOrCreate(settings.DATA_DIR, name);
   }
 
-  const admin = await one(settings.ADMIN_TOKEN, ADMIN_TOKEN_FILE, 16);
-  const secret = await one(settings.TOKEN_SECRET, TOKEN_SECRET_FILE, 32);
+  const admin = await one(settings.ADMIN_TOKEN, 'adminToken');
+  const secret = await one(settings.TOKEN_SECRET, 'tokenSecret');
   if (!persist && (admin.generated || secret.generated)) {
     logger.warn('generated secrets are not saved (ephemeral): they change on every start');
   }

@@ -1,4 +1,4 @@
-import type { RouteTable } from '../routing/route-table.js';
+import type { RouteTable } from '../schema/route-table.js';
 
 /**
  * The state shared by every gateway instance. Two implementations pass one contract suite

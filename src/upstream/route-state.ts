@@ -1,5 +1,5 @@
 import type { Pool } from 'undici';
-import type { Route } from '../routing/route-table.js';
+import type { Route } from '../schema/route-table.js';
 
 /**
  * The runtime side of one route on this instance: its pool, outstanding requests and passive

@@ -10,7 +10,7 @@ import { TokenVerifier } from '../../src/auth/verifier.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 import { silentLogger } from '../../src/obs/logger.js';
 import { Metrics } from '../../src/obs/metrics.js';
-import type { RouteTable } from '../../src/routing/route-table.js';
+import type { RouteTable } from '../../src/schema/route-table.js';
 
 /** A real JWKS endpoint on port 0; `mode` switches its behaviour between requests. */
 class JwksServer {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServiceController, type ServiceControllerOptions } from '../../src/controller/service-controller.js';
 import { silentLogger } from '../../src/obs/logger.js';
-import { parseStoredRouteTable, type RouteTable } from '../../src/routing/route-table.js';
+import { parseStoredRouteTable, type RouteTable } from '../../src/schema/route-table.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { Store } from '../../src/store/store.js';
 

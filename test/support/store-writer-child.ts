@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { silentLogger } from '../../src/obs/logger.js';
-import { patchEndpoint, putEndpoint } from '../../src/store/endpoint-ops.js';
+import { patchEndpoint, putEndpoint } from '../../src/control/endpoint-ops.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 
 /**

@@ -16,7 +16,7 @@ import { GatewayError } from '../../../src/errors/gateway-error.js';
 import { toHttp } from '../../../src/errors/to-http.js';
 import { silentLogger } from '../../../src/obs/logger.js';
 import { Metrics } from '../../../src/obs/metrics.js';
-import type { RouteTable } from '../../../src/routing/route-table.js';
+import type { RouteTable } from '../../../src/schema/route-table.js';
 
 const SECRET = 'unit-test-secret-0123456789abcdef0123456789';
 const OTHER_SECRET = 'another-deployment-secret-0123456789abcdef';

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createAdminApp, type AdminApp } from '../../../src/admin/app.js';
+import { createAdminApp } from '../../../src/admin/app.js';
+import type { AdminApp } from '../../../src/admin/mount.js';
 import { endpointsRoutes } from '../../../src/admin/endpoints-routes.js';
 import { tokensRoutes } from '../../../src/admin/tokens-routes.js';
 import { createAuth, type Auth } from '../../../src/auth/create-auth.js';
@@ -7,7 +8,7 @@ import { GatewayError } from '../../../src/errors/gateway-error.js';
 import { silentLogger } from '../../../src/obs/logger.js';
 import { Metrics } from '../../../src/obs/metrics.js';
 import { loadSettings } from '../../../src/config/settings.js';
-import type { RouteTable } from '../../../src/routing/route-table.js';
+import type { RouteTable } from '../../../src/schema/route-table.js';
 import { MemoryStore } from '../../../src/store/memory-store.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';

@@ -1,8 +1,18 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadSettings, SettingsError } from '../../../src/config/settings.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-settings-'));
+  dirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
 
 describe('loadSettings', () => {
   it('gives the design defaults', () => {
@@ -25,7 +35,7 @@ describe('loadSettings', () => {
   });
 
   it('lets the environment override the YAML file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mg-settings-'));
+    const dir = tempDir();
     const file = join(dir, 'c.yaml');
     writeFileSync(file, 'gateway_port: 9000\napps_domain: apps.example.com\n');
     const s = loadSettings({ configFile: file, env: { GATEWAY_PORT: '9100' } });
@@ -52,7 +62,7 @@ describe('loadSettings', () => {
   });
 
   it('rejects unknown keys and bad YAML in the config file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mg-settings-'));
+    const dir = tempDir();
     writeFileSync(join(dir, 'a.yaml'), 'gatway_port: 1\n');
     expect(() => loadSettings({ configFile: join(dir, 'a.yaml'), env: {} })).toThrow(/gatway_port: unknown setting/);
     writeFileSync(join(dir, 'b.yaml'), 'a: [\n');
@@ -63,5 +73,17 @@ describe('loadSettings', () => {
   it('treats DATA_DIR= empty or --ephemeral as memory only', () => {
     expect(loadSettings({ env: { DATA_DIR: '' } }).ephemeral).toBe(true);
     expect(loadSettings({ env: {}, ephemeral: true }).ephemeral).toBe(true);
+  });
+
+  it('reads booleans in the usual spellings, any case', () => {
+    for (const word of ['true', 'TRUE', '1', 'yes', 'Yes', 'on']) expect(loadSettings({ env: { ACCESS_LOG: word } }).ACCESS_LOG).toBe(true);
+    for (const word of ['false', 'False', '0', 'no', 'NO', 'off']) expect(loadSettings({ env: { ACCESS_LOG: word } }).ACCESS_LOG).toBe(false);
+  });
+
+  it('refuses a boolean it cannot read, naming the setting', () => {
+    for (const word of ['ture', 'flase', '2', 'y', '']) {
+      expect(() => loadSettings({ env: { ACCESS_LOG: word } }), word).toThrow(/ACCESS_LOG: must be true or false/);
+    }
+    expect(() => loadSettings({ env: { CONTROLLER_ENABLED: 'enabled' } })).toThrow(/CONTROLLER_ENABLED/);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseStoredRouteTable } from '../../../src/routing/route-table.js';
+import { parseStoredRouteTable } from '../../../src/schema/route-table.js';
 
 const base = { id: '0ef86133-b564-4cc3-9c89-393914fd939e', name: 'chat', public: false, version: 3, routes: [{ id: 'r1', url: 'http://10.0.0.1:8000' }] };
 

@@ -1,7 +1,7 @@
 import { randomUUID, randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { BalancerKind, EndpointLimits, EndpointTimeouts, Route, RouteStatus, RouteTable } from '../routing/route-table.js';
-import type { Store } from './store.js';
+import type { BalancerKind, EndpointLimits, EndpointTimeouts, Route, RouteStatus, RouteTable } from '../schema/route-table.js';
+import type { Store } from '../store/store.js';
 
 /**
  * Control-plane operations on route tables, shared by the admin API and the model-service
