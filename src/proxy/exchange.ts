@@ -179,7 +179,6 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     ctx.inFlight++;
     runtime.shared.inFlight++;
     this.#counted = true;
-    ctx.metrics.inFlight.inc();
 
     const headers = head.forward;
     // Private endpoints keep their token to themselves; public ones pass Authorization through.
@@ -457,7 +456,6 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     if (this.#counted) {
       ctx.inFlight--;
       runtime!.shared.inFlight--;
-      ctx.metrics.inFlight.dec();
     }
     const status = this.#clientGone ? CLIENT_GONE : this.#status;
     const durationMs = performance.now() - this.#startMs;

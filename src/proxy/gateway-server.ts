@@ -7,6 +7,7 @@ import type { GatewayErrorCode } from '../errors/gateway-error.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toHttp } from '../errors/to-http.js';
 import { AccessLog, pinoAccessSink, type AccessLogSink } from '../obs/access-log.js';
+import type { CounterSeries, HistogramSeries } from '../obs/fast-metrics.js';
 import type { Logger } from '../obs/logger.js';
 import { EndpointLabeler, type Metrics } from '../obs/metrics.js';
 import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
@@ -106,12 +107,14 @@ export class GatewayServer {
       if (Number.isFinite(at)) lag.observe(Math.max(0, Date.now() - at) / 1000);
     });
     metrics.lastResyncAt = () => this.endpoints.lastResyncOk;
+    metrics.inFlightSource = () => this.#ctx.inFlight;
 
     const accessSink = opts.accessLogger ?? pinoAccessSink(logger);
     if (accessSink instanceof AccessLog) metrics.accessLogDroppedSource = () => accessSink.dropped;
 
-    const unroutedRequests = metrics.requests;
-    const unroutedDurations = metrics.requestDuration;
+    // Requests that never reached an endpoint (404, refused heads): series bound on first use.
+    const UNROUTED_CLASSES = ['2xx', '4xx', '5xx'] as const;
+    const unrouted: { requests: CounterSeries; durations: HistogramSeries }[] = [];
     this.#ctx = {
       addresser: new Addresser(s.APPS_DOMAIN),
       endpoints: this.endpoints,
@@ -137,9 +140,10 @@ export class GatewayServer {
       },
       respondReadyz: (res) => this.#respondReadyz(res),
       recordUnrouted(status, seconds) {
-        const cls = status >= 500 ? '5xx' : status >= 400 ? '4xx' : '2xx';
-        unroutedRequests.labels('none', cls).inc();
-        unroutedDurations.labels('none', cls).observe(seconds);
+        const i = status >= 500 ? 2 : status >= 400 ? 1 : 0;
+        const series = (unrouted[i] ??= { requests: metrics.requests.labels('none', UNROUTED_CLASSES[i]), durations: metrics.requestDuration.labels('none', UNROUTED_CLASSES[i]) });
+        series.requests.inc();
+        series.durations.observe(seconds);
       },
       onRequestFinished: () => {
         if (this.#ctx.inFlight === 0 && this.#drainWaiters.length > 0) {
