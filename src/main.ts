@@ -9,6 +9,7 @@ import { CidrList } from './auth/cidr.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
 import { createAdminApp } from './admin/app.js';
 import type { AdminMount } from './admin/mount.js';
+import { OwnAddresses } from './admin/own-addresses.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
 import { servicesRoutes } from './admin/services-routes.js';
 import { tokensRoutes } from './admin/tokens-routes.js';
@@ -127,6 +128,9 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   if (role === 'worker') serveMetricsToPrimary(metrics.registry);
   if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
 
+  // Routes back to these listeners are refused (a proxy loop); the admin port is added once bound.
+  const ownAddresses = new OwnAddresses(settings.APPS_DOMAIN);
+  ownAddresses.add(settings.GATEWAY_HOST, gatewayAddress.port);
   const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
   const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
   const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
@@ -135,6 +139,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       store,
       endpointUrl,
       checkCidrs: auth.checkCidrs,
+      ownAddress: (url) => ownAddresses.matches(url),
       // Deleting a service's endpoint also stops the service's processes.
       onDeleted: controller ? async (name) => void (await controller.terminate(name)) : undefined,
     }),
@@ -168,6 +173,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
     controller.start().catch((err) => logger.error({ err }, 'model-service controller failed to restore services'));
   }
   const adminPort = typeof adminAddress === 'object' && adminAddress ? adminAddress.port : settings.ADMIN_PORT;
+  ownAddresses.add(settings.ADMIN_HOST, adminPort);
 
   if (secrets.generated.adminToken) {
     // Printed once, on stdout (not through the logger, which redacts it), so the operator can copy it.

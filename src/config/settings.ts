@@ -85,6 +85,8 @@ export const settingsSchema = z.object({
   REQUEST_BODY_TIMEOUT_MS: positiveMs.default(300_000),
   KEEP_ALIVE_TIMEOUT_MS: positiveMs.default(5_000),
   UPSTREAM_POOL_CONNECTIONS: z.coerce.number().int().min(1).default(128),
+  /** Requests that may wait for one route's pool past its busy connections; more → 503 GW_OVERLOADED. */
+  UPSTREAM_PENDING_MAX: nonNegativeInt.default(1024),
   /** Extra tries on other routes after a connect failure; the design allows at most 2 (each try skips the routes already tried). */
   RETRY_MAX: nonNegativeInt.max(2).default(2),
   EJECT_AFTER_FAILURES: z.coerce.number().int().min(1).default(3),

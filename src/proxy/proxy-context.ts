@@ -8,6 +8,7 @@ import type { EndpointCache } from '../routing/endpoint-cache.js';
 import type { OutlierDetector } from '../upstream/outlier-detector.js';
 import type { Addresser } from './addressing.js';
 import type { EndpointRuntime } from './endpoint-runtime.js';
+import type { TunnelSet } from './tunnel.js';
 
 /** Everything an Exchange needs from its gateway instance, built once at start-up. */
 export interface ProxyContext {
@@ -25,6 +26,12 @@ export interface ProxyContext {
   readonly maxHeaderCount: number;
   readonly holdTimeoutMs: number;
   readonly retryMax: number;
+  /** Requests one route may have outstanding: its pool's connections plus UPSTREAM_PENDING_MAX waiting. */
+  readonly routeQueueMax: number;
+  /** Open WebSocket tunnels (re-checked on endpoint changes and revocations, closed on drain). */
+  readonly tunnels: TunnelSet;
+  /** WS_IDLE_TIMEOUT_MS: a tunnel without traffic this long is closed (1001). */
+  readonly wsIdleTimeoutMs: number;
   /** ACCESS_LOG, and the access log's level (info) enabled: checked once here, not per request. */
   readonly accessLog: boolean;
   /** Where access-log lines go (obs/access-log.ts; a pino logger in some tests). */
