@@ -2,12 +2,14 @@
 import cluster from 'node:cluster';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { serve, type ServerType } from '@hono/node-server';
 import { AggregatorRegistry } from 'prom-client';
 import { createAuth } from './auth/create-auth.js';
 import { CidrList } from './auth/cidr.js';
+import { takeSecretEnv, type TakenSecrets } from './config/secret-env.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
+import { listenAdmin } from './admin/admin-listener.js';
 import { createAdminApp } from './admin/app.js';
+import { CertificateStore, readCaFile } from './tls/certificates.js';
 import type { AdminMount } from './admin/mount.js';
 import { OwnAddresses } from './admin/own-addresses.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
@@ -17,7 +19,10 @@ import { ServiceController } from './controller/service-controller.js';
 import type { AccessLogSink } from './obs/access-log.js';
 import { createAccessLogger, createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
-import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
+import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, serveStatsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
+import { collectEndpointStats, mergeEndpointStats } from './obs/endpoint-stats.js';
+import { consoleRoutes } from './admin/console-routes.js';
+import { statsRoutes } from './admin/stats-routes.js';
 import { GatewayServer } from './proxy/gateway-server.js';
 import { createStore } from './store/create-store.js';
 import { IpcStore } from './store/ipc-store.js';
@@ -102,9 +107,10 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   let gateway: GatewayServer | null = null;
   let pool: WorkerPool | null = null;
   let gatewayAddress: { port: number };
+  let plainHttpUrl: string | undefined;
   if (role === 'primary') {
     // The workers serve the data plane on the shared port; the embedded store is served to them over IPC.
-    pool = new WorkerPool({ count: opts.workers ?? 2, tokenSecret: secrets.tokenSecret, store: store.kind === 'memory' ? store : null, logger });
+    pool = new WorkerPool({ count: opts.workers ?? 2, tokenSecret: secrets.tokenSecret, redisUrl: settings.REDIS_URL, store: store.kind === 'memory' ? store : null, logger });
     gatewayAddress = { port: await pool.start() };
   } else {
     const trusted = settings.TRUSTED_PROXIES.length > 0 ? CidrList.compile(settings.TRUSTED_PROXIES) : null;
@@ -121,19 +127,30 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       accessLogger: opts.accessLogger,
       isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
       tracer,
+      certificates: dataPlaneCertificates(settings),
+      upstreamCa: settings.UPSTREAM_CA_FILE ? readCaFile(settings.UPSTREAM_CA_FILE) : undefined,
     });
     gateway.start();
     gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
+    if (settings.GATEWAY_HTTP_PORT !== undefined) {
+      const plain = await gateway.listenPlain(settings.GATEWAY_HTTP_PORT, settings.GATEWAY_HOST, settings.HTTP_REDIRECT ? gatewayAddress.port : null);
+      plainHttpUrl = `http://${settings.GATEWAY_HOST}:${plain.port}`;
+    }
   }
-  if (role === 'worker') serveMetricsToPrimary(metrics.registry);
+  if (role === 'worker') {
+    serveMetricsToPrimary(metrics.registry);
+    serveStatsToPrimary((name) => collectEndpointStats(name, metrics, gateway));
+  }
   if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
 
   // Routes back to these listeners are refused (a proxy loop); the admin port is added once bound.
   const ownAddresses = new OwnAddresses(settings.APPS_DOMAIN);
   ownAddresses.add(settings.GATEWAY_HOST, gatewayAddress.port);
-  const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
-  const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
-  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
+  if (plainHttpUrl) ownAddresses.add(settings.GATEWAY_HOST, Number(new URL(plainHttpUrl).port));
+  const scheme = settings.TLS_CERT_FILE ? 'https' : 'http';
+  const portSuffix = gatewayAddress.port === (scheme === 'https' ? 443 : 80) ? '' : `:${gatewayAddress.port}`;
+  const endpointUrl = (name: string) => `${scheme}://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
+  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl, metrics }) : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
       store,
@@ -146,6 +163,16 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
     tokensRoutes({ store, issuer: auth.issuer, maxLifetimeSeconds: auth.maxLifetimeSeconds, revocations: auth.revocations, clock: auth.clock }),
   ];
   if (controller) mounts.push(servicesRoutes(controller));
+  mounts.push(
+    consoleRoutes(),
+    statsRoutes({
+      store,
+      // A cluster primary proxies nothing itself: its workers' numbers are summed.
+      collect: pool
+        ? async (name) => mergeEndpointStats(await pool!.collectEndpointStats(name), name)
+        : (name) => collectEndpointStats(name, metrics, gateway),
+    }),
+  );
   const adminApp = createAdminApp(
     {
       adminToken: secrets.adminToken,
@@ -159,13 +186,21 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
             return AggregatorRegistry.aggregate(parts).metrics();
           }
         : undefined,
-      health: () => ({ store: store.kind, store_up: store.health().up }),
+      metricsAuth: settings.ADMIN_METRICS_AUTH,
+      // The detailed reason (it names the store's address) is for the admin listener only, never the public /readyz.
+      health: () => {
+        const h = store.health();
+        return { store: store.kind, store_up: h.up, ...(h.up ? {} : { store_reason: h.reason }) };
+      },
     },
     mounts,
   );
-  const adminServer = await new Promise<ServerType>((resolve, reject) => {
-    const server = serve({ fetch: adminApp.fetch, port: settings.ADMIN_PORT, hostname: settings.ADMIN_HOST }, () => resolve(server));
-    server.once('error', reject);
+  const adminServer = await listenAdmin(adminApp, {
+    host: settings.ADMIN_HOST,
+    port: settings.ADMIN_PORT,
+    allowedHosts: settings.ADMIN_ALLOWED_HOSTS,
+    certificates: adminCertificates(settings),
+    onCertificateError: (err) => logger.error({ err_message: err.message }, 'admin TLS certificate not reloaded; the previous one stays in use'),
   });
   const adminAddress = adminServer.address();
   if (controller) {
@@ -183,8 +218,9 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   }
   logger.info(
     {
-      gateway: `http://${settings.GATEWAY_HOST}:${gatewayAddress.port}`,
-      admin: `http://${settings.ADMIN_HOST}:${adminPort}`,
+      gateway: `${scheme}://${settings.GATEWAY_HOST}:${gatewayAddress.port}`,
+      admin: `${settings.ADMIN_TLS_CERT_FILE ? 'https' : 'http'}://${settings.ADMIN_HOST}:${adminPort}`,
+      ...(plainHttpUrl ? { http: plainHttpUrl } : {}),
       store: store.kind,
       data_dir: store.kind === 'memory' ? (settings.ephemeral ? null : settings.DATA_DIR) : undefined,
       apps_domain: settings.APPS_DOMAIN,
@@ -234,6 +270,23 @@ function dataPlaneOnly(
   return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort, adminPort: 0, shutdown };
 }
 
+/** TLS_CERT_FILE & co, read and checked now so a bad file stops start-up with one clear line. */
+function dataPlaneCertificates(settings: Settings): CertificateStore | undefined {
+  if (!settings.TLS_CERT_FILE || !settings.TLS_KEY_FILE) return undefined;
+  return new CertificateStore({ certFile: settings.TLS_CERT_FILE, keyFile: settings.TLS_KEY_FILE, certsDir: settings.TLS_CERTS_DIR });
+}
+
+/** ADMIN_TLS_CERT_FILE/ADMIN_TLS_KEY_FILE: the admin listener speaks HTTPS, its pair reloaded on change. */
+function adminCertificates(settings: Settings): CertificateStore | undefined {
+  if (!settings.ADMIN_TLS_CERT_FILE || !settings.ADMIN_TLS_KEY_FILE) return undefined;
+  return new CertificateStore({
+    certFile: settings.ADMIN_TLS_CERT_FILE,
+    keyFile: settings.ADMIN_TLS_KEY_FILE,
+    certSetting: 'ADMIN_TLS_CERT_FILE',
+    keySetting: 'ADMIN_TLS_KEY_FILE',
+  });
+}
+
 /** Drains, then exits 0 (1 if the drain itself failed). */
 function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: string): void {
   void running.shutdown(reason).then(
@@ -251,6 +304,8 @@ function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: stri
 /** A cluster worker: secrets from the primary, the store over IPC (or its own Redis connections). */
 async function runWorker(settings: Settings, logger: Logger, accessLogger: AccessLogSink): Promise<void> {
   const init = await waitForWorkerInit();
+  // REDIS_URL comes over IPC: the primary took it out of the environment its workers inherit.
+  if (init.redisUrl) settings = Object.freeze({ ...settings, REDIS_URL: init.redisUrl });
   const store = settings.REDIS_URL ? createStore(settings, logger) : new IpcStore({ channel: process });
   const running = await startGateway(settings, logger, {
     role: 'worker',
@@ -271,6 +326,7 @@ async function main(argv: string[]): Promise<void> {
   }
   let settings: Settings;
   let args: CliArgs;
+  let hidden: TakenSecrets | null = null;
   try {
     args = parseServerArgs(argv);
     if (args.help) {
@@ -278,7 +334,9 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${USAGE}\n${commandSummary()}`);
       return;
     }
-    settings = loadSettings({ configFile: args.configFile, ephemeral: args.ephemeral });
+    // Secrets leave the environment (and /proc/<pid>/environ) before any child can be started.
+    hidden = cluster.isWorker ? null : takeSecretEnv();
+    settings = loadSettings({ env: { ...process.env, ...hidden?.values }, configFile: args.configFile, ephemeral: args.ephemeral });
   } catch (err) {
     if (err instanceof SettingsError) {
       process.stderr.write(`modelgate: ${err.message}\n`);
@@ -291,6 +349,12 @@ async function main(argv: string[]): Promise<void> {
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (kept running)'));
   process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (kept running)'));
 
+  if (hidden && !hidden.scrubbed) {
+    logger.warn(
+      { problem: hidden.problem, hint: 'set CONTROLLER_RUN_AS (docs/security.md)' },
+      'could not hide ADMIN_TOKEN/TOKEN_SECRET/REDIS_URL from /proc/<pid>/environ: model processes running as this user can read them',
+    );
+  }
   if (cluster.isWorker) {
     await runWorker(settings, logger, accessLogger);
     return;
