@@ -2,6 +2,7 @@
  * `npm run bench` (about 8 minutes) / `npm run bench -- --quick` (under 2 minutes) /
  * `npm run bench -- --profile` (a CPU profile of the public endpoint under load, summarised) /
  * `npm run bench -- failover` (one of three routes killed and restarted under load) /
+ * `npm run bench -- traffic` (the hot-path cost of caps, rate limits and metering, bench/traffic.ts) /
  * `npm run bench -- autoscale [--ramp-seconds 180]` (burst → new replica, failed requests over a ramp).
  *
  * Every system runs in its own process against the same upstream process, on loopback. Systems
@@ -270,7 +271,8 @@ async function pinnedOnly(): Promise<void> {
 // `npm run bench -- failover`: the kill-a-route-under-load run (bench/failover.ts) on its own;
 // `npm run bench -- autoscale`: burst and load ramp against an autoscaled service (bench/autoscale.ts);
 // `npm run bench -- pinned`: the pinned comparison alone (bench/pinned.ts);
-// `npm run bench -- tls`: TLS HTTP/1.1 and HTTP/2 against nginx with the same certificate (bench/tls.ts).
+// `npm run bench -- tls`: TLS HTTP/1.1 and HTTP/2 against nginx with the same certificate (bench/tls.ts);
+// `npm run bench -- traffic`: the hot-path cost of caps, rate limits and metering (bench/traffic.ts).
 const run = process.argv.includes('failover')
   ? () => import('./failover.js').then(() => undefined)
   : process.argv.includes('autoscale')
@@ -279,7 +281,9 @@ const run = process.argv.includes('failover')
       ? () => import('./tls.js').then(() => new Promise<void>(() => {}))
       : process.argv.includes('pinned')
         ? pinnedOnly
-        : main;
+        : process.argv.includes('traffic')
+          ? () => import('./traffic.js').then(() => undefined)
+          : main;
 
 run().then(
   () => {

@@ -15,6 +15,7 @@ import { OwnAddresses } from './admin/own-addresses.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
 import { servicesRoutes } from './admin/services-routes.js';
 import { tokensRoutes } from './admin/tokens-routes.js';
+import { usageRoutes } from './admin/usage-routes.js';
 import { ServiceController } from './controller/service-controller.js';
 import type { AccessLogSink } from './obs/access-log.js';
 import { createAccessLogger, createLogger, type Logger } from './obs/logger.js';
@@ -127,6 +128,8 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       accessLogger: opts.accessLogger,
       isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
       tracer,
+      // Workers on the embedded store share caps and rate limits through the primary.
+      limitsChannel: role === 'worker' && !settings.REDIS_URL ? process : undefined,
       certificates: dataPlaneCertificates(settings),
       upstreamCa: settings.UPSTREAM_CA_FILE ? readCaFile(settings.UPSTREAM_CA_FILE) : undefined,
     });
@@ -161,6 +164,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       onDeleted: controller ? async (name) => void (await controller.terminate(name)) : undefined,
     }),
     tokensRoutes({ store, issuer: auth.issuer, maxLifetimeSeconds: auth.maxLifetimeSeconds, revocations: auth.revocations, clock: auth.clock }),
+    usageRoutes({ store, flushUsage: gateway ? () => gateway!.traffic.flushUsage() : undefined }),
   ];
   if (controller) mounts.push(servicesRoutes(controller));
   mounts.push(

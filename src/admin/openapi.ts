@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { autoscalingSchema } from '../controller/autoscale/spec.js';
 import { createServiceSchema, patchServiceSchema, validateServiceSchema } from '../controller/service-spec.js';
 import { STATUS_BY_CODE } from '../errors/gateway-error.js';
-import { routeTableSchema } from '../schema/route-table.js';
+import { rateLimitSchema, routeTableSchema } from '../schema/route-table.js';
 import { endpointBodySchema, routePatchSchema, routesBodySchema } from './endpoints-routes.js';
 import { issueBodySchema } from './tokens-routes.js';
 
@@ -28,11 +28,26 @@ const errorSchema = z
 
 const endpointSchema = routeTableSchema.extend({ url: z.string() }).strict();
 
-const tokenIssuedSchema = z.object({ token: z.string(), jti: z.string(), expires_at: z.string(), sub: z.string() }).strict();
+/** Present only when the token was issued with them (docs/traffic-control.md). */
+const tokenTraffic = { priority: z.number().int().min(0).max(9).optional(), rate_limit: rateLimitSchema.optional() };
+
+const tokenIssuedSchema = z.object({ token: z.string(), jti: z.string(), expires_at: z.string(), sub: z.string(), ...tokenTraffic }).strict();
 
 const tokenListSchema = z
   .object({
-    tokens: z.array(z.object({ jti: z.string(), sub: z.string(), created_at: z.string(), expires_at: z.string(), revoked: z.boolean() }).strict()),
+    tokens: z.array(z.object({ jti: z.string(), sub: z.string(), created_at: z.string(), expires_at: z.string(), revoked: z.boolean(), ...tokenTraffic }).strict()),
+  })
+  .strict();
+
+const usageTotals = { prompt_tokens: z.number().int(), completion_tokens: z.number().int(), requests: z.number().int() };
+const usageReportSchema = z
+  .object({
+    endpoint: z.string(),
+    from: z.string(),
+    to: z.string(),
+    group_by: z.enum(['token', 'sub']).nullable(),
+    ...usageTotals,
+    groups: z.array(z.object({ token: z.string().optional(), sub: z.string().optional(), ...usageTotals }).strict()).optional(),
   })
   .strict();
 
@@ -153,6 +168,7 @@ export function buildOpenApi(): Record<string, unknown> {
         TokenRequest: jsonSchema(issueBodySchema, 'input'),
         TokenIssued: jsonSchema(tokenIssuedSchema, 'output'),
         TokenList: jsonSchema(tokenListSchema, 'output'),
+        UsageReport: jsonSchema(usageReportSchema, 'output'),
         ServiceCreate: jsonSchema(createServiceSchema, 'input'),
         ServicePatch: jsonSchema(patchServiceSchema, 'input'),
         ServiceValidate: jsonSchema(validateServiceSchema, 'input'),
@@ -214,6 +230,20 @@ export function buildOpenApi(): Record<string, unknown> {
         parameters: [nameParam],
         post: op('Issue a token', { '201': { description: 'the token (shown once)', ...json('TokenIssued') }, '404': errorResponse('ADM_NOT_FOUND') }, body('TokenRequest', false)),
         get: op('List token metadata (never the token strings)', { '200': { description: 'tokens', ...json('TokenList') }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/endpoints/{name}/usage': {
+        parameters: [nameParam],
+        get: op(
+          'Metered LLM usage of an endpoint: totals, optionally per token (jti) or per sub',
+          { '200': { description: 'usage', ...json('UsageReport') }, '404': errorResponse('ADM_NOT_FOUND') },
+          {
+            parameters: [
+              { name: 'from', in: 'query', required: false, schema: { type: 'string' }, description: 'RFC 3339 or epoch seconds; default to - 24 h' },
+              { name: 'to', in: 'query', required: false, schema: { type: 'string' }, description: 'RFC 3339 or epoch seconds; default now' },
+              { name: 'group_by', in: 'query', required: false, schema: { type: 'string', enum: ['token', 'sub'] } },
+            ],
+          },
+        ),
       },
       '/v1/endpoints/{name}/stats': {
         parameters: [nameParam],

@@ -4,6 +4,7 @@ import type { MetricObjectWithValues, MetricValue, Registry } from 'prom-client'
 import type { EndpointStats } from '../obs/endpoint-stats.js';
 import type { Logger } from '../obs/logger.js';
 import { serveStoreOverIpc } from '../store/ipc-store.js';
+import { PrimaryLimits, serveLimitsOverIpc } from '../traffic/ipc-limits.js';
 import type { Store } from '../store/store.js';
 
 /**
@@ -87,6 +88,7 @@ export class WorkerPool {
   #draining = false;
   #metricsRequest = 0;
   #restartDelayMs = RESTART_BASE_MS;
+  readonly #limits = new PrimaryLimits();
 
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
@@ -118,7 +120,15 @@ export class WorkerPool {
     const worker = cluster.fork();
     const entry = { worker, detach: null as (() => void) | null, startedAt: Date.now() };
     this.#workers.set(worker.id, entry);
-    if (this.#opts.store) entry.detach = serveStoreOverIpc(this.#opts.store, worker);
+    if (this.#opts.store) {
+      const detachStore = serveStoreOverIpc(this.#opts.store, worker);
+      // Caps and rate limits of all workers are counted here; a dead worker's slots free at once.
+      const detachLimits = serveLimitsOverIpc(this.#limits, worker);
+      entry.detach = () => {
+        detachStore();
+        detachLimits();
+      };
+    }
     const init: WorkerInit = { mg: 'worker.init', tokenSecret: this.#opts.tokenSecret, redisUrl: this.#opts.redisUrl };
     // The worker asks once its listener is in place (a message sent earlier could be lost).
     worker.on('message', (m: unknown) => {

@@ -181,6 +181,55 @@ export class Metrics {
     },
   });
 
+  readonly llmTokens = new Counter({
+    name: 'modelgate_llm_tokens_total',
+    help: 'LLM tokens metered from upstream usage, by endpoint and kind (prompt, completion)',
+    labelNames: ['endpoint', 'kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly llmTimeToFirstToken = new Histogram({
+    name: 'modelgate_llm_time_to_first_token_seconds',
+    help: 'Time from request start to the first streamed body byte of an LLM response',
+    labelNames: ['endpoint'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
+  readonly llmOutputTokensPerSecond = new Histogram({
+    name: 'modelgate_llm_output_tokens_per_second',
+    help: 'Completion tokens per second of generation (first body byte to end), per response',
+    labelNames: ['endpoint'] as const,
+    buckets: [1, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560],
+    registers: [this.registry],
+  });
+
+  readonly trafficQueued = new Gauge({
+    name: 'modelgate_traffic_queued_requests',
+    help: 'Requests waiting for a slot under max_in_flight_per_route',
+    registers: [this.registry],
+  });
+
+  readonly trafficRejected = new Counter({
+    name: 'modelgate_traffic_rejected_total',
+    help: 'Requests refused by traffic control, by reason (queue_full, queue_timeout, rate_limited)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly trafficLocalFallback = new Gauge({
+    name: 'modelgate_traffic_local_fallback',
+    help: '1 while a shared limit (slots, rate) is counted per instance because Redis is unreachable',
+    labelNames: ['limiter'] as const,
+    registers: [this.registry],
+  });
+
+  readonly usageFlushFailures = new Counter({
+    name: 'modelgate_usage_flush_failures_total',
+    help: 'Failed writes of metered usage to the store (kept and retried)',
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'modelgate_' });
   }

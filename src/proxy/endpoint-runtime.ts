@@ -5,6 +5,7 @@ import { Candidates, P2C_BALANCER, ROUND_ROBIN_BALANCER, type Balancer } from '.
 import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { RouteState } from '../upstream/route-state.js';
 import type { EndpointLabeler, Metrics } from '../obs/metrics.js';
+import { TrafficPolicy } from '../traffic/policy.js';
 import { LoadMeter } from './load-meter.js';
 import type { LoadReporter } from './load-reporter.js';
 
@@ -139,6 +140,8 @@ export class EndpointRuntime {
   readonly maxConcurrent: number;
   readonly maxHeld: number;
   readonly balancer: Balancer;
+  /** Caps, queue, rate limits and metering, compiled once per table version (src/traffic/). */
+  readonly traffic: TrafficPolicy;
   /** The controller scales this endpoint's service: held requests wake it, load is reported. */
   readonly autoscaled: boolean;
 
@@ -158,6 +161,7 @@ export class EndpointRuntime {
     this.maxConcurrent = table.limits?.max_concurrent ?? defaults.maxConcurrentPerEndpoint;
     this.maxHeld = table.limits?.max_held ?? defaults.holdQueueMax;
     this.balancer = table.balancer === 'round_robin' ? ROUND_ROBIN_BALANCER : P2C_BALANCER;
+    this.traffic = new TrafficPolicy(table);
     this.autoscaled = table.autoscaled === true;
   }
 }

@@ -16,6 +16,8 @@ import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
 import { EndpointCache } from '../routing/endpoint-cache.js';
 import type { Store } from '../store/store.js';
 import { OutlierDetector } from '../upstream/outlier-detector.js';
+import type { LimitsChannel } from '../traffic/ipc-limits.js';
+import { TrafficControl } from '../traffic/traffic-control.js';
 import { PoolRegistry } from '../upstream/pool-registry.js';
 import { Addresser, isValidHostValue } from './addressing.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
@@ -39,6 +41,8 @@ export interface GatewayServerOptions {
   accessLogger?: AccessLogSink;
   /** Whether a socket peer may set X-Forwarded-For (TRUSTED_PROXIES). */
   isTrustedProxy?: (address: string) => boolean;
+  /** Cluster worker on the embedded store: traffic limits are counted by the primary over this channel. */
+  limitsChannel?: LimitsChannel;
   /** One span per request (obs/otel.ts when OTEL_EXPORTER_OTLP_ENDPOINT is set); no-op otherwise. */
   tracer?: RequestTracer;
   /** TLS_CERT_FILE & co: the listener speaks TLS with HTTP/2 and HTTP/1.1 (ALPN). */
@@ -88,6 +92,7 @@ export class GatewayServer {
   #plain: Server | null = null;
   readonly endpoints: EndpointCache<EndpointRuntime>;
   readonly pools: PoolRegistry;
+  readonly traffic: TrafficControl;
   /** Open WebSocket tunnels. */
   readonly tunnels: TunnelSet;
   /** Load of autoscaled endpoints for the controller (docs/model-services.md, autoscaling). */
@@ -149,6 +154,16 @@ export class GatewayServer {
     metrics.lastResyncAt = () => this.endpoints.lastResyncOk;
     metrics.inFlightSource = () => this.#ctx.inFlight;
 
+    this.traffic = new TrafficControl({
+      store,
+      logger,
+      metrics,
+      redis: s.REDIS_URL ? { url: s.REDIS_URL, prefix: s.REDIS_PREFIX } : undefined,
+      ipc: opts.limitsChannel,
+      bodyLimitBytes: s.BODY_LIMIT_BYTES,
+    });
+    this.traffic.labelOf = (name) => labeler.label(name);
+
     const accessSink = opts.accessLogger ?? pinoAccessSink(logger);
     if (accessSink instanceof AccessLog) metrics.accessLogDroppedSource = () => accessSink.dropped;
 
@@ -161,6 +176,7 @@ export class GatewayServer {
       metrics,
       logger,
       tracer: opts.tracer ?? NOOP_TRACER,
+      traffic: this.traffic,
       outlier: new OutlierDetector({ failuresToEject: s.EJECT_AFTER_FAILURES, baseMs: s.EJECT_BASE_MS, maxMs: s.EJECT_MAX_MS }),
       maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
       bodyLimitBytes: s.BODY_LIMIT_BYTES,
@@ -462,6 +478,7 @@ export class GatewayServer {
 
   start(): void {
     this.endpoints.start();
+    this.traffic.start();
     this.loadReporter.start();
   }
 
@@ -501,6 +518,7 @@ export class GatewayServer {
     await closed;
     this.loadReporter.stop();
     this.endpoints.stop();
+    await this.traffic.stop();
     this.#opts.certificates?.close();
     await this.pools.closeAll();
     await this.#ctx.tracer.shutdown().catch(() => {});
@@ -515,6 +533,7 @@ export class GatewayServer {
     this.tunnels.closeAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.pools.destroyAll();
+    await this.traffic.stop();
     this.#opts.certificates?.close();
     await this.#ctx.tracer.shutdown().catch(() => {});
   }

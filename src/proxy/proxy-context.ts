@@ -6,6 +6,7 @@ import type { Metrics } from '../obs/metrics.js';
 import type { RequestTracer } from '../obs/tracing.js';
 import type { EndpointCache } from '../routing/endpoint-cache.js';
 import type { OutlierDetector } from '../upstream/outlier-detector.js';
+import type { TrafficControl } from '../traffic/traffic-control.js';
 import type { Addresser } from './addressing.js';
 import type { EndpointRuntime } from './endpoint-runtime.js';
 import type { TunnelSet } from './tunnel.js';
@@ -20,6 +21,7 @@ export interface ProxyContext {
   /** NOOP_TRACER unless OTEL_EXPORTER_OTLP_ENDPOINT is set. */
   readonly tracer: RequestTracer;
   readonly outlier: OutlierDetector;
+  readonly traffic: TrafficControl;
   readonly maxConcurrent: number;
   readonly bodyLimitBytes: number;
   /** MAX_HEADER_COUNT: more header lines → 431. */

@@ -1,6 +1,7 @@
 import { GatewayError, isGatewayError, type GatewayErrorCode } from '../errors/gateway-error.js';
 import type { RouteTable } from '../schema/route-table.js';
 import { storeUnavailable } from './records.js';
+import type { UsageIncrement, UsageQuery, UsageReport } from './usage.js';
 import { parseLoadReport, type LoadReport } from './load-board.js';
 import type { RevokedToken, ServiceRecord, Store, StoreEvent, StoreHealth, TokenRecord } from './store.js';
 
@@ -34,6 +35,7 @@ type RemoteOp =
   | 'getService'
   | 'listServices'
   | 'deleteService'
+  | 'addUsage'
   | 'publishLoad'
   | 'readLoad'
   | 'requestWake';
@@ -52,6 +54,7 @@ const REMOTE_OPS: ReadonlySet<string> = new Set<RemoteOp>([
   'getService',
   'listServices',
   'deleteService',
+  'addUsage',
   'publishLoad',
   'readLoad',
   'requestWake',
@@ -247,6 +250,16 @@ export class IpcStore implements Store {
   deleteService(name: string): Promise<boolean> {
     return this.#call('deleteService', [name]);
   }
+
+  addUsage(increments: UsageIncrement[]): Promise<void> {
+    return this.#call('addUsage', [increments]);
+  }
+
+  /** The usage API is served by the primary's admin API, never by a worker. */
+  queryUsage(_query: UsageQuery): Promise<UsageReport> {
+    return Promise.reject(new GatewayError('ADM_INTERNAL', { message: 'usage queries are not available over IPC' }));
+  }
+
   publishLoad(reports: LoadReport[], ttlMs: number): Promise<void> {
     return this.#call('publishLoad', [reports, ttlMs]);
   }

@@ -16,6 +16,8 @@ export const tokenRecordSchema = z.object({
   sub: z.string(),
   exp: z.number(),
   created_at: z.string(),
+  priority: z.number().int().min(0).max(9).optional(),
+  rate_limit: z.object({ requests_per_minute: z.number().optional(), tokens_per_minute: z.number().optional() }).optional(),
 });
 
 export const serviceRecordSchema = z.object({

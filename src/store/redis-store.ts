@@ -6,6 +6,7 @@ import type { Logger } from '../obs/logger.js';
 import { parseRedisUrl } from '../config/redis-url.js';
 import { parseLoadReport, type LoadReport } from './load-board.js';
 import { DELETE_ENDPOINT_LUA, UPDATE_ENDPOINT_LUA } from './redis-scripts.js';
+import { addFields, emptyReport, incrementFields, MINUTE, USAGE_RETENTION_MS, type UsageIncrement, type UsageQuery, type UsageReport } from './usage.js';
 import {
   nowSeconds,
   parseServiceRecord,
@@ -56,6 +57,8 @@ export interface RedisStoreOptions {
 /** Bound on optimistic retries when concurrent writers race on one endpoint. */
 const MAX_UPDATE_ATTEMPTS = 200;
 const SCAN_COUNT = 1000;
+/** Minute buckets read per pipeline by a usage query. */
+const USAGE_QUERY_BATCH = 1440;
 
 class Script {
   readonly sha: string;
@@ -509,6 +512,43 @@ export class RedisStore implements Store {
     });
     await this.#confirmReplicated('delete service');
     return deleted;
+  }
+
+  async addUsage(increments: UsageIncrement[]): Promise<void> {
+    if (increments.length === 0) return;
+    const ttlSeconds = Math.ceil(USAGE_RETENTION_MS / 1000);
+    await this.#run('add usage', async (r) => {
+      const pipeline = r.pipeline();
+      const touched = new Set<string>();
+      for (const inc of increments) {
+        const key = this.#usageKey(inc.endpoint, inc.minute);
+        for (const [field, amount] of incrementFields(inc)) pipeline.hincrby(key, field, amount);
+        touched.add(key);
+      }
+      for (const key of touched) pipeline.expire(key, ttlSeconds);
+      throwExecErrors(await pipeline.exec());
+    });
+  }
+
+  async queryUsage(query: UsageQuery): Promise<UsageReport> {
+    const report = emptyReport(query.groupBy);
+    const oldest = Math.floor((Date.now() - USAGE_RETENTION_MS) / MINUTE);
+    const from = Math.max(query.fromMinute, oldest);
+    return this.#run('read usage', async (r) => {
+      for (let start = from; start <= query.toMinute; start += USAGE_QUERY_BATCH) {
+        const pipeline = r.pipeline();
+        const end = Math.min(query.toMinute, start + USAGE_QUERY_BATCH - 1);
+        for (let m = start; m <= end; m++) pipeline.hgetall(this.#usageKey(query.endpoint, m));
+        const results = await pipeline.exec();
+        throwExecErrors(results);
+        for (const [, value] of results!) addFields(report, Object.entries(value as Record<string, string>).map(([k, v]) => [k, Number(v)]), query.groupBy);
+      }
+      return report;
+    });
+  }
+
+  #usageKey(endpoint: string, minute: number): string {
+    return `${this.#prefix}usage:${endpoint}:${minute}`;
   }
 
   // Load reports: `{p}load:{endpoint}:{instance}` holds one instance's report (PX ttl, so a

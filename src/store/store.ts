@@ -1,4 +1,5 @@
 import type { RouteTable } from '../schema/route-table.js';
+import type { UsageIncrement, UsageQuery, UsageReport } from './usage.js';
 import type { LoadReport } from './load-board.js';
 
 export type { LoadReport } from './load-board.js';
@@ -31,6 +32,9 @@ export interface TokenRecord {
   exp: number;
   /** RFC 3339. */
   created_at: string;
+  /** As issued (also in the token's claims, where the data plane reads them). */
+  priority?: number;
+  rate_limit?: { requests_per_minute?: number; tokens_per_minute?: number };
 }
 
 export interface RevokedToken {
@@ -96,6 +100,10 @@ export interface Store {
   listServices(): Promise<ServiceRecord[]>;
   deleteService(name: string): Promise<boolean>;
 
+  /** Adds metered LLM usage (a batch from one gateway instance); minute buckets expire after USAGE_RETENTION_MS. */
+  addUsage(increments: UsageIncrement[]): Promise<void>;
+  /** Sums the minute buckets of an endpoint in [fromMinute, toMinute], optionally per token or sub. */
+  queryUsage(query: UsageQuery): Promise<UsageReport>;
   /**
    * Load of autoscaled endpoints (autoscaling): each gateway instance publishes its counts at
    * least once a second; a report expires after `ttlMs` so a dead instance's counts vanish.

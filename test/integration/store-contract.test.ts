@@ -294,6 +294,32 @@ describe.each(HARNESSES)('Store contract: $name', (harness) => {
   it('reports healthy', () => {
     expect(store.health()).toEqual({ up: true });
   });
+
+  it('adds usage per minute bucket and sums it by range, token and sub', async () => {
+    const now = Math.floor(Date.now() / 60_000);
+    const inc = (minute: number, token: string, sub: string, p: number, c: number, r = 1) => ({
+      endpoint: 'llm',
+      minute,
+      token,
+      sub,
+      prompt_tokens: p,
+      completion_tokens: c,
+      requests: r,
+    });
+    await store.addUsage([inc(now, 'j1', 'alice', 10, 5), inc(now, 'j2', 'bob:x', 1, 2, 3), inc(now - 2, 'j1', 'alice', 100, 50)]);
+    await store.addUsage([inc(now, 'j1', 'alice', 1, 1), { ...inc(now, 'j9', 'eve', 7, 7), endpoint: 'other' }]);
+    const all = await store.queryUsage({ endpoint: 'llm', fromMinute: now - 5, toMinute: now });
+    expect(all).toEqual({ total: { prompt_tokens: 112, completion_tokens: 58, requests: 6 } });
+    const recent = await store.queryUsage({ endpoint: 'llm', fromMinute: now - 1, toMinute: now, groupBy: 'sub' });
+    expect(recent.total).toEqual({ prompt_tokens: 12, completion_tokens: 8, requests: 5 });
+    expect(Object.fromEntries(recent.groups!)).toEqual({
+      alice: { prompt_tokens: 11, completion_tokens: 6, requests: 2 },
+      'bob:x': { prompt_tokens: 1, completion_tokens: 2, requests: 3 },
+    });
+    const byToken = await store.queryUsage({ endpoint: 'llm', fromMinute: now - 5, toMinute: now, groupBy: 'token' });
+    expect(byToken.groups!.get('j1')).toEqual({ prompt_tokens: 111, completion_tokens: 56, requests: 3 });
+    expect((await store.queryUsage({ endpoint: 'none', fromMinute: now - 5, toMinute: now })).total.requests).toBe(0);
+  });
 });
 
 describe('RedisStore specifics', () => {
