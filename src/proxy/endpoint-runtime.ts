@@ -1,4 +1,4 @@
-import type { Counter, Histogram } from 'prom-client';
+import type { CounterSeries, HistogramSeries } from '../obs/fast-metrics.js';
 import type { EndpointCompiler } from '../routing/endpoint-cache.js';
 import { DEFAULT_REPLAY_BODY_MAX_BYTES, type RouteTable } from '../schema/route-table.js';
 import { Candidates, P2C_BALANCER, ROUND_ROBIN_BALANCER, type Balancer } from '../upstream/balancer.js';
@@ -36,11 +36,11 @@ function indexByKey(routes: RouteState[]): Map<string, RouteState> {
   return map;
 }
 
-type RequestCounter = ReturnType<Counter<'endpoint' | 'status_class'>['labels']>;
-type DurationHistogram = ReturnType<Histogram<'endpoint' | 'status_class'>['labels']>;
+type RequestCounter = CounterSeries;
+type DurationHistogram = HistogramSeries;
 
 /**
- * prom-client label children for one endpoint label, created once per status class. Shared by
+ * Metric series for one endpoint label, created once per status class. Shared by
  * every endpoint with that label: past the label cap thousands of endpoints fold into `other`,
  * and they must not each carry their own copy.
  */

@@ -300,7 +300,6 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     ctx.inFlight++;
     runtime.shared.inFlight++;
     this.#counted = true;
-    ctx.metrics.inFlight.inc();
 
     const headers = head.forward;
     // A private endpoint's preflight came without a token: it carries only what a preflight needs.
@@ -910,7 +909,6 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     if (this.#counted) {
       ctx.inFlight--;
       runtime!.shared.inFlight--;
-      ctx.metrics.inFlight.dec();
     }
     const ticket = this.#ticket;
     if (ticket !== null) ctx.traffic.finish(ticket, this.#ttfbMs >= 0);
@@ -923,30 +921,35 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     this.#span.end({ endpoint: runtime?.name, route: this.#routeId, status, errCode: this.#errCode, bytes: this.#bytes });
     if (ctx.accessLog) {
       const q = this.#path.indexOf('?');
-      const line: Record<string, unknown> = {
-        request_id: this.requestId,
-        method: this.#method,
-        path: q < 0 ? this.#path : this.#path.slice(0, q),
-        endpoint: runtime?.name,
-        route: this.#routeId,
-        status,
-        bytes: this.#bytes,
-        duration_ms: Math.round(durationMs * 1000) / 1000,
-        ttfb_ms: this.#ttfbMs < 0 ? undefined : Math.round(this.#ttfbMs * 1000) / 1000,
-        err_code: this.#errCode,
-        replays: this.#replays === 0 ? undefined : this.#replays,
-      };
-      if (ticket !== null) {
-        line.priority = ticket.priority;
-        if (ticket.prompt >= 0) line.prompt_tokens = ticket.prompt;
-        if (ticket.completion >= 0) line.completion_tokens = ticket.completion;
+      const path = q < 0 ? this.#path : this.#path.slice(0, q);
+      if (this.#upgrade === null && ticket === null && this.#replays === 0) {
+        ctx.accessLogger.request(this.requestId, this.#method, path, runtime?.name, this.#routeId, status, this.#bytes, durationMs, this.#ttfbMs, this.#errCode);
+      } else {
+        const line: Record<string, unknown> = {
+          request_id: this.requestId,
+          method: this.#method,
+          path,
+          endpoint: runtime?.name,
+          route: this.#routeId,
+          status,
+          bytes: this.#bytes,
+          duration_ms: Math.round(durationMs * 1000) / 1000,
+          ttfb_ms: this.#ttfbMs < 0 ? undefined : Math.round(this.#ttfbMs * 1000) / 1000,
+          err_code: this.#errCode,
+          replays: this.#replays === 0 ? undefined : this.#replays,
+        };
+        if (ticket !== null) {
+          line.priority = ticket.priority;
+          if (ticket.prompt >= 0) line.prompt_tokens = ticket.prompt;
+          if (ticket.completion >= 0) line.completion_tokens = ticket.completion;
+        }
+        if (this.#upgrade !== null) {
+          line.upgrade = 'websocket';
+          line.bytes_in = tunnel?.bytesIn ?? 0;
+          line.close_reason = this.#closeReason;
+        }
+        ctx.accessLogger.info(line, 'request');
       }
-      if (this.#upgrade !== null) {
-        line.upgrade = 'websocket';
-        line.bytes_in = tunnel?.bytesIn ?? 0;
-        line.close_reason = this.#closeReason;
-      }
-      ctx.accessLogger.info(line, 'request');
     }
     ctx.onRequestFinished();
   }
