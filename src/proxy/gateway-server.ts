@@ -1,36 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { AccessChecker } from '../auth/access.js';
 import type { Settings } from '../config/settings.js';
 import type { GatewayErrorCode } from '../errors/gateway-error.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toHttp } from '../errors/to-http.js';
-import type { Logger } from '../obs/logger.js';
-import { EndpointLabeler, type Metrics } from '../obs/metrics.js';
-import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
+import { EndpointLabeler } from '../obs/metrics.js';
 import { EndpointCache } from '../routing/endpoint-cache.js';
 import type { Store } from '../store/store.js';
-import { OutlierDetector } from '../upstream/outlier-detector.js';
 import { PoolRegistry } from '../upstream/pool-registry.js';
-import { Addresser } from './addressing.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
 import { Exchange } from './exchange.js';
-import type { ProxyContext } from './proxy-context.js';
+import { createProxyContext, type ProxyContext, type ProxyDeps } from './proxy-context.js';
 import { WebSocketProxy } from './websocket.js';
 
-export interface GatewayServerOptions {
+export interface GatewayServerOptions extends ProxyDeps {
   settings: Settings;
   store: Store;
-  access: AccessChecker;
-  metrics: Metrics;
-  logger: Logger;
-  /** Access-log lines; default: `logger`. */
-  accessLogger?: Logger;
-  /** Whether a socket peer may set X-Forwarded-For (TRUSTED_PROXIES). */
-  isTrustedProxy?: (address: string) => boolean;
-  /** One span per request (obs/otel.ts when OTEL_EXPORTER_OTLP_ENDPOINT is set); no-op otherwise. */
-  tracer?: RequestTracer;
 }
 
 const kOverCap = Symbol('modelgate.overCap');
@@ -50,6 +36,58 @@ function clientErrorFor(err: NodeJS.ErrnoException): { status: number; code: Gat
   }
 }
 
+/** The route-table snapshot of this instance, compiling each table into an EndpointRuntime. */
+function createEndpointCache(opts: GatewayServerOptions, pools: PoolRegistry): EndpointCache<EndpointRuntime> {
+  const { settings: s, metrics, logger, store } = opts;
+  const compiler = new EndpointRuntimeCompiler(
+    pools,
+    {
+      connectTimeoutMs: s.CONNECT_TIMEOUT_MS,
+      headersTimeoutMs: s.FIRST_BYTE_TIMEOUT_MS,
+      bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
+      maxConcurrentPerEndpoint: s.MAX_CONCURRENT_PER_ENDPOINT,
+      holdQueueMax: s.HOLD_QUEUE_MAX,
+    },
+    metrics,
+    new EndpointLabeler(s.METRICS_ENDPOINT_LABEL_CAP),
+  );
+  return new EndpointCache({
+    store,
+    compiler,
+    logger,
+    metrics,
+    max: s.ENDPOINT_CACHE_MAX,
+    negativeTtlMs: s.NEGATIVE_CACHE_TTL_MS,
+    resyncIntervalMs: s.RESYNC_INTERVAL_MS,
+  });
+}
+
+/** node:http with the design's limits; every request goes to `handle`. */
+function createDataPlaneServer(s: Settings, handle: (req: IncomingMessage, res: ServerResponse) => void): Server {
+  const server = createServer(
+    {
+      maxHeaderSize: s.MAX_HEADER_BYTES,
+      headersTimeout: s.HEADERS_TIMEOUT_MS,
+      requestTimeout: s.REQUEST_BODY_TIMEOUT_MS,
+      keepAliveTimeout: s.KEEP_ALIVE_TIMEOUT_MS,
+      // The Exchange enforces RFC 9112's Host rules itself, so the refusal is our JSON 400
+      // (node's own is an empty 400) and the connection closes.
+      requireHostHeader: false,
+      // node checks headersTimeout/requestTimeout only this often (default 30 s, which would
+      // let a dribbling client hold a socket for up to 30 s past HEADERS_TIMEOUT_MS).
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(s.HEADERS_TIMEOUT_MS, s.REQUEST_BODY_TIMEOUT_MS) / 4))),
+      joinDuplicateHeaders: false,
+      insecureHTTPParser: false,
+      noDelay: true,
+    },
+    handle,
+  );
+  // node keeps at most this many header lines (and silently drops the rest); one more than
+  // the limit lets the Exchange see the excess and answer 431 instead.
+  server.maxHeadersCount = s.MAX_HEADER_COUNT + 1;
+  return server;
+}
+
 /**
  * The data plane: a node:http server whose request handler is an Exchange per request, fed by
  * this instance's route-table snapshot. Owns the pools and the drain.
@@ -67,35 +105,32 @@ export class GatewayServer {
   constructor(opts: GatewayServerOptions) {
     this.#opts = opts;
     const s = opts.settings;
-    const { metrics, logger, store } = opts;
     this.pools = new PoolRegistry({
       connections: s.UPSTREAM_POOL_CONNECTIONS,
       connectTimeoutMs: s.CONNECT_TIMEOUT_MS,
       headersTimeoutMs: s.FIRST_BYTE_TIMEOUT_MS,
       bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
     });
-    const labeler = new EndpointLabeler(s.METRICS_ENDPOINT_LABEL_CAP);
-    const compiler = new EndpointRuntimeCompiler(
-      this.pools,
-      {
-        connectTimeoutMs: s.CONNECT_TIMEOUT_MS,
-        headersTimeoutMs: s.FIRST_BYTE_TIMEOUT_MS,
-        bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
-        maxConcurrentPerEndpoint: s.MAX_CONCURRENT_PER_ENDPOINT,
-        holdQueueMax: s.HOLD_QUEUE_MAX,
-      },
-      metrics,
-      labeler,
-    );
-    this.endpoints = new EndpointCache({
-      store,
-      compiler,
-      logger,
-      metrics,
-      max: s.ENDPOINT_CACHE_MAX,
-      negativeTtlMs: s.NEGATIVE_CACHE_TTL_MS,
-      resyncIntervalMs: s.RESYNC_INTERVAL_MS,
+    this.endpoints = createEndpointCache(opts, this.pools);
+    this.#followEndpointUpdates();
+    this.#ctx = createProxyContext(s, opts, this.endpoints, {
+      respondReadyz: (res) => this.#respondReadyz(res),
+      onRequestFinished: () => this.#onRequestFinished(),
     });
+    this.server = createDataPlaneServer(s, (req, res) => this.#handle(req, res));
+    this.websockets = new WebSocketProxy(this.#ctx, { idleTimeoutMs: s.WS_IDLE_TIMEOUT_MS, connectTimeoutMs: s.CONNECT_TIMEOUT_MS });
+    // Not server.maxConnections: node would drop the socket without a word. Over the cap a
+    // connection gets the design's 503 GW_OVERLOADED and is closed.
+    this.server.prependListener('connection', (socket: Socket) => this.#admitConnection(socket, s.MAX_CONNECTIONS));
+    // CONNECT is never proxied; without a listener node would just drop the socket.
+    this.server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseConnect(socket));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.websockets.handleUpgrade(req, socket, head));
+  }
+
+  /** Held requests wake on a table change; the store-events lag is measured on each newer version. */
+  #followEndpointUpdates(): void {
+    const { metrics } = this.#opts;
     this.endpoints.onUpdate((_name, runtime, previous) => this.#wakeHeld(runtime, previous));
     // Store events lag: write time of a changed table → applied here (docs/metrics.md).
     const lag = metrics.storeEventLag;
@@ -105,76 +140,14 @@ export class GatewayServer {
       if (Number.isFinite(at)) lag.observe(Math.max(0, Date.now() - at) / 1000);
     });
     metrics.lastResyncAt = () => this.endpoints.lastResyncOk;
+  }
 
-    const unroutedRequests = metrics.requests;
-    const unroutedDurations = metrics.requestDuration;
-    this.#ctx = {
-      addresser: new Addresser(s.APPS_DOMAIN),
-      endpoints: this.endpoints,
-      access: opts.access,
-      metrics,
-      logger,
-      tracer: opts.tracer ?? NOOP_TRACER,
-      outlier: new OutlierDetector({ failuresToEject: s.EJECT_AFTER_FAILURES, baseMs: s.EJECT_BASE_MS, maxMs: s.EJECT_MAX_MS }),
-      maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
-      bodyLimitBytes: s.BODY_LIMIT_BYTES,
-      maxHeaderCount: s.MAX_HEADER_COUNT,
-      holdTimeoutMs: s.HOLD_TIMEOUT_MS,
-      retryMax: s.RETRY_MAX,
-      accessLog: s.ACCESS_LOG,
-      accessLogger: opts.accessLogger ?? logger,
-      inFlight: 0,
-      draining: false,
-      isTrustedProxy: opts.isTrustedProxy ?? (() => false),
-      newRequestId: randomUUID,
-      respondHealthz(res) {
-        res.writeHead(200, JSON_HEADERS);
-        res.end('{"status":"ok"}');
-      },
-      respondReadyz: (res) => this.#respondReadyz(res),
-      recordUnrouted(status, seconds) {
-        const cls = status >= 500 ? '5xx' : status >= 400 ? '4xx' : '2xx';
-        unroutedRequests.labels('none', cls).inc();
-        unroutedDurations.labels('none', cls).observe(seconds);
-      },
-      onRequestFinished: () => {
-        if (this.#ctx.inFlight === 0 && this.#drainWaiters.length > 0) {
-          const waiters = this.#drainWaiters;
-          this.#drainWaiters = [];
-          for (const w of waiters) w();
-        }
-      },
-    };
-
-    this.server = createServer(
-      {
-        maxHeaderSize: s.MAX_HEADER_BYTES,
-        headersTimeout: s.HEADERS_TIMEOUT_MS,
-        requestTimeout: s.REQUEST_BODY_TIMEOUT_MS,
-        keepAliveTimeout: s.KEEP_ALIVE_TIMEOUT_MS,
-        // The Exchange enforces RFC 9112's Host rules itself, so the refusal is our JSON 400
-        // (node's own is an empty 400) and the connection closes.
-        requireHostHeader: false,
-        // node checks headersTimeout/requestTimeout only this often (default 30 s, which would
-        // let a dribbling client hold a socket for up to 30 s past HEADERS_TIMEOUT_MS).
-        connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(Math.min(s.HEADERS_TIMEOUT_MS, s.REQUEST_BODY_TIMEOUT_MS) / 4))),
-        joinDuplicateHeaders: false,
-        insecureHTTPParser: false,
-        noDelay: true,
-      },
-      (req, res) => this.#handle(req, res),
-    );
-    // Not server.maxConnections: node would drop the socket without a word. Over the cap a
-    // connection gets the design's 503 GW_OVERLOADED and is closed.
-    this.server.prependListener('connection', (socket: Socket) => this.#admitConnection(socket, s.MAX_CONNECTIONS));
-    // node keeps at most this many header lines (and silently drops the rest); one more than
-    // the limit lets the Exchange see the excess and answer 431 instead.
-    this.server.maxHeadersCount = s.MAX_HEADER_COUNT + 1;
-    // CONNECT is never proxied; without a listener node would just drop the socket.
-    this.server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseConnect(socket));
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
-    this.websockets = new WebSocketProxy(this.#ctx, { idleTimeoutMs: s.WS_IDLE_TIMEOUT_MS, connectTimeoutMs: s.CONNECT_TIMEOUT_MS });
-    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.websockets.handleUpgrade(req, socket, head));
+  #onRequestFinished(): void {
+    if (this.#ctx.inFlight === 0 && this.#drainWaiters.length > 0) {
+      const waiters = this.#drainWaiters;
+      this.#drainWaiters = [];
+      for (const w of waiters) w();
+    }
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {

@@ -1,11 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { AccessChecker } from '../auth/access.js';
+import type { Settings } from '../config/settings.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
-import type { RequestTracer } from '../obs/tracing.js';
+import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
 import type { EndpointCache } from '../routing/endpoint-cache.js';
-import type { OutlierDetector } from '../upstream/outlier-detector.js';
-import type { Addresser } from './addressing.js';
+import { OutlierDetector } from '../upstream/outlier-detector.js';
+import { Addresser } from './addressing.js';
 import type { EndpointRuntime } from './endpoint-runtime.js';
 
 /** Everything an Exchange needs from its gateway instance, built once at start-up. */
@@ -35,4 +37,67 @@ export interface ProxyContext {
   respondReadyz(res: ServerResponse): void;
   recordUnrouted(status: number, seconds: number): void;
   onRequestFinished(): void;
+}
+
+/** What the data plane is given by the composition root. */
+export interface ProxyDeps {
+  access: AccessChecker;
+  metrics: Metrics;
+  logger: Logger;
+  /** Access-log lines; default: `logger`. */
+  accessLogger?: Logger;
+  /** Whether a socket peer may set X-Forwarded-For (TRUSTED_PROXIES). */
+  isTrustedProxy?: (address: string) => boolean;
+  /** One span per request (obs/otel.ts when OTEL_EXPORTER_OTLP_ENDPOINT is set); no-op otherwise. */
+  tracer?: RequestTracer;
+}
+
+/** The parts of a ProxyContext that belong to the server owning it. */
+export interface ProxyServerHooks {
+  respondReadyz(res: ServerResponse): void;
+  onRequestFinished(): void;
+}
+
+const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+
+export function createProxyContext(
+  s: Settings,
+  deps: ProxyDeps,
+  endpoints: EndpointCache<EndpointRuntime>,
+  hooks: ProxyServerHooks,
+): ProxyContext {
+  const { metrics, logger } = deps;
+  const unroutedRequests = metrics.requests;
+  const unroutedDurations = metrics.requestDuration;
+  return {
+    addresser: new Addresser(s.APPS_DOMAIN),
+    endpoints,
+    access: deps.access,
+    metrics,
+    logger,
+    tracer: deps.tracer ?? NOOP_TRACER,
+    outlier: new OutlierDetector({ failuresToEject: s.EJECT_AFTER_FAILURES, baseMs: s.EJECT_BASE_MS, maxMs: s.EJECT_MAX_MS }),
+    maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
+    bodyLimitBytes: s.BODY_LIMIT_BYTES,
+    maxHeaderCount: s.MAX_HEADER_COUNT,
+    holdTimeoutMs: s.HOLD_TIMEOUT_MS,
+    retryMax: s.RETRY_MAX,
+    accessLog: s.ACCESS_LOG,
+    accessLogger: deps.accessLogger ?? logger,
+    inFlight: 0,
+    draining: false,
+    isTrustedProxy: deps.isTrustedProxy ?? (() => false),
+    newRequestId: randomUUID,
+    respondHealthz(res) {
+      res.writeHead(200, JSON_HEADERS);
+      res.end('{"status":"ok"}');
+    },
+    respondReadyz: hooks.respondReadyz,
+    recordUnrouted(status, seconds) {
+      const cls = status >= 500 ? '5xx' : status >= 400 ? '4xx' : '2xx';
+      unroutedRequests.labels('none', cls).inc();
+      unroutedDurations.labels('none', cls).observe(seconds);
+    },
+    onRequestFinished: hooks.onRequestFinished,
+  };
 }
