@@ -103,52 +103,54 @@ export class ProcessRuntime implements ReplicaRuntime {
     }
   }
 
+  /** The steps of one start, in order; each throws ReplicaStartError with what went wrong. */
   async #startOnPort(spec: ReplicaSpec, port: number): Promise<ReplicaHandle> {
-    const dir = this.#replicaDir(spec.serviceName, spec.replicaId);
-    const homeDir = join(dir, 'home');
-    const modelDir = join(dir, 'model');
-    const tmpDir = join(dir, 'tmp');
-    // Each attempt starts from a clean directory: pre-start actions run again from scratch.
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(homeDir, { recursive: true });
-    await mkdir(tmpDir, { recursive: true });
-    try {
-      await createOverlay(spec.modelFolder, modelDir);
-    } catch (err) {
-      throw new ReplicaStartError(`cannot map model folder ${spec.modelFolder}: ${(err as Error).message}`);
-    }
+    const dirs = await prepareReplicaDirs(this.#replicaDir(spec.serviceName, spec.replicaId), spec.modelFolder);
+    const mapper = new ArgumentMapper(
+      { [spec.model.model_path]: dirs.model, '/home/work': dirs.home },
+      { model_path: dirs.model, port: String(port), home: dirs.home },
+    );
+    const env = this.#replicaEnv(spec, dirs, port);
+    spec.log(`[controller] starting on port ${port} in ${dirs.root}`);
+    await runActions(spec, mapper, dirs, env);
 
-    const { model } = spec;
-    const service = model.service;
-    const mapper = new ArgumentMapper({ [model.model_path]: modelDir, '/home/work': homeDir }, { model_path: modelDir, port: String(port), home: homeDir });
-    const env: Record<string, string> = {
+    const argv = startArgv(spec, mapper, port);
+    spec.log(`[controller] exec ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
+    const child = await this.#spawnReplica(spec, argv, dirs.home, env);
+    const pid = child.pid!;
+    const exited = watchExit(child, pid, spec.log);
+
+    const groupName = `${spec.serviceName}-${spec.replicaId}`;
+    const enforced = await this.#confine(groupName, pid, spec);
+    await recordPid(dirs.root, pid);
+    const stop = this.#stopper(pid, exited, port, groupName);
+    void exited.then(() => this.#ports.release(port));
+
+    if (spec.signal.aborted) {
+      await stop(0);
+      throw new ReplicaStartError('cancelled');
+    }
+    return { host: '127.0.0.1', port, pid, exited, enforced, stop };
+  }
+
+  #replicaEnv(spec: ReplicaSpec, dirs: ReplicaDirs, port: number): Record<string, string> {
+    return {
       ...this.#baseEnv,
-      HOME: homeDir,
-      TMPDIR: tmpDir,
+      HOME: dirs.home,
+      TMPDIR: dirs.tmp,
       ...spec.env,
       PORT: String(port),
-      MODEL_PATH: modelDir,
+      MODEL_PATH: dirs.model,
     };
+  }
 
-    spec.log(`[controller] starting on port ${port} in ${dir}`);
-    try {
-      await runPreStartActions(service.pre_start_actions, { mapper, cwd: homeDir, tmpDir, overlayDir: modelDir, env, log: spec.log, signal: spec.signal });
-    } catch (err) {
-      throw new ReplicaStartError((err as Error).message);
-    }
-    if (spec.signal.aborted) throw new ReplicaStartError('cancelled');
-
-    const argv = Array.isArray(service.start_command)
-      ? service.start_command.map((arg) => mapper.map(replacePort(arg, service.port, port)))
-      : [service.shell, '-c', mapper.map(replacePort(service.start_command, service.port, port))];
-    spec.log(`[controller] exec ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
-
-    let { child, spawned } = await spawnDetached(argv, homeDir, env);
+  async #spawnReplica(spec: ReplicaSpec, argv: string[], cwd: string, env: Record<string, string>): Promise<ChildProcess> {
+    let { child, spawned } = await spawnDetached(argv, cwd, env);
     if (spawned && (spawned as NodeJS.ErrnoException).code === 'ENOENT' && argv[0] === 'python') {
       // The seed system's example says `python`; Debian-like machines often only have python3.
       spec.log('[controller] python not found on PATH; running python3');
       argv[0] = 'python3';
-      ({ child, spawned } = await spawnDetached(argv, homeDir, env));
+      ({ child, spawned } = await spawnDetached(argv, cwd, env));
     }
     // After the first one, later 'error' events (a failed kill) must not crash the gateway.
     child.on('error', (err) => this.#logger.warn({ err, service: spec.serviceName, replica: spec.replicaId }, 'replica process error'));
@@ -156,35 +158,20 @@ export class ProcessRuntime implements ReplicaRuntime {
       const code = (spawned as NodeJS.ErrnoException).code;
       throw new ReplicaStartError(code === 'ENOENT' ? `command not found: ${argv[0]} (ENOENT)` : `cannot start ${argv[0]}: ${spawned.message}`);
     }
-    const pid = child.pid!;
+    return child;
+  }
 
-    const out = lineSplitter(spec.log);
-    const err = lineSplitter(spec.log);
-    child.stdout!.on('data', (chunk: Buffer) => out.write(chunk));
-    child.stderr!.on('data', (chunk: Buffer) => err.write(chunk));
-    child.stdout!.on('error', () => undefined);
-    child.stderr!.on('error', () => undefined);
+  /** cgroup limits where the machine allows them; reports what is enforced. */
+  async #confine(groupName: string, pid: number, spec: ReplicaSpec): Promise<ReplicaHandle['enforced']> {
+    const none = { cpu: false, memory: false };
+    if (!this.#cgroup) return none;
+    return this.#cgroup.apply(groupName, pid, spec.resources).catch(() => none);
+  }
 
-    const exited = new Promise<ExitInfo>((resolve) => {
-      child.once('exit', (code, signal) => {
-        out.end();
-        err.end();
-        // Whatever the leader left behind in its group (a shell's children) dies with it,
-        // or an orphan would keep the replica's port.
-        killGroup(pid, 'SIGKILL');
-        spec.log(`[controller] process ${pid} exited with ${describeExit({ code, signal })}`);
-        resolve({ code, signal });
-      });
-    });
-
-    const groupName = `${spec.serviceName}-${spec.replicaId}`;
-    let enforced = { cpu: false, memory: false };
-    if (this.#cgroup) enforced = await this.#cgroup.apply(groupName, pid, spec.resources).catch(() => enforced);
-    const startTime = await processStartTime(pid);
-    await writeFile(join(dir, PID_FILE), JSON.stringify({ pid, start_time: startTime })).catch(() => undefined);
-
+  /** Polite signal to the whole group, SIGKILL after graceMs; frees the port and the cgroup. Idempotent. */
+  #stopper(pid: number, exited: Promise<ExitInfo>, port: number, groupName: string): ReplicaHandle['stop'] {
     let stopping: Promise<void> | undefined;
-    const stop = (graceMs: number): Promise<void> => {
+    return (graceMs) => {
       stopping ??= (async () => {
         let done = false;
         void exited.then(() => (done = true));
@@ -200,13 +187,6 @@ export class ProcessRuntime implements ReplicaRuntime {
       })();
       return stopping;
     };
-    void exited.then(() => this.#ports.release(port));
-
-    if (spec.signal.aborted) {
-      await stop(0);
-      throw new ReplicaStartError('cancelled');
-    }
-    return { host: '127.0.0.1', port, pid, exited, enforced, stop };
   }
 
   async release(serviceName: string, replicaId: string): Promise<void> {
@@ -226,6 +206,81 @@ export class ProcessRuntime implements ReplicaRuntime {
     for (const entry of entries) await killRecorded(join(dir, entry));
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+interface ReplicaDirs {
+  root: string;
+  /** What /home/work maps to: the process's cwd and HOME. */
+  home: string;
+  /** The model_path overlay. */
+  model: string;
+  tmp: string;
+}
+
+/** Each attempt starts from a clean directory: pre-start actions run again from scratch. */
+async function prepareReplicaDirs(root: string, modelFolder: string): Promise<ReplicaDirs> {
+  const dirs = { root, home: join(root, 'home'), model: join(root, 'model'), tmp: join(root, 'tmp') };
+  await rm(root, { recursive: true, force: true });
+  await mkdir(dirs.home, { recursive: true });
+  await mkdir(dirs.tmp, { recursive: true });
+  try {
+    await createOverlay(modelFolder, dirs.model);
+  } catch (err) {
+    throw new ReplicaStartError(`cannot map model folder ${modelFolder}: ${(err as Error).message}`);
+  }
+  return dirs;
+}
+
+async function runActions(spec: ReplicaSpec, mapper: ArgumentMapper, dirs: ReplicaDirs, env: Record<string, string>): Promise<void> {
+  try {
+    await runPreStartActions(spec.model.service.pre_start_actions, {
+      mapper,
+      cwd: dirs.home,
+      tmpDir: dirs.tmp,
+      overlayDir: dirs.model,
+      env,
+      log: spec.log,
+      signal: spec.signal,
+    });
+  } catch (err) {
+    throw new ReplicaStartError((err as Error).message);
+  }
+  if (spec.signal.aborted) throw new ReplicaStartError('cancelled');
+}
+
+/** The service's start command with the definition's port replaced and container paths mapped. */
+function startArgv(spec: ReplicaSpec, mapper: ArgumentMapper, port: number): string[] {
+  const service = spec.model.service;
+  return Array.isArray(service.start_command)
+    ? service.start_command.map((arg) => mapper.map(replacePort(arg, service.port, port)))
+    : [service.shell, '-c', mapper.map(replacePort(service.start_command, service.port, port))];
+}
+
+/** Forwards the output line by line; resolves on exit, after killing what the leader left in its group. */
+function watchExit(child: ChildProcess, pid: number, log: (line: string) => void): Promise<ExitInfo> {
+  const out = lineSplitter(log);
+  const err = lineSplitter(log);
+  child.stdout!.on('data', (chunk: Buffer) => out.write(chunk));
+  child.stderr!.on('data', (chunk: Buffer) => err.write(chunk));
+  child.stdout!.on('error', () => undefined);
+  child.stderr!.on('error', () => undefined);
+  return new Promise<ExitInfo>((resolve) => {
+    child.once('exit', (code, signal) => {
+      out.end();
+      err.end();
+      // Whatever the leader left behind in its group (a shell's children) dies with it,
+      // or an orphan would keep the replica's port.
+      killGroup(pid, 'SIGKILL');
+      log(`[controller] process ${pid} exited with ${describeExit({ code, signal })}`);
+      resolve({ code, signal });
+    });
+  });
+}
+
+/** pid and start time, so a later gateway can kill a replica this one left behind (killRecorded). */
+async function recordPid(replicaDir: string, pid: number): Promise<void> {
+  const startTime = await processStartTime(pid);
+  await writeFile(join(replicaDir, PID_FILE), JSON.stringify({ pid, start_time: startTime })).catch(() => undefined);
 }
 
 /**
