@@ -2,29 +2,17 @@
 import cluster from 'node:cluster';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { serve, type ServerType } from '@hono/node-server';
-import { AggregatorRegistry } from 'prom-client';
-import { createAuth } from './auth/create-auth.js';
-import { CidrList } from './auth/cidr.js';
+import { workerCount, onWorkerDrain, reportWorkerReady, waitForWorkerInit } from './cluster/workers.js';
+import { startGateway, type RunningGateway } from './compose.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
-import { createAdminApp } from './admin/app.js';
-import type { AdminMount } from './admin/mount.js';
-import { endpointsRoutes } from './admin/endpoints-routes.js';
-import { servicesRoutes } from './admin/services-routes.js';
-import { tokensRoutes } from './admin/tokens-routes.js';
-import { ServiceController } from './controller/service-controller.js';
 import { createAccessLogger, createLogger, type Logger } from './obs/logger.js';
-import { Metrics } from './obs/metrics.js';
-import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
-import { GatewayServer } from './proxy/gateway-server.js';
 import { createStore } from './store/create-store.js';
 import { IpcStore } from './store/ipc-store.js';
-import { resolveSecrets, type ResolvedSecrets } from './store/secrets.js';
-import type { Store } from './store/store.js';
 
 /**
- * Composition root: settings → store → auth → data plane + admin API, and the drain on
- * SIGTERM/SIGINT. The only module that knows every other one.
+ * The process entry: the CLI, or a gateway process in its role (single, cluster primary or
+ * worker; compose.ts starts it), and what ends the process: SIGTERM/SIGINT drain and exit 0, an
+ * uncaught exception drains and exits 1.
  */
 
 interface CliArgs {
@@ -59,180 +47,13 @@ function parseServerArgs(argv: string[]): CliArgs {
   return args;
 }
 
-export interface RunningGateway {
-  settings: Settings;
-  store: Store;
-  /** This process's data plane; null in a cluster primary (its workers serve). */
-  gateway: GatewayServer | null;
-  adminToken: string;
-  gatewayPort: number;
-  adminPort: number;
-  shutdown(signal?: string): Promise<void>;
-}
-
-/** How this process takes part (WORKERS): everything, a cluster primary, or a data-plane worker. */
-export interface StartOptions {
-  role?: 'single' | 'primary' | 'worker';
-  /** Worker: the store client (IpcStore, or its own RedisStore). */
-  store?: Store;
-  /** Worker: the secrets resolved by the primary. */
-  secrets?: ResolvedSecrets;
-  /** Primary: number of data-plane workers to fork. */
-  workers?: number;
-  /** Where access-log lines go; default: `logger`. */
-  accessLogger?: Logger;
-}
-
-/** Starts every component; used by the CLI entry and by tests that run a gateway in-process. */
-export async function startGateway(settings: Settings, logger: Logger, opts: StartOptions = {}): Promise<RunningGateway> {
-  const role = opts.role ?? 'single';
-  const metrics = new Metrics();
-  const secrets = opts.secrets ?? (await resolveSecrets(settings, logger));
-  const store = opts.store ?? createStore(settings, logger);
-  await store.start();
-  metrics.storeUp.set(store.health().up ? 1 : 0);
-  // The store logs each up/down transition itself (once per transition, never per request).
-  store.onHealthChange((h) => metrics.storeUp.set(h.up ? 1 : 0));
-
-  const auth = await createAuth({ settings, tokenSecret: secrets.tokenSecret, store, logger, metrics });
-  await auth.checker.start();
-
-  let gateway: GatewayServer | null = null;
-  let pool: WorkerPool | null = null;
-  let gatewayAddress: { port: number };
-  if (role === 'primary') {
-    // The workers serve the data plane on the shared port; the embedded store is served to them over IPC.
-    pool = new WorkerPool({ count: opts.workers ?? 2, tokenSecret: secrets.tokenSecret, store: store.kind === 'memory' ? store : null, logger });
-    gatewayAddress = { port: await pool.start() };
-  } else {
-    const trusted = settings.TRUSTED_PROXIES.length > 0 ? CidrList.compile(settings.TRUSTED_PROXIES) : null;
-    // OpenTelemetry is loaded only when a collector is configured: zero cost otherwise.
-    const tracer = settings.OTEL_EXPORTER_OTLP_ENDPOINT
-      ? (await import('./obs/otel.js')).createOtelTracer({ endpoint: settings.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: settings.OTEL_SERVICE_NAME })
-      : undefined;
-    gateway = new GatewayServer({
-      settings,
-      store,
-      access: auth.checker,
-      metrics,
-      logger,
-      accessLogger: opts.accessLogger,
-      isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
-      tracer,
-    });
-    gateway.start();
-    gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
-  }
-  if (role === 'worker') serveMetricsToPrimary(metrics.registry);
-  if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
-
-  const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
-  const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
-  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
-  const mounts: AdminMount[] = [
-    endpointsRoutes({
-      store,
-      endpointUrl,
-      checkCidrs: auth.checkCidrs,
-      // Deleting a service's endpoint also stops the service's processes.
-      onDeleted: controller ? async (name) => void (await controller.terminate(name)) : undefined,
-    }),
-    tokensRoutes({ store, issuer: auth.issuer, maxLifetimeSeconds: auth.maxLifetimeSeconds, revocations: auth.revocations, clock: auth.clock }),
-  ];
-  if (controller) mounts.push(servicesRoutes(controller));
-  const adminApp = createAdminApp(
-    {
-      adminToken: secrets.adminToken,
-      bodyLimitBytes: settings.ADMIN_BODY_LIMIT_BYTES,
-      logger,
-      metrics,
-      metricsText: pool
-        ? async () => {
-            // Counters and histograms are summed across the primary and every worker.
-            const parts = [await metrics.registry.getMetricsAsJSON(), ...(await pool!.collectMetrics())];
-            return AggregatorRegistry.aggregate(parts).metrics();
-          }
-        : undefined,
-      health: () => ({ store: store.kind, store_up: store.health().up }),
-    },
-    mounts,
-  );
-  const adminServer = await new Promise<ServerType>((resolve, reject) => {
-    const server = serve({ fetch: adminApp.fetch, port: settings.ADMIN_PORT, hostname: settings.ADMIN_HOST }, () => resolve(server));
-    server.once('error', reject);
-  });
-  const adminAddress = adminServer.address();
-  if (controller) {
-    // Restoring services starts processes; the gateway already serves while they come up.
-    controller.start().catch((err) => logger.error({ err }, 'model-service controller failed to restore services'));
-  }
-  const adminPort = typeof adminAddress === 'object' && adminAddress ? adminAddress.port : settings.ADMIN_PORT;
-
-  if (secrets.generated.adminToken) {
-    // Printed once, on stdout (not through the logger, which redacts it), so the operator can copy it.
-    process.stdout.write(
-      `\nmodelgate: generated ADMIN_TOKEN (saved ${settings.ephemeral ? 'nowhere: --ephemeral' : `in ${settings.DATA_DIR}/admin-token`}):\n  ${secrets.adminToken}\n\n`,
-    );
-  }
-  logger.info(
-    {
-      gateway: `http://${settings.GATEWAY_HOST}:${gatewayAddress.port}`,
-      admin: `http://${settings.ADMIN_HOST}:${adminPort}`,
-      store: store.kind,
-      data_dir: store.kind === 'memory' ? (settings.ephemeral ? null : settings.DATA_DIR) : undefined,
-      apps_domain: settings.APPS_DOMAIN,
-    },
-    store.kind === 'memory' && settings.ephemeral ? 'modelgate started (ephemeral: state is kept in memory only and lost on exit)' : 'modelgate started',
-  );
-
-  let stopping: Promise<void> | null = null;
-  const shutdown = (signal?: string) => {
-    stopping ??= (async () => {
-      logger.info({ signal, in_flight: gateway?.inFlight, workers: pool?.size, grace_ms: settings.DRAIN_GRACE_MS }, 'draining');
-      const adminClosed = new Promise<void>((resolve) => adminServer.close(() => resolve()));
-      await (gateway ? gateway.drain(settings.DRAIN_GRACE_MS) : pool!.drain(settings.DRAIN_GRACE_MS));
-      await controller?.stop();
-      auth.checker.stop();
-      (adminServer as { closeAllConnections?: () => void }).closeAllConnections?.();
-      await adminClosed;
-      await store.close();
-      logger.info('stopped');
-    })();
-    return stopping;
-  };
-
-  return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort: gatewayAddress.port, adminPort, shutdown };
-}
-
-/** A cluster worker's RunningGateway: the data plane alone (no admin API, no controller). */
-function dataPlaneOnly(
-  settings: Settings,
-  logger: Logger,
-  store: Store,
-  secrets: ResolvedSecrets,
-  gateway: GatewayServer,
-  gatewayPort: number,
-  stopAuth: () => void,
-): RunningGateway {
-  let stopping: Promise<void> | null = null;
-  const shutdown = (signal?: string) => {
-    stopping ??= (async () => {
-      logger.info({ signal, in_flight: gateway.inFlight, grace_ms: settings.DRAIN_GRACE_MS }, 'worker draining');
-      await gateway.drain(settings.DRAIN_GRACE_MS);
-      stopAuth();
-      await store.close();
-    })();
-    return stopping;
-  };
-  return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort, adminPort: 0, shutdown };
-}
-
-/** Drains, then exits 0 (1 if the drain itself failed). */
-function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: string): void {
+/** Drains, then exits (code 1 if the drain itself failed). */
+function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: string, code = 0): void {
+  if (code !== 0) process.exitCode = code;
   void running.shutdown(reason).then(
     () => {
       logger.flush?.();
-      process.exit(0);
+      process.exit();
     },
     (err) => {
       logger.error({ err }, 'error while draining');
@@ -241,8 +62,26 @@ function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: stri
   );
 }
 
+/**
+ * A throw nobody caught leaves state we cannot trust: stop taking requests, let the ones in
+ * flight finish (DRAIN_GRACE_MS), exit 1 so a supervisor restarts us. If even the drain hangs,
+ * exit anyway.
+ */
+function exitOnUncaught(settings: Settings, logger: Logger, current: () => RunningGateway | null): void {
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception: draining, then exiting with code 1');
+    const running = current();
+    if (running === null) {
+      logger.flush?.();
+      process.exit(1);
+    }
+    setTimeout(() => process.exit(1), settings.DRAIN_GRACE_MS + 10_000).unref();
+    exitAfterShutdown(running, logger, 'uncaughtException', 1);
+  });
+}
+
 /** A cluster worker: secrets from the primary, the store over IPC (or its own Redis connections). */
-async function runWorker(settings: Settings, logger: Logger, accessLogger: Logger): Promise<void> {
+async function runWorker(settings: Settings, logger: Logger, accessLogger: Logger): Promise<RunningGateway> {
   const init = await waitForWorkerInit();
   const store = settings.REDIS_URL ? createStore(settings, logger) : new IpcStore({ channel: process });
   const running = await startGateway(settings, logger, {
@@ -253,41 +92,11 @@ async function runWorker(settings: Settings, logger: Logger, accessLogger: Logge
   });
   onWorkerDrain((reason) => exitAfterShutdown(running, logger, reason));
   reportWorkerReady(running.gatewayPort);
+  return running;
 }
 
-async function main(argv: string[]): Promise<void> {
-  const first = argv[0];
-  if (first !== undefined && !first.startsWith('-')) {
-    const { runCli } = await import('./cli/run.js');
-    process.exitCode = await runCli(argv);
-    return;
-  }
-  let settings: Settings;
-  let args: CliArgs;
-  try {
-    args = parseServerArgs(argv);
-    if (args.help) {
-      const { commandSummary } = await import('./cli/run.js');
-      process.stdout.write(`${USAGE}\n${commandSummary()}`);
-      return;
-    }
-    settings = loadSettings({ configFile: args.configFile, ephemeral: args.ephemeral });
-  } catch (err) {
-    if (err instanceof SettingsError) {
-      process.stderr.write(`modelgate: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-  const logger = createLogger(settings.LOG_LEVEL);
-  const accessLogger = createAccessLogger(settings.LOG_LEVEL);
-  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (kept running)'));
-  process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (kept running)'));
-
-  if (cluster.isWorker) {
-    await runWorker(settings, logger, accessLogger);
-    return;
-  }
+/** A single process, or a cluster primary with WORKERS > 1. */
+async function runServer(settings: Settings, logger: Logger, accessLogger: Logger): Promise<RunningGateway> {
   const workers = workerCount(settings.WORKERS);
   let running: RunningGateway;
   try {
@@ -298,9 +107,43 @@ async function main(argv: string[]): Promise<void> {
     logger.flush?.();
     process.exit(1);
   }
-  const onSignal = (signal: string) => exitAfterShutdown(running, logger, signal);
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.once('SIGTERM', () => exitAfterShutdown(running, logger, 'SIGTERM'));
+  process.once('SIGINT', () => exitAfterShutdown(running, logger, 'SIGINT'));
+  return running;
+}
+
+/** Settings from the command line and the environment; a bad one ends the process with code 2. */
+async function readSettings(argv: string[]): Promise<Settings | null> {
+  try {
+    const args = parseServerArgs(argv);
+    if (args.help) {
+      const { commandSummary } = await import('./cli/run.js');
+      process.stdout.write(`${USAGE}\n${commandSummary()}`);
+      return null;
+    }
+    return loadSettings({ configFile: args.configFile, ephemeral: args.ephemeral });
+  } catch (err) {
+    if (!(err instanceof SettingsError)) throw err;
+    process.stderr.write(`modelgate: ${err.message}\n`);
+    process.exit(2);
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const first = argv[0];
+  if (first !== undefined && !first.startsWith('-')) {
+    const { runCli } = await import('./cli/run.js');
+    process.exitCode = await runCli(argv);
+    return;
+  }
+  const settings = await readSettings(argv);
+  if (settings === null) return;
+  const logger = createLogger(settings.LOG_LEVEL);
+  const accessLogger = createAccessLogger(settings.LOG_LEVEL);
+  let running: RunningGateway | null = null;
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (kept running)'));
+  exitOnUncaught(settings, logger, () => running);
+  running = cluster.isWorker ? await runWorker(settings, logger, accessLogger) : await runServer(settings, logger, accessLogger);
 }
 
 function isEntryPoint(): boolean {
