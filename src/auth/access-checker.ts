@@ -159,7 +159,7 @@ export class TokenAccessChecker implements AccessChecker {
     const cached = this.#cache.get(token);
     if (cached !== undefined) {
       this.#hit.inc();
-      this.#admit(cached, endpoint, policy, request);
+      this.#admit(cached, endpoint, policy);
       return undefined;
     }
     const failed = this.#cache.getFailure(token);
@@ -169,17 +169,17 @@ export class TokenAccessChecker implements AccessChecker {
     }
     this.#miss.inc();
     if (!isWellFormedToken(token)) throw this.#refuse(policy, 'invalid');
-    return this.#verifyThenAdmit(token, endpoint, policy, request);
+    return this.#verifyThenAdmit(token, endpoint, policy);
   }
 
-  async #verifyThenAdmit(token: string, endpoint: RouteTable, policy: EndpointPolicy, request: AccessRequest): Promise<void> {
+  async #verifyThenAdmit(token: string, endpoint: RouteTable, policy: EndpointPolicy): Promise<void> {
     let entry: CachedToken;
     try {
       entry = await this.#verifyShared(token, endpoint);
     } catch (err) {
       throw this.#refuse(policy, REFUSAL_BY_FAILURE[(err as TokenRejected).code]);
     }
-    this.#admit(entry, endpoint, policy, request);
+    this.#admit(entry, endpoint, policy);
   }
 
   /** One verification per distinct token in flight: a burst of the same token costs one. */
@@ -217,12 +217,11 @@ export class TokenAccessChecker implements AccessChecker {
   }
 
   /** Claim checks done on every request, cached or not. */
-  #admit(entry: CachedToken, endpoint: RouteTable, policy: EndpointPolicy, request: AccessRequest): void {
+  #admit(entry: CachedToken, endpoint: RouteTable, policy: EndpointPolicy): void {
     if (this.#clock.now() > entry.expiredAfterMs) throw this.#refuse(policy, 'expired');
     if (entry.jti !== undefined && this.#revocations.has(entry.jti)) throw this.#refuse(policy, 'revoked');
     const aud = entry.aud;
     if (aud !== endpoint.id && (typeof aud === 'string' || !aud.includes(endpoint.id))) throw this.#refuse(policy, 'forbidden');
-    request.subject = entry.sub;
   }
 
   #refuse(policy: EndpointPolicy, refusal: Refusal): GatewayError {

@@ -32,18 +32,21 @@ type DurationHistogram = ReturnType<Histogram<'endpoint' | 'status_class'>['labe
 class LabelChildren {
   readonly #requests: RequestCounter[] = [];
   readonly #durations: DurationHistogram[] = [];
-  constructor(
-    private readonly label: string,
-    private readonly metrics: Metrics,
-  ) {}
+  readonly #label: string;
+  readonly #metrics: Metrics;
+
+  constructor(label: string, metrics: Metrics) {
+    this.#label = label;
+    this.#metrics = metrics;
+  }
 
   record(status: number, seconds: number): void {
     const i = Math.min(5, (status / 100) | 0);
     let counter = this.#requests[i];
     if (counter === undefined) {
-      counter = this.metrics.requests.labels(this.label, STATUS_CLASSES[i]);
+      counter = this.#metrics.requests.labels(this.#label, STATUS_CLASSES[i]);
       this.#requests[i] = counter;
-      this.#durations[i] = this.metrics.requestDuration.labels(this.label, STATUS_CLASSES[i]);
+      this.#durations[i] = this.#metrics.requestDuration.labels(this.#label, STATUS_CLASSES[i]);
     }
     counter.inc();
     this.#durations[i].observe(seconds);
@@ -53,13 +56,16 @@ class LabelChildren {
 /** One LabelChildren per distinct endpoint label (bounded by the labeler's cap). */
 export class EndpointMetricsRegistry {
   readonly #byLabel = new Map<string, LabelChildren>();
-  constructor(
-    readonly metrics: Metrics,
-    private readonly labeler: EndpointLabeler,
-  ) {}
+  readonly metrics: Metrics;
+  readonly #labeler: EndpointLabeler;
+
+  constructor(metrics: Metrics, labeler: EndpointLabeler) {
+    this.metrics = metrics;
+    this.#labeler = labeler;
+  }
 
   forEndpoint(name: string): { label: string; children: LabelChildren } {
-    const label = this.labeler.label(name);
+    const label = this.#labeler.label(name);
     let children = this.#byLabel.get(label);
     if (children === undefined) {
       children = new LabelChildren(label, this.metrics);
@@ -139,19 +145,18 @@ export class EndpointRuntime {
 
 /** Builds runtimes from tables, carrying route state and pools over from the previous version. */
 export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime> {
-  private readonly registry: EndpointMetricsRegistry;
+  readonly #registry: EndpointMetricsRegistry;
+  readonly #pools: PoolRegistry;
+  readonly #defaults: RuntimeDefaults;
 
-  constructor(
-    private readonly pools: PoolRegistry,
-    private readonly defaults: RuntimeDefaults,
-    metrics: Metrics,
-    labeler: EndpointLabeler,
-  ) {
-    this.registry = new EndpointMetricsRegistry(metrics, labeler);
+  constructor(pools: PoolRegistry, defaults: RuntimeDefaults, metrics: Metrics, labeler: EndpointLabeler) {
+    this.#pools = pools;
+    this.#defaults = defaults;
+    this.#registry = new EndpointMetricsRegistry(metrics, labeler);
   }
 
   compile(table: RouteTable, previous: EndpointRuntime | undefined): EndpointRuntime {
-    const connectMs = table.timeouts?.connect_ms ?? this.defaults.connectTimeoutMs;
+    const connectMs = table.timeouts?.connect_ms ?? this.#defaults.connectTimeoutMs;
     const previousByKey = previous ? indexByKey(previous.routes) : null;
     const routes: RouteState[] = [];
     const candidates: RouteState[] = [];
@@ -163,26 +168,26 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
         state.weight = route.weight;
         state.status = route.status;
       } else {
-        state = new RouteState(route, (origin) => this.pools.acquire(origin, connectMs), key);
+        state = new RouteState(route, (origin) => this.#pools.acquire(origin, connectMs), key);
       }
       routes.push(state);
       if (route.status === 'healthy' && route.weight > 0) candidates.push(state);
     }
     // Routes the new table dropped: their pool reference goes (in-flight requests finish).
-    if (previousByKey) for (const state of previousByKey.values()) this.pools.release(state.pool);
+    if (previousByKey) for (const state of previousByKey.values()) this.#pools.release(state.pool);
     const sameEndpoint = previous && previous.id === table.id;
-    const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.registry);
+    const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.#registry);
     // Bounded like every endpoint label (METRICS_ENDPOINT_LABEL_CAP): one series per endpoint
     // for a million endpoints would cost memory on every instance and flood /metrics.
-    if (shared.label !== 'other') this.registry.metrics.routeTableVersion.labels(shared.label).set(table.version);
+    if (shared.label !== 'other') this.#registry.metrics.routeTableVersion.labels(shared.label).set(table.version);
     // The snapshot keeps what the data plane reads; the route list lives on in `routes`.
     const { routes: _routes, created_at: _created, ...kept } = table;
     const slim: RouteTable = { ...kept, routes: NO_ROUTES };
-    return new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.defaults);
+    return new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.#defaults);
   }
 
   dispose(runtime: EndpointRuntime): void {
-    for (const state of runtime.routes) this.pools.release(state.pool);
+    for (const state of runtime.routes) this.#pools.release(state.pool);
   }
 
   tableOf(runtime: EndpointRuntime): RouteTable {

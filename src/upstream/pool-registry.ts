@@ -18,19 +18,23 @@ interface Entry {
  */
 export class PoolRegistry {
   readonly #entries = new Map<string, Entry>();
-  constructor(private readonly defaults: PoolOptions) {}
+  readonly #defaults: PoolOptions;
 
-  acquire(origin: string, connectTimeoutMs = this.defaults.connectTimeoutMs): Pool {
-    const key = connectTimeoutMs === this.defaults.connectTimeoutMs ? origin : `${origin}|${connectTimeoutMs}`;
+  constructor(defaults: PoolOptions) {
+    this.#defaults = defaults;
+  }
+
+  acquire(origin: string, connectTimeoutMs = this.#defaults.connectTimeoutMs): Pool {
+    const key = connectTimeoutMs === this.#defaults.connectTimeoutMs ? origin : `${origin}|${connectTimeoutMs}`;
     let entry = this.#entries.get(key);
     if (!entry) {
       const pool = new Pool(origin, {
-        connections: this.defaults.connections,
+        connections: this.#defaults.connections,
         pipelining: 1,
         keepAliveTimeout: 4_000,
         keepAliveMaxTimeout: 60_000,
-        headersTimeout: this.defaults.headersTimeoutMs,
-        bodyTimeout: this.defaults.bodyTimeoutMs,
+        headersTimeout: this.#defaults.headersTimeoutMs,
+        bodyTimeout: this.#defaults.bodyTimeoutMs,
         connect: { timeout: connectTimeoutMs },
         // The gateway enforces the client-side limits; the upstream may send large headers.
         maxHeaderSize: 64 * 1024,
