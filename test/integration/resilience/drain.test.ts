@@ -2,8 +2,9 @@ import { connect, type Socket } from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway } from '../../support/gateway.js';
-import { sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { call } from './support.js';
+import { sleep } from '../../support/eventually.js';
 
 /**
  * Graceful drain on SIGTERM/SIGINT, with the gateway as a real child process: /readyz turns 503 at
