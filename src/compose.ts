@@ -3,6 +3,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { createAdminApp } from './admin/app.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
 import type { AdminMount } from './admin/mount.js';
+import { OwnAddresses } from './admin/own-addresses.js';
 import { servicesRoutes } from './admin/services-routes.js';
 import { tokensRoutes } from './admin/tokens-routes.js';
 import { CidrList } from './auth/cidr.js';
@@ -158,6 +159,9 @@ interface AdminPart {
 /** Role admin: the admin API and the model-service controller. */
 async function startAdmin(core: Core, dataPlane: DataPlane): Promise<AdminPart> {
   const { settings, logger, store, auth } = core;
+  // Routes back to these listeners are refused (a proxy loop); the admin port is added once bound.
+  const ownAddresses = new OwnAddresses(settings.APPS_DOMAIN);
+  ownAddresses.add(settings.GATEWAY_HOST, dataPlane.port);
   const portSuffix = dataPlane.port === 80 ? '' : `:${dataPlane.port}`;
   const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
   const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
@@ -166,6 +170,7 @@ async function startAdmin(core: Core, dataPlane: DataPlane): Promise<AdminPart> 
       store,
       endpointUrl,
       checkCidrs: auth.checkCidrs,
+      ownAddress: (url) => ownAddresses.matches(url),
       // Deleting a service's endpoint also stops the service's processes.
       onDeleted: controller ? async (name) => void (await controller.terminate(name)) : undefined,
     }),
@@ -192,10 +197,12 @@ async function startAdmin(core: Core, dataPlane: DataPlane): Promise<AdminPart> 
     controller.start().catch((err) => logger.error({ err }, 'model-service controller failed to restore services'));
   }
   const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : settings.ADMIN_PORT;
+  ownAddresses.add(settings.ADMIN_HOST, port);
   let closed: Promise<void> | null = null;
   const stopAccepting = () => void (closed ??= new Promise<void>((resolve) => server.close(() => resolve())));
   return {
-    port: typeof address === 'object' && address ? address.port : settings.ADMIN_PORT,
+    port,
     controller,
     stopAccepting,
     async close() {

@@ -62,6 +62,8 @@ export interface EndpointsRoutesDeps {
   endpointUrl: (name: string) => string;
   /** Validates CIDR strings; returns the index and message of the first bad one. */
   checkCidrs?: (cidrs: string[]) => { index: number; message: string } | null;
+  /** Why a route URL reaches this gateway's own listeners (refused: a proxy loop), or null. */
+  ownAddress?: (url: string) => string | null;
   /** Called after an endpoint is deleted (controller stops its service, tokens forgotten). */
   onDeleted?: (name: string, table: RouteTable) => Promise<void>;
 }
@@ -78,6 +80,17 @@ export function endpointsRoutes(deps: EndpointsRoutesDeps): AdminMount {
     const bad = deps.checkCidrs(cidrs);
     if (bad) throw new GatewayError('ADM_INVALID', { details: [{ field: `allowed_cidrs.${bad.index}`, message: bad.message }] });
   };
+
+  const checkRouteUrls = (routes: { url: string }[] | undefined, field: (i: number) => string) => {
+    if (!routes || !deps.ownAddress) return;
+    const details = [];
+    for (let i = 0; i < routes.length; i++) {
+      const problem = deps.ownAddress(routes[i].url);
+      if (problem !== null) details.push({ field: field(i), message: problem });
+    }
+    if (details.length > 0) throw new GatewayError('ADM_INVALID', { details });
+  };
+  const routeField = (i: number) => `routes.${i}.url`;
 
   return (app) => {
     app.get('/v1/endpoints', async (c) => {
@@ -100,6 +113,7 @@ export function endpointsRoutes(deps: EndpointsRoutesDeps): AdminMount {
       const name = parseParam(endpointNameSchema, 'name', c.req.param('name'));
       const body = await parseJsonBody(c, endpointBodySchema, { optional: true });
       checkCidrs(body.allowed_cidrs);
+      checkRouteUrls(body.routes, routeField);
       const { expected_version: expectedVersion, ...input } = body;
       if (expectedVersion !== undefined) {
         const table = await patchEndpoint(deps.store, name, { ...input, public: input.public ?? false, routes: input.routes ?? [] }, expectedVersion);
@@ -113,6 +127,7 @@ export function endpointsRoutes(deps: EndpointsRoutesDeps): AdminMount {
       const name = parseParam(endpointNameSchema, 'name', c.req.param('name'));
       const body = await parseJsonBody(c, endpointBodySchema);
       checkCidrs(body.allowed_cidrs);
+      checkRouteUrls(body.routes, routeField);
       const { expected_version: expectedVersion, ...input } = body;
       return c.json(view(await patchEndpoint(deps.store, name, input, expectedVersion)));
     });
@@ -129,6 +144,7 @@ export function endpointsRoutes(deps: EndpointsRoutesDeps): AdminMount {
     app.put('/v1/endpoints/:name/routes', async (c) => {
       const name = parseParam(endpointNameSchema, 'name', c.req.param('name'));
       const body = await parseJsonBody(c, routesBodySchema);
+      checkRouteUrls(body.routes, routeField);
       return c.json(view(await setRoutes(deps.store, name, body.routes, body.expected_version)));
     });
 
@@ -136,6 +152,7 @@ export function endpointsRoutes(deps: EndpointsRoutesDeps): AdminMount {
       const name = parseParam(endpointNameSchema, 'name', c.req.param('name'));
       const routeId = parseParam(routeIdSchema, 'route_id', c.req.param('routeId'));
       const { expected_version: expectedVersion, ...change } = await parseJsonBody(c, routePatchSchema);
+      if (change.url !== undefined) checkRouteUrls([{ url: change.url }], () => 'url');
       return c.json(view(await patchRoute(deps.store, name, routeId, change, expectedVersion)));
     });
   };

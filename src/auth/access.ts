@@ -11,7 +11,7 @@ export interface AccessRequest {
   remoteAddress: string;
   /** Raw X-Forwarded-For header, trusted only when the peer is a configured proxy. */
   xForwardedFor: string | undefined;
-  /** OPTIONS with Access-Control-Request-Method: passes without a token. */
+  /** A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method, no body): passes without a token. */
   isPreflight: boolean;
   /** `token` query parameter, only offered for WebSocket upgrades. */
   queryToken?: string;

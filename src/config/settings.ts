@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseRedisUrl } from './redis-url.js';
 
 /**
  * Static settings: read once at start-up from an optional YAML file (`--config`), overridden by
@@ -38,9 +39,18 @@ export const settingsSchema = z.object({
     (v) => (v === '' ? undefined : v),
     z
       .string()
-      .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL')
+      .superRefine((v, ctx) => {
+        try {
+          parseRedisUrl(v);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        }
+      })
       .optional(),
   ),
+  /** Replicas that must confirm an admin write before it is acknowledged; unset = 1 with Sentinel, else 0. */
+  REDIS_WAIT_REPLICAS: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(16).optional()),
+  REDIS_WAIT_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
   /** Empty string (or --ephemeral) = memory only. */
   DATA_DIR: z.string().default('./data'),
   REDIS_PREFIX: z.string().max(64).default('mg:'),
@@ -75,6 +85,8 @@ export const settingsSchema = z.object({
   REQUEST_BODY_TIMEOUT_MS: positiveMs.default(300_000),
   KEEP_ALIVE_TIMEOUT_MS: positiveMs.default(5_000),
   UPSTREAM_POOL_CONNECTIONS: z.coerce.number().int().min(1).default(128),
+  /** Requests that may wait for one route's pool past its busy connections; more → 503 GW_OVERLOADED. */
+  UPSTREAM_PENDING_MAX: nonNegativeInt.default(1024),
   /** Extra tries on other routes after a connect failure; the design allows at most 2 (each try skips the routes already tried). */
   RETRY_MAX: nonNegativeInt.max(2).default(2),
   EJECT_AFTER_FAILURES: z.coerce.number().int().min(1).default(3),

@@ -21,6 +21,9 @@ export const STATUS_BY_CODE = {
   // an oversized header block, and a bug inside the gateway.
   GW_METHOD_NOT_ALLOWED: 405,
   GW_HEADERS_TOO_LARGE: 431,
+  // A request that already passed through modelgate too many times (a route leading back to a
+  // gateway): RFC 8297's 508 Loop Detected.
+  GW_LOOP_DETECTED: 508,
   GW_INTERNAL: 500,
   ADM_UNAUTHORIZED: 401,
   ADM_NOT_FOUND: 404,
@@ -51,6 +54,7 @@ export const DEFAULT_MESSAGE: Record<GatewayErrorCode, string> = {
   GW_RATE_LIMITED: 'rate limit reached, retry later',
   GW_METHOD_NOT_ALLOWED: 'method is not proxied',
   GW_HEADERS_TOO_LARGE: 'request header block is over the limit',
+  GW_LOOP_DETECTED: 'request passed through this gateway too many times (a route leads back to it)',
   GW_INTERNAL: 'internal gateway error',
   ADM_UNAUTHORIZED: 'admin API needs Authorization: Bearer <ADMIN_TOKEN>',
   ADM_NOT_FOUND: 'not found',
@@ -80,6 +84,8 @@ export interface GatewayErrorOptions {
   /** RFC 6750 error attribute for the challenge (`invalid_token`). */
   challengeError?: string;
   challengeDescription?: string;
+  /** The client connection must close after this error: its framing can no longer be trusted. */
+  closeConnection?: boolean;
 }
 
 export class GatewayError extends Error {
@@ -91,6 +97,7 @@ export class GatewayError extends Error {
   readonly realm?: string;
   readonly challengeError?: string;
   readonly challengeDescription?: string;
+  readonly closeConnection: boolean;
 
   constructor(code: GatewayErrorCode, opts: GatewayErrorOptions = {}) {
     super(opts.message ?? DEFAULT_MESSAGE[code], opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -103,6 +110,7 @@ export class GatewayError extends Error {
     this.realm = opts.realm;
     this.challengeError = opts.challengeError;
     this.challengeDescription = opts.challengeDescription;
+    this.closeConnection = opts.closeConnection === true || code === 'GW_HEADERS_TOO_LARGE';
   }
 }
 

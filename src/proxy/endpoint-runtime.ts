@@ -12,7 +12,13 @@ export interface HeldRequest {
   wake(runtime: EndpointRuntime | null): void;
 }
 
-const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
+/** The one status-class table (metrics labels), indexed by `status / 100`. */
+const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
+/** `'2xx'` for 204; anything past 5xx counts as `'5xx'`. */
+export function statusClass(status: number): string {
+  return STATUS_CLASSES[Math.min(5, (status / 100) | 0)];
+}
 const NO_ROUTES: RouteTable['routes'] = Object.freeze([]) as unknown as RouteTable['routes'];
 
 function indexByKey(routes: RouteState[]): Map<string, RouteState> {

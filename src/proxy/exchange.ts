@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Socket } from 'node:net';
+import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { AccessRequest } from '../auth/access.js';
 import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
@@ -12,7 +13,18 @@ import { AddressKind } from './addressing.js';
 import { BodyLimiter } from './body-limiter.js';
 import type { EndpointRuntime, HeldRequest } from './endpoint-runtime.js';
 import type { ProxyContext } from './proxy-context.js';
-import { RequestHead, closesConnection, forwardedFor, readRequestHead, resolveTarget } from './request-head.js';
+import { RequestHead, VIA_ENTRY, forwardedFor, gatewayHops, keepPreflightHeaders, readRequestHead, resolveTarget } from './request-head.js';
+import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, Tunnel, type OpenTunnel, type TunnelOwner } from './tunnel.js';
+import { UpgradeRequest, extractQueryToken, websocketAccept } from './upgrade.js';
+
+/**
+ * A request that already passed this many modelgate instances is refused with 508: a route
+ * leads back to a gateway. Real chains (edge gateway → internal gateway) are far shorter.
+ */
+export const MAX_GATEWAY_HOPS = 5;
+
+/** What an upgrade's forward list must not carry: it has no body, and undici adds its own Upgrade. */
+const UPGRADE_DROPPED: ReadonlySet<string> = new Set(['content-length', 'te']);
 
 /** Placeholder until the head is read (a refused request may fail before that). */
 const EMPTY_HEAD = new RequestHead();
@@ -35,6 +47,25 @@ function onResponseDrain(this: TaggedResponse): void {
   this[kExchange]?.resumeUpstream();
 }
 
+/** An upgrade's socket has no node:http server state; these stand in for it until the tunnel. */
+type UpgradeSocket = Socket & { _httpMessage?: TaggedResponse | null };
+function onUpgradeSocketDrain(this: UpgradeSocket): void {
+  this._httpMessage?.emit('drain');
+}
+function onUpgradeEarlyData(this: UpgradeSocket): void {
+  this._httpMessage?.[kExchange]?.clientSentEarly();
+}
+function onUpgradeSocketEnd(this: UpgradeSocket): void {
+  this.destroy();
+}
+function onUpgradeSocketError(this: UpgradeSocket): void {
+  this.destroy();
+}
+function onUpgradeResponseFinish(this: TaggedResponse): void {
+  // An upgrade answered with an ordinary response never continues as HTTP: its connection closes.
+  (this.socket as Socket | null)?.destroySoon();
+}
+
 const CLIENT_GONE = 499;
 
 /**
@@ -42,7 +73,7 @@ const CLIENT_GONE = 499;
  * undici dispatch handler (legacy callback API, which undici calls without an adapter), so a
  * request costs one object plus undici's own.
  */
-export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
+export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, TunnelOwner, OpenTunnel {
   readonly #ctx: ProxyContext;
   readonly #req: IncomingMessage;
   readonly #res: TaggedResponse;
@@ -73,15 +104,40 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
   #status = 0;
   #errCode: string | undefined;
   #span: RequestSpan = NOOP_SPAN;
+  #closeReason: string | undefined;
   /** Close the client connection after the error response (ambiguous framing, bad Host, ...). */
   #closeConnection = false;
+  /** Set for a WebSocket upgrade: the same life cycle, ending in a tunnel instead of a response body. */
+  readonly #upgrade: UpgradeRequest | null;
+  #queryToken: string | undefined;
+  /** Kept for an upgrade: its tunnel is re-checked against the credentials it was admitted with. */
+  #access: AccessRequest | null = null;
+  #tunnel: Tunnel | null = null;
 
-  constructor(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse) {
+  constructor(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, upgrade: UpgradeRequest | null = null) {
     this.#ctx = ctx;
     this.#req = req;
     this.#res = res as TaggedResponse;
     this.#startMs = performance.now();
     this.#method = req.method ?? 'GET';
+    this.#upgrade = upgrade;
+  }
+
+  /**
+   * Entry point for a WebSocket upgrade (node:http's 'upgrade' event). The socket gets a
+   * ServerResponse of its own, so refusals and a non-101 answer are written exactly like any
+   * response; only a checked 101 turns the connection into a tunnel.
+   */
+  static upgrade(ctx: ProxyContext, req: IncomingMessage, socket: Socket, early: Buffer, res: ServerResponse): Exchange {
+    const s = socket as UpgradeSocket;
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket);
+    res.on('finish', onUpgradeResponseFinish);
+    s.on('drain', onUpgradeSocketDrain);
+    s.on('data', onUpgradeEarlyData);
+    s.on('end', onUpgradeSocketEnd);
+    s.on('error', onUpgradeSocketError);
+    return new Exchange(ctx, req, res, new UpgradeRequest(socket, early));
   }
 
   /** Entry point from the server's request handler. Never throws. */
@@ -96,7 +152,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
       try {
         this.#head = readRequestHead(this.#req, this.#ctx.maxHeaderCount);
       } catch (err) {
-        this.#closeConnection = closesConnection(err);
+        this.#closeConnection = isGatewayError(err) && err.closeConnection;
         throw err;
       }
       const head = this.#head;
@@ -105,10 +161,14 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
       if (this.#method === 'CONNECT' || this.#method === 'TRACE') {
         throw new GatewayError('GW_METHOD_NOT_ALLOWED', { message: `${this.#method} is not proxied` });
       }
+      if (head.via !== undefined && gatewayHops(head.via) >= MAX_GATEWAY_HOPS) {
+        throw new GatewayError('GW_LOOP_DETECTED', { detail: head.via });
+      }
       const address = resolveTarget(this.#ctx.addresser, head, this.#req.url ?? '/');
       switch (address.kind) {
         case AddressKind.Endpoint:
           this.#path = address.path;
+          if (this.#upgrade !== null) this.#checkUpgrade();
           break;
         case AddressKind.Healthz:
           this.#ctx.respondHealthz(res);
@@ -139,6 +199,25 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     }
   }
 
+  /** What makes an upgrade a WebSocket handshake the gateway can vouch for (RFC 6455 §4.1). */
+  #checkUpgrade(): void {
+    const refuse = (message: string) => new GatewayError('GW_BAD_REQUEST', { message, closeConnection: true });
+    if (this.#method !== 'GET') throw refuse('a WebSocket upgrade must be a GET');
+    if (this.#head.hasBody) throw refuse('a WebSocket upgrade has no body');
+    if (this.#upgrade!.early.length > 0) throw refuse('data sent before the WebSocket handshake completed');
+    if (this.#secWebSocketKey() === undefined) throw refuse('a WebSocket upgrade needs Sec-WebSocket-Key');
+    const { path, token } = extractQueryToken(this.#path);
+    this.#path = path;
+    this.#queryToken = token;
+    dropListed(this.#head.forward, UPGRADE_DROPPED);
+  }
+
+  #secWebSocketKey(): string | undefined {
+    const forward = this.#head.forward;
+    for (let i = 0; i < forward.length; i += 2) if (forward[i].toLowerCase() === 'sec-websocket-key') return forward[i + 1];
+    return undefined;
+  }
+
   #withEndpoint(runtime: EndpointRuntime): void {
     this.#runtime = runtime;
     let check: void | Promise<void>;
@@ -149,6 +228,10 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
         xForwardedFor: this.#head.xForwardedFor,
         isPreflight: this.#head.isPreflight,
       };
+      if (this.#upgrade !== null) {
+        access.queryToken = this.#queryToken;
+        this.#access = access;
+      }
       check = this.#ctx.access.check(runtime.table, access);
     } catch (err) {
       this.fail(err);
@@ -182,11 +265,13 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     ctx.metrics.inFlight.inc();
 
     const headers = head.forward;
+    // A private endpoint's preflight came without a token: it carries only what a preflight needs.
+    if (head.isPreflight && !runtime.isPublic) keepPreflightHeaders(headers);
     // Private endpoints keep their token to themselves; public ones pass Authorization through.
     if (runtime.isPublic && head.authorization !== undefined) headers.push('authorization', head.authorization);
     const peer = this.#req.socket.remoteAddress ?? '';
     const forwarded = forwardedFor(head, peer, ctx.isTrustedProxy(peer));
-    headers.push('x-forwarded-for', forwarded.forFor, 'x-forwarded-proto', forwarded.proto, 'x-request-id', this.requestId);
+    headers.push('x-forwarded-for', forwarded.forFor, 'x-forwarded-proto', forwarded.proto, 'x-request-id', this.requestId, 'via', VIA_ENTRY);
     if (head.host) headers.push('x-forwarded-host', head.host);
 
     if (head.hasBody) {
@@ -204,6 +289,12 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
       else this.fail(fromUndici(this.#retryCause, 'connect'));
       return;
     }
+    // Bounded upstream queue: past its pool's connections, a route takes only so many waiting
+    // requests (a loop or a stalled replica must not grow an unbounded queue in undici).
+    if (route.outstanding - route.tunnels >= this.#ctx.routeQueueMax) {
+      this.fail(new GatewayError('GW_OVERLOADED', { retryAfterSeconds: 1, detail: 'upstream queue full' }));
+      return;
+    }
     this.#route = route;
     this.#routeId = route.id;
     // Counted only when another route was really found to retry on.
@@ -218,6 +309,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
       headersTimeout: runtime.headersTimeoutMs,
       bodyTimeout: runtime.bodyTimeoutMs,
     };
+    if (this.#upgrade !== null) opts.upgrade = 'websocket';
     try {
       route.pool.dispatch(opts, this);
     } catch (err) {
@@ -327,6 +419,99 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
     return true;
   }
 
+  /**
+   * undici's answer to an upgrade dispatch: the upstream said 101. The tunnel opens only if it
+   * switched to exactly what was asked, with the accept value that proves it read this
+   * handshake; anything else is an upstream failure (502) and the socket is dropped.
+   */
+  onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, socket: Duplex): void {
+    const upgrade = this.#upgrade;
+    const route = this.#route;
+    if (upgrade === null || this.#finished || this.#clientGone) {
+      socket.destroy();
+      if (!this.#finished) this.#finish();
+      return;
+    }
+    this.#ttfbMs = performance.now() - this.#startMs;
+    let upgradeValue = '';
+    let accept = '';
+    let head = 'HTTP/1.1 101 Switching Protocols\r\n';
+    const raw = rawHeaders ?? [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i].toString();
+      const value = raw[i + 1].toString();
+      const lower = name.toLowerCase();
+      if (lower === 'upgrade') upgradeValue = value;
+      else if (lower === 'sec-websocket-accept') accept = value;
+      if (HOP_BY_HOP.has(lower) || lower === 'x-request-id') continue;
+      head += `${name}: ${value}\r\n`;
+    }
+    if (statusCode !== 101 || upgradeValue.trim().toLowerCase() !== 'websocket' || accept.trim() !== websocketAccept(this.#secWebSocketKey() ?? '')) {
+      socket.destroy();
+      this.#releaseRoute();
+      this.#ctx.metrics.upstreamErrors.labels(this.#runtime?.shared.label ?? 'unknown', 'protocol').inc();
+      this.fail(new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: 'upstream 101 without a matching Upgrade and Sec-WebSocket-Accept' }));
+      return;
+    }
+    // The tunnel stays outstanding on its route (balancing, per-route limits) until it closes,
+    // but no longer occupies the route's pool.
+    if (route !== null) {
+      this.#ctx.outlier.recordSuccess(route);
+      route.tunnels++;
+    }
+    this.#abort = null;
+    this.#status = 101;
+    head += `upgrade: websocket\r\nconnection: Upgrade\r\nx-request-id: ${this.requestId}\r\n\r\n`;
+    const client = upgrade.socket;
+    const res = this.#res;
+    res.off('close', onResponseClose);
+    res.detachSocket(client);
+    client.off('data', onUpgradeEarlyData);
+    client.off('end', onUpgradeSocketEnd);
+    client.off('drain', onUpgradeSocketDrain);
+    const tunnel = new Tunnel(client, socket, this);
+    this.#tunnel = tunnel;
+    this.#ctx.tunnels.add(this);
+    this.#ctx.metrics.openWebSockets.labels(this.#runtime!.shared.label).inc();
+    tunnel.open(head, this.#ctx.wsIdleTimeoutMs);
+  }
+
+  tunnelClosed(reason: string): void {
+    this.#ctx.tunnels.delete(this);
+    this.#ctx.metrics.openWebSockets.labels(this.#runtime!.shared.label).dec();
+    this.#closeReason = reason;
+    this.#finish();
+  }
+
+  closeTunnel(code: number, reason: string): void {
+    this.#tunnel?.close(code, reason);
+  }
+
+  endpointChanged(name: string, runtime: EndpointRuntime | null): void {
+    const mine = this.#runtime;
+    if (mine === null || mine.name !== name || this.#tunnel === null) return;
+    if (runtime === null || runtime.shared !== mine.shared) {
+      this.closeTunnel(CLOSE_GOING_AWAY, 'endpoint_deleted');
+      return;
+    }
+    this.#runtime = runtime;
+    this.revalidate();
+  }
+
+  revalidate(): void {
+    const runtime = this.#runtime;
+    const access = this.#access;
+    if (runtime === null || access === null || this.#tunnel === null) return;
+    let check: void | Promise<void>;
+    try {
+      check = this.#ctx.access.check(runtime.table, access);
+    } catch {
+      this.closeTunnel(CLOSE_POLICY_VIOLATION, 'access_revoked');
+      return;
+    }
+    check?.catch(() => this.closeTunnel(CLOSE_POLICY_VIOLATION, 'access_revoked'));
+  }
+
   onData(chunk: Buffer): boolean {
     this.#bytes += chunk.length;
     return this.#res.write(chunk);
@@ -392,6 +577,19 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
 
   // ---- client side ----
 
+  /**
+   * A WebSocket client sent bytes before the upstream's answer (RFC 6455 §4.1 forbids it, and it
+   * is how requests would be smuggled into a tunnel): refuse, and stop what was under way.
+   */
+  clientSentEarly(): void {
+    if (this.#finished || this.#tunnel !== null) return;
+    this.#unhold();
+    this.fail(new GatewayError('GW_BAD_REQUEST', { message: 'data sent before the WebSocket handshake completed', closeConnection: true }));
+    // Finished now: the abort's onError only lands on #finish again.
+    this.#clientGone = true;
+    this.#abort?.(new Error('client sent data before the handshake completed'));
+  }
+
   resumeUpstream(): void {
     this.#resume?.();
   }
@@ -442,8 +640,10 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
   }
 
   #releaseRoute(): void {
-    if (this.#route !== null) {
-      this.#route.outstanding--;
+    const route = this.#route;
+    if (route !== null) {
+      route.outstanding--;
+      if (this.#tunnel !== null) route.tunnels--;
       this.#route = null;
     }
   }
@@ -459,28 +659,33 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest {
       runtime!.shared.inFlight--;
       ctx.metrics.inFlight.dec();
     }
-    const status = this.#clientGone ? CLIENT_GONE : this.#status;
+    const tunnel = this.#tunnel;
+    if (tunnel !== null) this.#bytes = tunnel.bytesOut;
+    const status = this.#clientGone && tunnel === null ? CLIENT_GONE : this.#status;
     const durationMs = performance.now() - this.#startMs;
     if (runtime !== null) runtime.shared.record(status, durationMs / 1000);
     else ctx.recordUnrouted(status, durationMs / 1000);
     this.#span.end({ endpoint: runtime?.name, route: this.#routeId, status, errCode: this.#errCode, bytes: this.#bytes });
     if (ctx.accessLog) {
       const q = this.#path.indexOf('?');
-      ctx.accessLogger.info(
-        {
-          request_id: this.requestId,
-          method: this.#method,
-          path: q < 0 ? this.#path : this.#path.slice(0, q),
-          endpoint: runtime?.name,
-          route: this.#routeId,
-          status,
-          bytes: this.#bytes,
-          duration_ms: Math.round(durationMs * 1000) / 1000,
-          ttfb_ms: this.#ttfbMs < 0 ? undefined : Math.round(this.#ttfbMs * 1000) / 1000,
-          err_code: this.#errCode,
-        },
-        'request',
-      );
+      const line: Record<string, unknown> = {
+        request_id: this.requestId,
+        method: this.#method,
+        path: q < 0 ? this.#path : this.#path.slice(0, q),
+        endpoint: runtime?.name,
+        route: this.#routeId,
+        status,
+        bytes: this.#bytes,
+        duration_ms: Math.round(durationMs * 1000) / 1000,
+        ttfb_ms: this.#ttfbMs < 0 ? undefined : Math.round(this.#ttfbMs * 1000) / 1000,
+        err_code: this.#errCode,
+      };
+      if (this.#upgrade !== null) {
+        line.upgrade = 'websocket';
+        line.bytes_in = tunnel?.bytesIn ?? 0;
+        line.close_reason = this.#closeReason;
+      }
+      ctx.accessLogger.info(line, 'request');
     }
     ctx.onRequestFinished();
   }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { ServerResponse, createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { Settings } from '../config/settings.js';
 import type { GatewayErrorCode } from '../errors/gateway-error.js';
 import { GatewayError } from '../errors/gateway-error.js';
@@ -12,7 +13,9 @@ import { PoolRegistry } from '../upstream/pool-registry.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
 import { Exchange } from './exchange.js';
 import { createProxyContext, type ProxyContext, type ProxyDeps } from './proxy-context.js';
-import { WebSocketProxy } from './websocket.js';
+import { writeRawError } from './raw-response.js';
+import { TunnelSet } from './tunnel.js';
+import { isWebSocketUpgrade, plainRequestHead } from './upgrade.js';
 
 export interface GatewayServerOptions extends ProxyDeps {
   settings: Settings;
@@ -20,19 +23,24 @@ export interface GatewayServerOptions extends ProxyDeps {
 }
 
 const kOverCap = Symbol('modelgate.overCap');
-type OverCapSocket = Socket & { [kOverCap]?: boolean };
+/** A connection handed back to node:http after a non-WebSocket upgrade: already counted. */
+const kReinjected = Symbol('modelgate.reinjected');
+type OverCapSocket = Socket & { [kOverCap]?: boolean; [kReinjected]?: boolean };
+
+/** Tunnels are re-checked this often, so a revoked token closes them within ~1 s of reaching the instance. */
+const TUNNEL_REVALIDATE_MS = 1000;
 
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
 
 /** Status and code for the errors node:http's parser raises before a request exists. */
-function clientErrorFor(err: NodeJS.ErrnoException): { status: number; code: GatewayErrorCode; reason: string } {
+function clientErrorFor(err: NodeJS.ErrnoException): { status: number; code: GatewayErrorCode } {
   switch (err.code) {
     case 'HPE_HEADER_OVERFLOW':
-      return { status: 431, code: 'GW_HEADERS_TOO_LARGE', reason: 'Request Header Fields Too Large' };
+      return { status: 431, code: 'GW_HEADERS_TOO_LARGE' };
     case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return { status: 408, code: 'GW_BAD_REQUEST', reason: 'Request Timeout' };
+      return { status: 408, code: 'GW_BAD_REQUEST' };
     default:
-      return { status: 400, code: 'GW_BAD_REQUEST', reason: 'Bad Request' };
+      return { status: 400, code: 'GW_BAD_REQUEST' };
   }
 }
 
@@ -96,7 +104,8 @@ export class GatewayServer {
   readonly server: Server;
   readonly endpoints: EndpointCache<EndpointRuntime>;
   readonly pools: PoolRegistry;
-  readonly websockets: WebSocketProxy;
+  /** Open WebSocket tunnels. */
+  readonly tunnels: TunnelSet;
   readonly #ctx: ProxyContext;
   readonly #opts: GatewayServerOptions;
   #drainWaiters: (() => void)[] = [];
@@ -112,26 +121,30 @@ export class GatewayServer {
       bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
     });
     this.endpoints = createEndpointCache(opts, this.pools);
+    this.tunnels = new TunnelSet(TUNNEL_REVALIDATE_MS);
     this.#followEndpointUpdates();
-    this.#ctx = createProxyContext(s, opts, this.endpoints, {
+    this.#ctx = createProxyContext(s, opts, this.endpoints, this.tunnels, {
       respondReadyz: (res) => this.#respondReadyz(res),
       onRequestFinished: () => this.#onRequestFinished(),
     });
     this.server = createDataPlaneServer(s, (req, res) => this.#handle(req, res));
-    this.websockets = new WebSocketProxy(this.#ctx, { idleTimeoutMs: s.WS_IDLE_TIMEOUT_MS, connectTimeoutMs: s.CONNECT_TIMEOUT_MS });
     // Not server.maxConnections: node would drop the socket without a word. Over the cap a
     // connection gets the design's 503 GW_OVERLOADED and is closed.
     this.server.prependListener('connection', (socket: Socket) => this.#admitConnection(socket, s.MAX_CONNECTIONS));
     // CONNECT is never proxied; without a listener node would just drop the socket.
     this.server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseConnect(socket));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
-    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.websockets.handleUpgrade(req, socket, head));
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#handleUpgrade(req, socket, head));
   }
 
-  /** Held requests wake on a table change; the store-events lag is measured on each newer version. */
+  /** Held requests wake, tunnels are re-checked, and the store-events lag is measured on each table change. */
   #followEndpointUpdates(): void {
     const { metrics } = this.#opts;
+    const tunnels = this.tunnels;
     this.endpoints.onUpdate((_name, runtime, previous) => this.#wakeHeld(runtime, previous));
+    this.endpoints.onUpdate((name, runtime) => {
+      if (tunnels.size > 0) tunnels.endpointChanged(name, runtime);
+    });
     // Store events lag: write time of a changed table → applied here (docs/metrics.md).
     const lag = metrics.storeEventLag;
     this.endpoints.onUpdate((_name, runtime, previous) => {
@@ -150,6 +163,32 @@ export class GatewayServer {
     }
   }
 
+  /**
+   * node:http hands every `Connection: Upgrade` request here with its raw socket. A WebSocket
+   * handshake runs the common life cycle (Exchange.upgrade); any other upgrade (`h2c`, ...) is
+   * given back to node:http without its Upgrade header, so it is parsed and proxied as the plain
+   * request it falls back to, body limits and all.
+   */
+  #handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    // An upgrade pipelined behind a request whose response is still being written: the two
+    // cannot share the socket, and a client that waits for its answers never does this.
+    const pending = (socket as Socket & { _httpMessage?: unknown })._httpMessage;
+    if ((socket as OverCapSocket)[kOverCap] === true || this.#ctx.draining || (pending !== null && pending !== undefined)) {
+      socket.destroy();
+      return;
+    }
+    if (!isWebSocketUpgrade(req)) {
+      (socket as OverCapSocket)[kReinjected] = true;
+      if (head.length > 0) socket.unshift(head);
+      socket.unshift(plainRequestHead(req));
+      // node:http takes a plain socket on 'connection', a TLS one (https) on 'secureConnection'.
+      this.server.emit(socket instanceof TLSSocket ? 'secureConnection' : 'connection', socket);
+      return;
+    }
+    socket.setNoDelay(true);
+    Exchange.upgrade(this.#ctx, req, socket, head, new ServerResponse(req)).begin();
+  }
+
   #handle(req: IncomingMessage, res: ServerResponse): void {
     if ((req.socket as OverCapSocket)[kOverCap] === true) {
       res.destroy();
@@ -159,17 +198,11 @@ export class GatewayServer {
   }
 
   #admitConnection(socket: Socket, max: number): void {
+    if ((socket as OverCapSocket)[kReinjected] === true) return;
     if (this.#connections >= max) {
       (socket as OverCapSocket)[kOverCap] = true;
-      this.#opts.metrics.gatewayErrors.labels('GW_OVERLOADED').inc();
-      const requestId = randomUUID();
-      const http = toHttp(new GatewayError('GW_OVERLOADED', { retryAfterSeconds: 1, detail: 'connection limit' }), requestId);
       socket.on('error', () => socket.destroy());
-      socket.end(
-        `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nx-request-id: ${requestId}\r\n` +
-          `content-length: ${Buffer.byteLength(http.body)}\r\nconnection: close\r\n\r\n${http.body}`,
-      );
-      socket.destroySoon();
+      this.#writeRawError(socket, new GatewayError('GW_OVERLOADED', { retryAfterSeconds: 1, detail: 'connection limit' }));
       return;
     }
     this.#connections++;
@@ -187,19 +220,15 @@ export class GatewayServer {
 
   #refuseConnect(socket: Socket): void {
     socket.on('error', () => socket.destroy());
-    this.#writeRawError(socket, 405, 'Method Not Allowed', new GatewayError('GW_METHOD_NOT_ALLOWED', { message: 'CONNECT is not proxied' }));
+    this.#writeRawError(socket, new GatewayError('GW_METHOD_NOT_ALLOWED', { message: 'CONNECT is not proxied' }));
   }
 
   /** A JSON error written straight to a socket that has no ServerResponse, then closed. */
-  #writeRawError(socket: Socket, status: number, reason: string, err: GatewayError): void {
+  #writeRawError(socket: Socket, err: GatewayError, status?: number): void {
     const requestId = randomUUID();
     const http = toHttp(err, requestId);
     this.#opts.metrics.gatewayErrors.labels(http.code).inc();
-    socket.end(
-      `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n` +
-        `content-length: ${Buffer.byteLength(http.body)}\r\nconnection: close\r\n\r\n${http.body}`,
-    );
-    socket.destroySoon?.();
+    writeRawError(socket, http, requestId, status);
   }
 
   #onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
@@ -210,16 +239,9 @@ export class GatewayServer {
       socket.destroy();
       return;
     }
-    const { status, code, reason } = clientErrorFor(err);
-    const requestId = randomUUID();
-    const http = toHttp(new GatewayError(code, code === 'GW_BAD_REQUEST' && status === 400 ? { message: 'malformed HTTP request' } : {}), requestId);
-    this.#opts.metrics.gatewayErrors.labels(code).inc();
-    this.#opts.logger.debug({ err_code: err.code, request_id: requestId }, 'rejected a malformed request');
-    socket.end(
-      `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n` +
-        `content-length: ${Buffer.byteLength(http.body)}\r\nconnection: close\r\n\r\n${http.body}`,
-    );
-    socket.destroySoon?.();
+    const { status, code } = clientErrorFor(err);
+    this.#opts.logger.debug({ err_code: err.code }, 'rejected a malformed request');
+    this.#writeRawError(socket, new GatewayError(code, code === 'GW_BAD_REQUEST' && status === 400 ? { message: 'malformed HTTP request' } : {}), status);
   }
 
   #respondReadyz(res: ServerResponse): void {
@@ -273,6 +295,8 @@ export class GatewayServer {
    */
   async drain(graceMs: number): Promise<void> {
     this.#ctx.draining = true;
+    // A WebSocket has no end to wait for: its clients are told to go (1001) and reconnect elsewhere.
+    this.tunnels.closeAll();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     if (this.#ctx.inFlight > 0) {
@@ -286,7 +310,7 @@ export class GatewayServer {
       });
     }
     this.server.closeAllConnections();
-    this.websockets.closeAll();
+    this.tunnels.closeAll();
     await closed;
     this.endpoints.stop();
     await this.pools.closeAll();
@@ -298,7 +322,7 @@ export class GatewayServer {
     this.#ctx.draining = true;
     this.endpoints.stop();
     this.server.closeAllConnections();
-    this.websockets.closeAll();
+    this.tunnels.closeAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.pools.destroyAll();
     await this.#ctx.tracer.shutdown().catch(() => {});

@@ -8,7 +8,8 @@ import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
 import type { EndpointCache } from '../routing/endpoint-cache.js';
 import { OutlierDetector } from '../upstream/outlier-detector.js';
 import { Addresser } from './addressing.js';
-import type { EndpointRuntime } from './endpoint-runtime.js';
+import { statusClass, type EndpointRuntime } from './endpoint-runtime.js';
+import type { TunnelSet } from './tunnel.js';
 
 /** Everything an Exchange needs from its gateway instance, built once at start-up. */
 export interface ProxyContext {
@@ -26,6 +27,12 @@ export interface ProxyContext {
   readonly maxHeaderCount: number;
   readonly holdTimeoutMs: number;
   readonly retryMax: number;
+  /** Requests one route may have outstanding: its pool's connections plus UPSTREAM_PENDING_MAX waiting. */
+  readonly routeQueueMax: number;
+  /** Open WebSocket tunnels (re-checked on endpoint changes and revocations, closed on drain). */
+  readonly tunnels: TunnelSet;
+  /** WS_IDLE_TIMEOUT_MS: a tunnel without traffic this long is closed (1001). */
+  readonly wsIdleTimeoutMs: number;
   readonly accessLog: boolean;
   /** Where access-log lines go (see obs/logger.ts createAccessLogger). */
   readonly accessLogger: Logger;
@@ -64,6 +71,7 @@ export function createProxyContext(
   s: Settings,
   deps: ProxyDeps,
   endpoints: EndpointCache<EndpointRuntime>,
+  tunnels: TunnelSet,
   hooks: ProxyServerHooks,
 ): ProxyContext {
   const { metrics, logger } = deps;
@@ -82,6 +90,9 @@ export function createProxyContext(
     maxHeaderCount: s.MAX_HEADER_COUNT,
     holdTimeoutMs: s.HOLD_TIMEOUT_MS,
     retryMax: s.RETRY_MAX,
+    routeQueueMax: s.UPSTREAM_POOL_CONNECTIONS + s.UPSTREAM_PENDING_MAX,
+    tunnels,
+    wsIdleTimeoutMs: s.WS_IDLE_TIMEOUT_MS,
     accessLog: s.ACCESS_LOG,
     accessLogger: deps.accessLogger ?? logger,
     inFlight: 0,
@@ -94,7 +105,7 @@ export function createProxyContext(
     },
     respondReadyz: hooks.respondReadyz,
     recordUnrouted(status, seconds) {
-      const cls = status >= 500 ? '5xx' : status >= 400 ? '4xx' : '2xx';
+      const cls = statusClass(status);
       unroutedRequests.labels('none', cls).inc();
       unroutedDurations.labels('none', cls).observe(seconds);
     },

@@ -19,7 +19,10 @@ export class RequestHead {
   requestId: string | undefined;
   transferEncoding: string | undefined;
   upgrade: string | undefined;
+  /** Via from the client (every line, joined): counts the gateways the request already passed. */
+  via: string | undefined;
   contentLength = -1;
+  /** A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method, and no body. */
   isPreflight = false;
   /** Flat [name, value, ...] list to forward. */
   readonly forward: string[] = [];
@@ -31,11 +34,37 @@ export class RequestHead {
 
 /** Thrown for a head that must be refused and its connection closed (framing may be ambiguous). */
 export function headRefusal(message: string): GatewayError {
-  return new GatewayError('GW_BAD_REQUEST', { message, detail: 'close-connection' });
+  return new GatewayError('GW_BAD_REQUEST', { message, closeConnection: true });
 }
 
-export function closesConnection(err: unknown): boolean {
-  return err instanceof GatewayError && (err.detail === 'close-connection' || err.code === 'GW_HEADERS_TOO_LARGE');
+/** Headers a CORS preflight needs upstream; a private endpoint's tokenless preflight gets only these. */
+const PREFLIGHT_HEADERS: ReadonlySet<string> = new Set([
+  'origin',
+  'access-control-request-method',
+  'access-control-request-headers',
+  'access-control-request-private-network',
+]);
+
+/** Keeps only what a preflight needs in a forward list (in place). */
+export function keepPreflightHeaders(flat: string[]): void {
+  let w = 0;
+  for (let r = 0; r < flat.length; r += 2) {
+    if (!PREFLIGHT_HEADERS.has(flat[r].toLowerCase())) continue;
+    flat[w++] = flat[r];
+    flat[w++] = flat[r + 1];
+  }
+  flat.length = w;
+}
+
+/** The pseudonym in the `Via` entry this gateway adds (RFC 9110 §7.6.3). */
+export const VIA_PSEUDONYM = 'modelgate';
+export const VIA_ENTRY = `1.1 ${VIA_PSEUDONYM}`;
+
+/** How many times a Via value names this gateway: the hops a request already made through one. */
+export function gatewayHops(via: string): number {
+  let hops = 0;
+  for (let at = via.indexOf(VIA_PSEUDONYM); at >= 0; at = via.indexOf(VIA_PSEUDONYM, at + VIA_PSEUDONYM.length)) hops++;
+  return hops;
 }
 
 /**
@@ -57,6 +86,8 @@ export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): R
   const isOptions = req.method === 'OPTIONS';
   let connection: string | undefined;
   let hostCount = 0;
+  let origin = false;
+  let requestMethod = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const value = raw[i + 1];
@@ -100,7 +131,15 @@ export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): R
         if (value.trim().toLowerCase() === 'trailers') out.push(name, value);
         continue;
       case 'access-control-request-method':
-        head.isPreflight = isOptions;
+        requestMethod = isOptions;
+        out.push(name, value);
+        continue;
+      case 'origin':
+        origin = true;
+        out.push(name, value);
+        continue;
+      case 'via':
+        head.via = head.via === undefined ? value : `${head.via}, ${value}`;
         out.push(name, value);
         continue;
       default:
@@ -119,6 +158,9 @@ export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): R
     if (req.httpVersionMinor === 0) throw headRefusal('Transfer-Encoding in an HTTP/1.0 request');
     if (head.transferEncoding.trim().toLowerCase() !== 'chunked') throw headRefusal('unsupported Transfer-Encoding (only chunked)');
   }
+  // A body makes it something else than a preflight (which would then pass a private endpoint
+  // tokenless and deliver the body).
+  head.isPreflight = requestMethod && origin && !head.hasBody;
   if (connection !== undefined) {
     const listed = connectionListedHeaders(connection);
     if (listed !== null) dropListed(out, listed);

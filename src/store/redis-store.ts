@@ -3,6 +3,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
 import { ENDPOINT_NAME_RE, type RouteTable } from '../schema/route-table.js';
 import type { Logger } from '../obs/logger.js';
+import { parseRedisUrl } from '../config/redis-url.js';
 import { DELETE_ENDPOINT_LUA, UPDATE_ENDPOINT_LUA } from './redis-scripts.js';
 import {
   nowSeconds,
@@ -33,7 +34,14 @@ import type {
  */
 
 export interface RedisStoreOptions {
+  /** `redis://`, `rediss://` or `redis+sentinel://` (redis-connection.ts). */
   url: string;
+  /**
+   * Replicas that must confirm a write (Redis WAIT) before it is acknowledged, so a failover
+   * cannot lose an admin write the caller was told succeeded. 0 = don't wait.
+   */
+  waitReplicas?: number;
+  waitTimeoutMs?: number;
   prefix?: string;
   logger: Logger;
   /** Upper bound of the reconnect backoff. */
@@ -74,6 +82,8 @@ export class RedisStore implements Store {
   readonly #channel: string;
   readonly #where: string;
   readonly #startTimeoutMs: number;
+  readonly #waitReplicas: number;
+  readonly #waitTimeoutMs: number;
   readonly #listeners = new Set<(event: StoreEvent) => void>();
   readonly #healthListeners = new Set<(health: StoreHealth) => void>();
   #cmdReady = false;
@@ -82,6 +92,7 @@ export class RedisStore implements Store {
   #lastError = 'connecting';
   #started = false;
   #closed = false;
+  #warnedNoReplica = false;
   #startWaiter: (() => void) | null = null;
 
   constructor(opts: RedisStoreOptions) {
@@ -99,13 +110,30 @@ export class RedisStore implements Store {
       commandTimeout: opts.commandTimeoutMs ?? 5000,
       connectTimeout: 5000,
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 12), maxBackoffMs),
+      // A demoted master (after a failover it rejoins as a replica) answers writes with
+      // READONLY: reconnect, which finds the new master (sentinel) or fails clearly.
+      reconnectOnError: (err) => err.message.startsWith('READONLY'),
     };
-    this.#cmd = new Redis(opts.url, { ...common, connectionName: 'modelgate' });
+    const connection = parseRedisUrl(opts.url);
+    this.#waitReplicas = opts.waitReplicas ?? 0;
+    this.#waitTimeoutMs = opts.waitTimeoutMs ?? 1000;
+    this.#where = connection.where;
+    const connect = (extra: RedisOptions): Redis =>
+      connection.kind === 'single'
+        ? new Redis(connection.url, { ...common, ...extra })
+        : new Redis({
+            ...connection.options,
+            ...common,
+            ...extra,
+            // Sentinel announces +switch-master at once; without this ioredis learns of a
+            // failover only when its connection to the old master breaks.
+            failoverDetector: true,
+            sentinelRetryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 12), maxBackoffMs),
+          });
+    this.#cmd = connect({ connectionName: 'modelgate' });
     // Subscriptions are redone by hand on every 'ready', so health says up only once the
     // subscriber really listens again.
-    this.#sub = new Redis(opts.url, { ...common, connectionName: 'modelgate-events', autoResubscribe: false });
-    const { host, port, path } = this.#cmd.options;
-    this.#where = path ? `Redis at ${path}` : `Redis at ${host}:${port}`;
+    this.#sub = connect({ connectionName: 'modelgate-events', autoResubscribe: false });
     this.#wire();
   }
 
@@ -247,6 +275,32 @@ export class RedisStore implements Store {
     }
   }
 
+  /**
+   * Holds an acknowledgement until WAIT confirms the write reached enough replicas. Asks for no
+   * more replicas than the master has connected: right after a failover the new master may have
+   * none yet, and refusing every write until one rejoins would turn a failover into an outage.
+   */
+  async #confirmReplicated(op: string): Promise<void> {
+    if (this.#waitReplicas === 0) return;
+    const connected = await this.#run(op, async (r) => {
+      const role = (await r.call('ROLE')) as [string, number, unknown[]?];
+      return role[0] === 'master' && Array.isArray(role[2]) ? role[2].length : 0;
+    });
+    const wanted = Math.min(this.#waitReplicas, connected);
+    if (wanted === 0) {
+      if (!this.#warnedNoReplica) this.#logger.warn({ op }, 'no replica connected to the Redis master: writes are acknowledged without replica confirmation');
+      this.#warnedNoReplica = true;
+      return;
+    }
+    this.#warnedNoReplica = false;
+    const acked = await this.#run(op, (r) => r.wait(wanted, this.#waitTimeoutMs));
+    if (acked < wanted) {
+      throw storeUnavailable(
+        `${op}: written to the master but confirmed by ${acked} of ${wanted} replica(s) within ${this.#waitTimeoutMs} ms, so it could be lost in a failover; not acknowledged (REDIS_WAIT_REPLICAS)`,
+      );
+    }
+  }
+
   async #evalScript(r: Redis, script: Script, keys: string[], args: (string | number)[]): Promise<unknown> {
     try {
       return await r.evalsha(script.sha, keys.length, ...keys, ...args);
@@ -288,7 +342,10 @@ export class RedisStore implements Store {
       const written = await this.#run('update endpoint', (r) =>
         this.#evalScript(r, UPDATE_SCRIPT, [key, `${this.#prefix}endpoints`], [prepared.base, prepared.json, name, this.#channel, event]),
       );
-      if (written === 1) return { table: prepared.table, created: prepared.created };
+      if (written === 1) {
+        await this.#confirmReplicated('update endpoint');
+        return { table: prepared.table, created: prepared.created };
+      }
       if (opts?.expectedVersion !== undefined) {
         throw new GatewayError('ADM_CONFLICT', { message: `endpoint ${name}: version mismatch: it changed while being updated` });
       }
@@ -308,6 +365,7 @@ export class RedisStore implements Store {
         [`${this.#prefix}token:`, name, this.#channel, event],
       ),
     );
+    await this.#confirmReplicated('delete endpoint');
     return result === 1;
   }
 
@@ -323,6 +381,7 @@ export class RedisStore implements Store {
         .exec();
       throwExecErrors(results);
     });
+    await this.#confirmReplicated('store token');
   }
 
   async getToken(jti: string): Promise<TokenRecord | null> {
@@ -363,6 +422,7 @@ export class RedisStore implements Store {
         .exec();
       throwExecErrors(results);
     });
+    await this.#confirmReplicated('revoke token');
   }
 
   async listRevoked(): Promise<RevokedToken[]> {
@@ -411,6 +471,7 @@ export class RedisStore implements Store {
         .exec();
       throwExecErrors(results);
     });
+    await this.#confirmReplicated('store service');
   }
 
   async getService(name: string): Promise<ServiceRecord | null> {
@@ -435,7 +496,7 @@ export class RedisStore implements Store {
 
   async deleteService(name: string): Promise<boolean> {
     const event = JSON.stringify({ kind: 'service', name });
-    return this.#run('delete service', async (r) => {
+    const deleted = await this.#run('delete service', async (r) => {
       const results = await r
         .multi()
         .del(this.#key('service', name))
@@ -445,6 +506,8 @@ export class RedisStore implements Store {
       throwExecErrors(results);
       return (results?.[0]?.[1] as number) === 1 || (results?.[1]?.[1] as number) === 1;
     });
+    await this.#confirmReplicated('delete service');
+    return deleted;
   }
 }
 

@@ -16,8 +16,10 @@ export class RouteState {
   readonly pool: Pool;
   weight: number;
   status: Route['status'];
-  /** Requests sent and not finished. */
+  /** Requests sent and not finished (open WebSocket tunnels included). */
   outstanding = 0;
+  /** Open WebSocket tunnels among `outstanding`: they left the pool at their 101. */
+  tunnels = 0;
   consecutiveFailures = 0;
   /** Times ejected in a row; reset by a success. */
   ejections = 0;

@@ -15,7 +15,10 @@ describe('security: WebSocket upgrades', () => {
 
   beforeAll(async () => {
     gw = await startTestGateway();
-    up = await startRawUpstream({ respond: () => 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n' });
+    // The accept value for the key in UPGRADE: the gateway opens a tunnel only for a real 101.
+    up = await startRawUpstream({
+      respond: () => 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n',
+    });
     await gw.admin('PUT', '/v1/endpoints/ws', { public: true, routes: [{ id: 'a', url: up.url }] });
     await gw.admin('PUT', '/v1/endpoints/secret', { public: false, routes: [{ id: 'a', url: up.url }] });
   });

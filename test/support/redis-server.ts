@@ -21,7 +21,7 @@ export interface RedisServer {
 const REDIS_DEFAULT_PORT = 6_379;
 const START_TIMEOUT_MS = 5000;
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -51,7 +51,7 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-function assertInstalled(): void {
+export function assertInstalled(): void {
   const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) {
     throw new Error(
@@ -65,8 +65,10 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-async function launch(port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], {
+/** Starts redis-server on `port` (extra arguments e.g. `--replicaof`, or a config file + `--sentinel`) and waits for PING. */
+export async function launchRedisProcess(port: number, extraArgs: string[] = [], configFile?: string): Promise<ChildProcess> {
+  const args = [...(configFile ? [configFile] : []), '--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1', ...extraArgs];
+  const child = spawn('redis-server', args, {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -89,7 +91,7 @@ export async function startRedis(): Promise<RedisServer> {
   for (let attempt = 1; ; attempt++) {
     port = await freePort();
     try {
-      child = await launch(port);
+      child = await launchRedisProcess(port);
       break;
     } catch (err) {
       if (attempt >= 5) throw err;
@@ -107,7 +109,7 @@ export async function startRedis(): Promise<RedisServer> {
     },
     async start() {
       if (child) return;
-      child = await launch(port);
+      child = await launchRedisProcess(port);
     },
     async kill() {
       if (!child) return;

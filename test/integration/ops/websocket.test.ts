@@ -157,10 +157,11 @@ describe('WebSocket proxying', () => {
     await eventually(() => up.sockets.length === count && up.sockets.at(-1)!.readyState === WebSocket.OPEN);
     const dropped = new Promise<number>((resolve) => ws2.once('close', (code) => resolve(code)));
     up.sockets.at(-1)!.terminate();
-    expect(await dropped).toBe(1006);
+    // The upstream vanished without a close frame: the gateway says so with 1011, not a bare TCP close.
+    expect(await dropped).toBe(1011);
   });
 
-  it('closes both sides after WS_IDLE_TIMEOUT_MS without traffic, not while traffic flows', async () => {
+  it('closes both sides with 1001 after WS_IDLE_TIMEOUT_MS without traffic, not while traffic flows', async () => {
     const ws = await openClient(`ws://127.0.0.1:${gw.port}/e/pub/`);
     const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
     for (let i = 0; i < 4; i++) {
@@ -169,8 +170,11 @@ describe('WebSocket proxying', () => {
       expect(await nextMessage(ws)).toBe(`echo:keep ${i}`);
     }
     expect(ws.readyState).toBe(WebSocket.OPEN);
+    const serverSide = up.sockets.at(-1)!;
+    const serverClosed = new Promise<number>((resolve) => serverSide.once('close', (code) => resolve(code)));
     const started = Date.now();
-    expect(await closed).toBe(1006);
+    expect(await closed).toBe(1001);
+    expect(await serverClosed).toBe(1001);
     expect(Date.now() - started).toBeGreaterThanOrEqual(400);
   });
 
@@ -203,10 +207,84 @@ describe('WebSocket proxying', () => {
     await plain.close();
   });
 
-  it('answers 503 with a JSON error when the endpoint has no healthy route', async () => {
+  it('waits in the hold queue for a healthy route, like an HTTP request', async () => {
+    await gw.admin('PUT', '/v1/endpoints/later', { public: true, routes: [] });
+    const opening = openClient(`ws://127.0.0.1:${gw.port}/e/later/`);
+    await eventually(async () => (await (await fetch(`${gw.adminUrl}/metrics`)).text()).includes('modelgate_held_requests 1'));
+    await gw.admin('PUT', '/v1/endpoints/later/routes', { routes: [{ id: 'w1', url: up.url }] });
+    const ws = await opening;
+    ws.send('held');
+    expect(await nextMessage(ws)).toBe('echo:held');
+    ws.close();
+    await once(ws, 'close');
+  });
+});
+
+describe('WebSocket holding limits', () => {
+  let gw: TestGateway;
+  let up: WsUpstream;
+
+  beforeAll(async () => {
+    gw = await startTestGateway({ HOLD_TIMEOUT_MS: '300' });
+    up = await startWsUpstream();
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    await up?.close();
+  });
+
+  it('answers 503 GW_NO_HEALTHY_ROUTE when no route appears within the hold time', async () => {
     await gw.admin('PUT', '/v1/endpoints/empty', { public: true, routes: [] });
-    const err = (await openClient(`ws://127.0.0.1:${gw.port}/e/empty/`).catch((e) => e)) as { status: number; body: string };
+    const err = (await openClient(`ws://127.0.0.1:${gw.port}/e/empty/`).catch((e) => e)) as { status: number; body: string; headers: Record<string, string> };
     expect(err.status).toBe(503);
     expect(JSON.parse(err.body).error.code).toBe('GW_NO_HEALTHY_ROUTE');
+    expect(err.headers['retry-after']).toBeDefined();
+  });
+
+  it('answers 503 GW_OVERLOADED when the hold queue is full', async () => {
+    await gw.admin('PUT', '/v1/endpoints/nohold', { public: true, routes: [], limits: { max_held: 0 } });
+    const err = (await openClient(`ws://127.0.0.1:${gw.port}/e/nohold/`).catch((e) => e)) as { status: number; body: string };
+    expect(err.status).toBe(503);
+    expect(JSON.parse(err.body).error.code).toBe('GW_OVERLOADED');
+  });
+
+  it('tells open WebSockets to go (1001) when the gateway drains, without waiting the grace', async () => {
+    await gw.admin('PUT', '/v1/endpoints/live', { public: true, routes: [{ id: 'w1', url: up.url }] });
+    const ws = await openClient(`ws://127.0.0.1:${gw.port}/e/live/`);
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    const started = Date.now();
+    await gw.stop();
+    expect(await closed).toBe(1001);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});
+
+describe('WebSocket tunnels and the HTTP timeouts', () => {
+  let gw: TestGateway;
+  let up: WsUpstream;
+
+  beforeAll(async () => {
+    gw = await startTestGateway({ HEADERS_TIMEOUT_MS: '300', REQUEST_BODY_TIMEOUT_MS: '600', WS_IDLE_TIMEOUT_MS: '5000' });
+    up = await startWsUpstream();
+    await gw.admin('PUT', '/v1/endpoints/long', { public: true, routes: [{ id: 'w1', url: up.url }] });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    await up?.close();
+  });
+
+  it('keeps a busy tunnel open past the HTTP request timeouts (only WS_IDLE_TIMEOUT_MS applies)', async () => {
+    const ws = await openClient(`ws://127.0.0.1:${gw.port}/e/long/`);
+    const started = Date.now();
+    let i = 0;
+    while (Date.now() - started < 2000) {
+      ws.send(`m${i}`);
+      expect(await nextMessage(ws)).toBe(`echo:m${i}`);
+      i++;
+      await sleep(100);
+    }
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    ws.close();
+    await once(ws, 'close');
   });
 });

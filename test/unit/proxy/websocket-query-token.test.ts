@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { extractQueryToken } from '../../../src/proxy/websocket.js';
+import { extractQueryToken } from '../../../src/proxy/upgrade.js';
 
 describe('extractQueryToken', () => {
   it('takes the token out and keeps every other byte of the target', () => {
