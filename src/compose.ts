@@ -1,6 +1,8 @@
-import { serve, type ServerType } from '@hono/node-server';
 import { AggregatorRegistry } from 'prom-client';
+import { listenAdmin } from './admin/admin-listener.js';
 import { createAdminApp } from './admin/app.js';
+import { consoleRoutes } from './admin/console-routes.js';
+import { statsRoutes } from './admin/stats-routes.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
 import type { AdminMount } from './admin/mount.js';
 import { OwnAddresses } from './admin/own-addresses.js';
@@ -8,14 +10,16 @@ import { servicesRoutes } from './admin/services-routes.js';
 import { tokensRoutes } from './admin/tokens-routes.js';
 import { CidrList } from './auth/cidr.js';
 import { createAuth, type Auth } from './auth/create-auth.js';
-import { serveMetricsToPrimary, WorkerPool } from './cluster/workers.js';
+import { serveMetricsToPrimary, serveStatsToPrimary, WorkerPool } from './cluster/workers.js';
 import type { Settings } from './config/settings.js';
 import { ServiceController } from './controller/service-controller.js';
 import type { Logger } from './obs/logger.js';
+import { collectEndpointStats, mergeEndpointStats, type EndpointStats } from './obs/endpoint-stats.js';
 import { Metrics } from './obs/metrics.js';
 import { GatewayServer } from './proxy/gateway-server.js';
 import { createStore } from './store/create-store.js';
 import { resolveSecrets, type ResolvedSecrets } from './store/secrets.js';
+import { CertificateStore, readCaFile } from './tls/certificates.js';
 import type { Store } from './store/store.js';
 
 /**
@@ -56,11 +60,12 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   const grace = settings.DRAIN_GRACE_MS;
   if (role === 'worker') {
     serveMetricsToPrimary(core.metrics.registry);
+    serveStatsToPrimary((name) => collectEndpointStats(name, core.metrics, dataPlane.gateway));
     const shutdown = buildShutdown(core, 'worker draining', dataPlane, [() => dataPlane.drain(grace), () => core.auth.checker.stop(), () => core.store.close()]);
     return running(core, dataPlane, 0, shutdown);
   }
   const admin = await startAdmin(core, dataPlane);
-  announce(core, dataPlane.port, admin.port);
+  announce(core, dataPlane, admin.port);
   const shutdown = buildShutdown(core, 'draining', dataPlane, [
     () => admin.stopAccepting(),
     () => dataPlane.drain(grace),
@@ -99,12 +104,16 @@ async function startCore(settings: Settings, logger: Logger, opts: StartOptions)
 /** The data plane as the admin API and the shutdown see it: served here, or by workers. */
 interface DataPlane {
   readonly port: number;
+  /** The plain-HTTP listener beside a TLS one (GATEWAY_HTTP_PORT), if any. */
+  readonly plainPort?: number;
   readonly gateway: GatewayServer | null;
   drain(graceMs: number): Promise<void>;
   /** Facts for the drain's log line. */
   describe(): Record<string, unknown>;
   /** Prometheus text for the admin /metrics; undefined = this process's registry. */
   metricsText?: () => Promise<string>;
+  /** One endpoint's live numbers for the console (a primary sums its workers'). */
+  endpointStats(name: string): Promise<EndpointStats>;
 }
 
 /** Role gateway (single process or cluster worker): the data plane in this process. */
@@ -124,22 +133,43 @@ async function startDataPlane(core: Core, accessLogger: Logger | undefined): Pro
     accessLogger,
     isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
     tracer,
+    certificates: dataPlaneCertificates(settings),
+    upstreamCa: settings.UPSTREAM_CA_FILE ? readCaFile(settings.UPSTREAM_CA_FILE) : undefined,
   });
   gateway.start();
   const { port } = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
-  return { port, gateway, drain: (graceMs) => gateway.drain(graceMs), describe: () => ({ in_flight: gateway.inFlight }) };
+  const plainPort =
+    settings.GATEWAY_HTTP_PORT === undefined
+      ? undefined
+      : (await gateway.listenPlain(settings.GATEWAY_HTTP_PORT, settings.GATEWAY_HOST, settings.HTTP_REDIRECT ? port : null)).port;
+  return {
+    port,
+    plainPort,
+    gateway,
+    drain: (graceMs) => gateway.drain(graceMs),
+    describe: () => ({ in_flight: gateway.inFlight }),
+    endpointStats: async (name) => collectEndpointStats(name, core.metrics, gateway),
+  };
 }
 
 /** Role primary: workers serve the data plane on the shared port; the embedded store is served to them over IPC. */
 async function startWorkerPool(core: Core, count: number): Promise<DataPlane> {
   const { store, metrics } = core;
-  const pool = new WorkerPool({ count, tokenSecret: core.secrets.tokenSecret, store: store.kind === 'memory' ? store : null, logger: core.logger });
+  const pool = new WorkerPool({
+    count,
+    tokenSecret: core.secrets.tokenSecret,
+    redisUrl: core.settings.REDIS_URL,
+    store: store.kind === 'memory' ? store : null,
+    logger: core.logger,
+  });
   const port = await pool.start();
   return {
     port,
     gateway: null,
     drain: (graceMs) => pool.drain(graceMs),
     describe: () => ({ workers: pool.size }),
+    // A cluster primary proxies nothing itself: its workers' numbers are summed.
+    endpointStats: async (name) => mergeEndpointStats(await pool.collectEndpointStats(name), name),
     metricsText: async () => {
       // Counters and histograms are summed across the primary and every worker.
       const parts = [await metrics.registry.getMetricsAsJSON(), ...(await pool.collectMetrics())];
@@ -162,9 +192,11 @@ async function startAdmin(core: Core, dataPlane: DataPlane): Promise<AdminPart> 
   // Routes back to these listeners are refused (a proxy loop); the admin port is added once bound.
   const ownAddresses = new OwnAddresses(settings.APPS_DOMAIN);
   ownAddresses.add(settings.GATEWAY_HOST, dataPlane.port);
-  const portSuffix = dataPlane.port === 80 ? '' : `:${dataPlane.port}`;
-  const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
-  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
+  if (dataPlane.plainPort !== undefined) ownAddresses.add(settings.GATEWAY_HOST, dataPlane.plainPort);
+  const scheme = gatewayScheme(settings);
+  const portSuffix = dataPlane.port === (scheme === 'https' ? 443 : 80) ? '' : `:${dataPlane.port}`;
+  const endpointUrl = (name: string) => `${scheme}://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
+  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl, metrics: core.metrics }) : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
       store,
@@ -177,6 +209,7 @@ async function startAdmin(core: Core, dataPlane: DataPlane): Promise<AdminPart> 
     tokensRoutes({ store, issuer: auth.issuer, maxLifetimeSeconds: auth.maxLifetimeSeconds, revocations: auth.revocations, clock: auth.clock }),
   ];
   if (controller) mounts.push(servicesRoutes(controller));
+  mounts.push(consoleRoutes(), statsRoutes({ store, collect: dataPlane.endpointStats }));
   const app = createAdminApp(
     {
       adminToken: core.secrets.adminToken,
@@ -184,13 +217,21 @@ async function startAdmin(core: Core, dataPlane: DataPlane): Promise<AdminPart> 
       logger,
       metrics: core.metrics,
       metricsText: dataPlane.metricsText,
-      health: () => ({ store: store.kind, store_up: store.health().up }),
+      metricsAuth: settings.ADMIN_METRICS_AUTH,
+      // The detailed reason (it names the store's address) is for the admin listener only, never the public /readyz.
+      health: () => {
+        const h = store.health();
+        return { store: store.kind, store_up: h.up, ...(h.up ? {} : { store_reason: h.reason }) };
+      },
     },
     mounts,
   );
-  const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: settings.ADMIN_PORT, hostname: settings.ADMIN_HOST }, () => resolve(s));
-    s.once('error', reject);
+  const server = await listenAdmin(app, {
+    host: settings.ADMIN_HOST,
+    port: settings.ADMIN_PORT,
+    allowedHosts: settings.ADMIN_ALLOWED_HOSTS,
+    certificates: adminCertificates(settings),
+    onCertificateError: (err) => logger.error({ err_message: err.message }, 'admin TLS certificate not reloaded; the previous one stays in use'),
   });
   if (controller) {
     // Restoring services starts processes; the gateway already serves while they come up.
@@ -207,14 +248,14 @@ async function startAdmin(core: Core, dataPlane: DataPlane): Promise<AdminPart> 
     stopAccepting,
     async close() {
       stopAccepting();
-      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      server.closeAllConnections();
       await closed;
     },
   };
 }
 
 /** The start line, and a generated admin token printed once so the operator can copy it. */
-function announce(core: Core, gatewayPort: number, adminPort: number): void {
+function announce(core: Core, dataPlane: DataPlane, adminPort: number): void {
   const { settings, store, secrets } = core;
   if (secrets.generated.adminToken) {
     // On stdout, not through the logger (which redacts it).
@@ -225,8 +266,9 @@ function announce(core: Core, gatewayPort: number, adminPort: number): void {
   const ephemeral = store.kind === 'memory' && settings.ephemeral;
   core.logger.info(
     {
-      gateway: `http://${settings.GATEWAY_HOST}:${gatewayPort}`,
-      admin: `http://${settings.ADMIN_HOST}:${adminPort}`,
+      gateway: `${gatewayScheme(settings)}://${settings.GATEWAY_HOST}:${dataPlane.port}`,
+      admin: `${settings.ADMIN_TLS_CERT_FILE ? 'https' : 'http'}://${settings.ADMIN_HOST}:${adminPort}`,
+      ...(dataPlane.plainPort !== undefined ? { http: `http://${settings.GATEWAY_HOST}:${dataPlane.plainPort}` } : {}),
       store: store.kind,
       data_dir: store.kind === 'memory' ? (settings.ephemeral ? null : settings.DATA_DIR) : undefined,
       apps_domain: settings.APPS_DOMAIN,
@@ -248,4 +290,25 @@ function buildShutdown(core: Core, message: string, dataPlane: DataPlane, steps:
 function running(core: Core, dataPlane: DataPlane, adminPort: number, shutdown: RunningGateway['shutdown']): RunningGateway {
   const { settings, store, secrets } = core;
   return { settings, store, gateway: dataPlane.gateway, adminToken: secrets.adminToken, gatewayPort: dataPlane.port, adminPort, shutdown };
+}
+
+function gatewayScheme(settings: Settings): 'http' | 'https' {
+  return settings.TLS_CERT_FILE ? 'https' : 'http';
+}
+
+/** TLS_CERT_FILE & co, read and checked now so a bad file stops start-up with one clear line. */
+function dataPlaneCertificates(settings: Settings): CertificateStore | undefined {
+  if (!settings.TLS_CERT_FILE || !settings.TLS_KEY_FILE) return undefined;
+  return new CertificateStore({ certFile: settings.TLS_CERT_FILE, keyFile: settings.TLS_KEY_FILE, certsDir: settings.TLS_CERTS_DIR });
+}
+
+/** ADMIN_TLS_CERT_FILE/ADMIN_TLS_KEY_FILE: the admin listener speaks HTTPS, its pair reloaded on change. */
+function adminCertificates(settings: Settings): CertificateStore | undefined {
+  if (!settings.ADMIN_TLS_CERT_FILE || !settings.ADMIN_TLS_KEY_FILE) return undefined;
+  return new CertificateStore({
+    certFile: settings.ADMIN_TLS_CERT_FILE,
+    keyFile: settings.ADMIN_TLS_KEY_FILE,
+    certSetting: 'ADMIN_TLS_CERT_FILE',
+    keySetting: 'ADMIN_TLS_KEY_FILE',
+  });
 }

@@ -4,6 +4,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { workerCount, onWorkerDrain, reportWorkerReady, waitForWorkerInit } from './cluster/workers.js';
 import { startGateway, type RunningGateway } from './compose.js';
+import { takeSecretEnv, type TakenSecrets } from './config/secret-env.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
 import { createAccessLogger, createLogger, type Logger } from './obs/logger.js';
 import { createStore } from './store/create-store.js';
@@ -83,6 +84,8 @@ function exitOnUncaught(settings: Settings, logger: Logger, current: () => Runni
 /** A cluster worker: secrets from the primary, the store over IPC (or its own Redis connections). */
 async function runWorker(settings: Settings, logger: Logger, accessLogger: Logger): Promise<RunningGateway> {
   const init = await waitForWorkerInit();
+  // REDIS_URL comes over IPC: the primary took it out of the environment its workers inherit.
+  if (init.redisUrl) settings = Object.freeze({ ...settings, REDIS_URL: init.redisUrl });
   const store = settings.REDIS_URL ? createStore(settings, logger) : new IpcStore({ channel: process });
   const running = await startGateway(settings, logger, {
     role: 'worker',
@@ -112,8 +115,11 @@ async function runServer(settings: Settings, logger: Logger, accessLogger: Logge
   return running;
 }
 
-/** Settings from the command line and the environment; a bad one ends the process with code 2. */
-async function readSettings(argv: string[]): Promise<Settings | null> {
+/**
+ * Settings from the command line and the environment; a bad one ends the process with code 2.
+ * Secrets leave the environment (and /proc/<pid>/environ) first, before any child can be started.
+ */
+async function readSettings(argv: string[]): Promise<{ settings: Settings; hidden: TakenSecrets | null } | null> {
   try {
     const args = parseServerArgs(argv);
     if (args.help) {
@@ -121,7 +127,9 @@ async function readSettings(argv: string[]): Promise<Settings | null> {
       process.stdout.write(`${USAGE}\n${commandSummary()}`);
       return null;
     }
-    return loadSettings({ configFile: args.configFile, ephemeral: args.ephemeral });
+    const hidden = cluster.isWorker ? null : takeSecretEnv();
+    const settings = loadSettings({ env: { ...process.env, ...hidden?.values }, configFile: args.configFile, ephemeral: args.ephemeral });
+    return { settings, hidden };
   } catch (err) {
     if (!(err instanceof SettingsError)) throw err;
     process.stderr.write(`modelgate: ${err.message}\n`);
@@ -136,13 +144,20 @@ async function main(argv: string[]): Promise<void> {
     process.exitCode = await runCli(argv);
     return;
   }
-  const settings = await readSettings(argv);
-  if (settings === null) return;
+  const read = await readSettings(argv);
+  if (read === null) return;
+  const { settings, hidden } = read;
   const logger = createLogger(settings.LOG_LEVEL);
   const accessLogger = createAccessLogger(settings.LOG_LEVEL);
   let running: RunningGateway | null = null;
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (kept running)'));
   exitOnUncaught(settings, logger, () => running);
+  if (hidden && !hidden.scrubbed) {
+    logger.warn(
+      { problem: hidden.problem, hint: 'set CONTROLLER_RUN_AS (docs/security.md)' },
+      'could not hide ADMIN_TOKEN/TOKEN_SECRET/REDIS_URL from /proc/<pid>/environ: model processes running as this user can read them',
+    );
+  }
   running = cluster.isWorker ? await runWorker(settings, logger, accessLogger) : await runServer(settings, logger, accessLogger);
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { autoscalingSchema } from '../controller/autoscale/spec.js';
 import { createServiceSchema, patchServiceSchema, validateServiceSchema } from '../controller/service-spec.js';
 import { STATUS_BY_CODE } from '../errors/gateway-error.js';
 import { routeTableSchema } from '../schema/route-table.js';
@@ -39,7 +40,7 @@ const serviceSchema = z.looseObject({
   name: z.string(),
   endpoint_id: z.string(),
   url: z.string().optional(),
-  status: z.enum(['PROVISIONING', 'HEALTHY', 'DEGRADED', 'UNHEALTHY', 'TERMINATING']),
+  status: z.enum(['PROVISIONING', 'HEALTHY', 'DEGRADED', 'UNHEALTHY', 'TERMINATING', 'IDLE']),
   replicas: z.number().int(),
   healthy_replicas: z.number().int(),
   public: z.boolean(),
@@ -55,9 +56,53 @@ const serviceSchema = z.looseObject({
       last_error: z.string().nullable(),
     }),
   ),
+  /** Present when the controller scales the service. */
+  autoscaling: z
+    .looseObject({
+      ...autoscalingSchema.shape,
+      status: z
+        .object({
+          desired: z.number().int(),
+          current: z.number().int(),
+          panicking: z.boolean(),
+          last_decision: z.object({ at: z.string(), from: z.number().int(), to: z.number().int(), reason: z.string() }).strict().nullable(),
+        })
+        .strict(),
+    })
+    .optional(),
 });
 
+const serviceEventsSchema = z
+  .object({
+    events: z.array(
+      z
+        .object({
+          at: z.string(),
+          kind: z.enum(['scale', 'restart', 'health']),
+          message: z.string(),
+          from: z.number().int().optional(),
+          to: z.number().int().optional(),
+          reason: z.string().optional(),
+          replica: z.string().optional(),
+          status: z.string().optional(),
+        })
+        .strict(),
+    ),
+  })
+  .strict();
+
 const healthSchema = z.looseObject({ status: z.string() });
+
+/** GET /v1/endpoints/{name}/stats (src/obs/endpoint-stats.ts): cumulative, the reader takes differences. */
+const endpointStatsSchema = z.object({
+  endpoint: z.string(),
+  at: z.number(),
+  requests: z.record(z.string(), z.number()),
+  latency: z.object({ le: z.array(z.number()), counts: z.array(z.number()), sum: z.number(), count: z.number() }),
+  errors: z.record(z.string(), z.number()),
+  in_flight: z.number(),
+  routes: z.array(z.object({ id: z.string(), in_flight: z.number() })),
+});
 
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
   const out = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
@@ -77,6 +122,7 @@ const COMMON_ERRORS = {
   '400': errorResponse('ADM_INVALID: a bad field (see error.details)'),
   '401': errorResponse('ADM_UNAUTHORIZED: missing or wrong admin token'),
   '413': errorResponse('ADM_BODY_TOO_LARGE'),
+  '421': errorResponse('ADM_MISDIRECTED: a Host the admin listener does not answer to (ADMIN_ALLOWED_HOSTS)'),
   '500': errorResponse('ADM_INTERNAL'),
 };
 
@@ -111,13 +157,24 @@ export function buildOpenApi(): Record<string, unknown> {
         ServicePatch: jsonSchema(patchServiceSchema, 'input'),
         ServiceValidate: jsonSchema(validateServiceSchema, 'input'),
         Service: jsonSchema(serviceSchema, 'output'),
+        ServiceEvents: jsonSchema(serviceEventsSchema, 'output'),
         ServiceList: { type: 'object', properties: { services: { type: 'array', items: ref('Service') } }, required: ['services'] },
         Health: jsonSchema(healthSchema, 'output'),
+        EndpointStats: jsonSchema(endpointStatsSchema, 'output'),
       },
     },
     paths: {
       '/healthz': { get: { summary: 'Admin listener alive (no auth)', responses: { '200': { description: 'ok', ...json('Health') } } } },
-      '/metrics': { get: { summary: 'Prometheus metrics (no auth)', responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } } } },
+      '/metrics': {
+        get: {
+          summary: 'Prometheus metrics (no auth unless ADMIN_METRICS_AUTH=true)',
+          responses: {
+            '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } },
+            '401': errorResponse('ADM_UNAUTHORIZED: ADMIN_METRICS_AUTH=true and no or a wrong admin token'),
+            '421': errorResponse('ADM_MISDIRECTED'),
+          },
+        },
+      },
       '/openapi.json': { get: { summary: 'This document (no auth)', responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } } } },
       '/v1/endpoints': {
         get: op('List endpoints', { '200': { description: 'every endpoint', ...json('EndpointList') } }),
@@ -158,6 +215,13 @@ export function buildOpenApi(): Record<string, unknown> {
         post: op('Issue a token', { '201': { description: 'the token (shown once)', ...json('TokenIssued') }, '404': errorResponse('ADM_NOT_FOUND') }, body('TokenRequest', false)),
         get: op('List token metadata (never the token strings)', { '200': { description: 'tokens', ...json('TokenList') }, '404': errorResponse('ADM_NOT_FOUND') }),
       },
+      '/v1/endpoints/{name}/stats': {
+        parameters: [nameParam],
+        get: op('Live numbers for the console charts: cumulative requests, latency histogram, errors by code, in flight per route', {
+          '200': { description: 'this gateway\'s numbers (summed over its workers)', ...json('EndpointStats') },
+          '404': errorResponse('ADM_NOT_FOUND'),
+        }),
+      },
       '/v1/endpoints/{name}/tokens/{jti}': {
         parameters: [nameParam, jtiParam],
         delete: op('Revoke a token everywhere within 1 s', { '204': { description: 'revoked' }, '404': errorResponse('ADM_NOT_FOUND') }),
@@ -178,8 +242,14 @@ export function buildOpenApi(): Record<string, unknown> {
         get: op('One service with its replicas', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, {
           parameters: [{ name: 'logs', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 500 } }],
         }),
-        patch: op('Change replicas/public/env (rolling)', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, body('ServicePatch')),
+        patch: op('Change replicas/public/env/resources (rolling) or autoscaling (null: fixed replicas again)', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, body('ServicePatch')),
         delete: op('Drain and stop a service', { '204': { description: 'stopped' }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/services/{name}/events': {
+        parameters: [nameParam],
+        get: op('Recent scaling decisions, replica restarts and health changes, newest first (at most 200)', { '200': { description: 'events', ...json('ServiceEvents') }, '404': errorResponse('ADM_NOT_FOUND') }, {
+          parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 200 } }],
+        }),
       },
       '/v1/services/{name}/errors/clear': {
         parameters: [nameParam],

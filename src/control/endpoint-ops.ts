@@ -1,6 +1,6 @@
 import { randomUUID, randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { BalancerKind, EndpointLimits, EndpointTimeouts, Route, RouteStatus, RouteTable } from '../schema/route-table.js';
+import type { BalancerKind, EndpointLimits, EndpointTimeouts, Route, RouteProtocol, RouteStatus, RouteTable } from '../schema/route-table.js';
 import type { Store } from '../store/store.js';
 
 /**
@@ -13,6 +13,7 @@ export interface RouteInput {
   url: string;
   weight?: number;
   status?: RouteStatus;
+  protocol?: RouteProtocol;
 }
 
 export interface EndpointInput {
@@ -22,6 +23,8 @@ export interface EndpointInput {
   limits?: EndpointLimits;
   allowed_cidrs?: string[];
   balancer?: BalancerKind;
+  /** Controller only (never from the admin API): see RouteTable.autoscaled. */
+  autoscaled?: boolean;
 }
 
 export function newRouteId(): string {
@@ -37,7 +40,9 @@ function materializeRoutes(input: RouteInput[], previous: Route[] = []): Route[]
       throw new GatewayError('ADM_INVALID', { details: [{ field: `routes.${i}.id`, message: `duplicate route id ${id}` }] });
     }
     seen.add(id);
-    return { id, url: r.url, weight: r.weight ?? 1, status: r.status ?? 'healthy' };
+    const route: Route = { id, url: r.url, weight: r.weight ?? 1, status: r.status ?? 'healthy' };
+    if (r.protocol !== undefined && r.protocol !== 'http1') route.protocol = r.protocol;
+    return route;
   });
 }
 
@@ -60,6 +65,8 @@ export function putEndpoint(store: Store, name: string, input: EndpointInput) {
     if (input.limits) table.limits = input.limits;
     if (input.allowed_cidrs) table.allowed_cidrs = input.allowed_cidrs;
     if (input.balancer) table.balancer = input.balancer;
+    // Owned by the controller: a PUT by an operator does not switch its service's autoscaling off.
+    if (current?.autoscaled) table.autoscaled = true;
     return table;
   });
 }
@@ -83,6 +90,8 @@ export async function patchEndpoint(store: Store, name: string, input: EndpointI
       if (input.limits !== undefined) next.limits = input.limits;
       if (input.allowed_cidrs !== undefined) next.allowed_cidrs = input.allowed_cidrs;
       if (input.balancer !== undefined) next.balancer = input.balancer;
+      if (input.autoscaled === true) next.autoscaled = true;
+      else if (input.autoscaled === false) delete next.autoscaled;
       return next;
     },
     { expectedVersion },

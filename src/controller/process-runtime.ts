@@ -1,20 +1,30 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, readdir, mkdir, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chown, lchown, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../obs/logger.js';
 import { ArgumentMapper, replacePort } from './arguments.js';
 import { CgroupLimiter } from './cgroup.js';
 import { lineSplitter } from './log-ring.js';
 import { createOverlay } from './model-overlay.js';
+import { DEFAULT_MOUNT_DESTINATION } from './service-spec.js';
 import { PortAllocator } from './port-allocator.js';
 import { runPreStartActions } from './pre-start-actions.js';
+import type { RunAs } from './run-as.js';
 import { ReplicaStartError, type ExitInfo, type ReplicaHandle, type ReplicaRuntime, type ReplicaSpec } from './runtime.js';
+import { TRAVERSE_ONLY } from './work-dir.js';
 
 /**
- * Replicas as local processes. Each replica gets a port from the controller's range and a
- * directory `<workDir>/<service>/<replica>/` holding `home/` (what /home/work maps to, the
- * process's cwd and HOME), `model/` (the model_path overlay, see model-overlay.ts) and `tmp/`.
- * The process leads its own process group, so stopping it stops everything it forked.
+ * Replicas as local processes. Each replica gets a port from the controller's range and, per
+ * start attempt, a fresh directory `<workDir>/<service>/<replica>/<random>/` holding `home/`
+ * (what /home/work maps to, the process's cwd and HOME), `model/` (the model_path overlay, see
+ * model-overlay.ts) and `tmp/`. The process leads its own process group, so stopping it stops
+ * everything it forked.
+ *
+ * With CONTROLLER_RUN_AS the attempt directory belongs to the replica user (0700) while
+ * everything above it, and the pid file, stays the gateway's (0711: passable, not listable or
+ * writable). The random name keeps another replica of the same user from planting symlinks in
+ * a directory the gateway is about to write pre-start files into.
  */
 
 /** What a model process inherits from the gateway: enough to find binaries, never its secrets. */
@@ -41,6 +51,8 @@ export interface ProcessRuntimeOptions {
   baseEnv?: Record<string, string>;
   /** null disables cgroup limits (tests); default probes /sys/fs/cgroup. */
   cgroup?: CgroupLimiter | null;
+  /** CONTROLLER_RUN_AS, resolved: replicas and their pre-start commands run as this user. */
+  runAs?: RunAs | null;
 }
 
 const PID_FILE = 'replica.pid';
@@ -74,8 +86,10 @@ export class ProcessRuntime implements ReplicaRuntime {
   readonly #logger: Logger;
   readonly #baseEnv: Record<string, string>;
   readonly #cgroup: CgroupLimiter | null;
+  readonly #runAs: RunAs | null;
 
   constructor(opts: ProcessRuntimeOptions) {
+    this.#runAs = opts.runAs ?? null;
     this.#workDir = opts.workDir;
     this.#ports = new PortAllocator(opts.portRange);
     this.#logger = opts.logger;
@@ -105,14 +119,11 @@ export class ProcessRuntime implements ReplicaRuntime {
 
   /** The steps of one start, in order; each throws ReplicaStartError with what went wrong. */
   async #startOnPort(spec: ReplicaSpec, port: number): Promise<ReplicaHandle> {
-    const dirs = await prepareReplicaDirs(this.#replicaDir(spec.serviceName, spec.replicaId), spec.modelFolder);
-    const mapper = new ArgumentMapper(
-      { [spec.model.model_path]: dirs.model, '/home/work': dirs.home },
-      { model_path: dirs.model, port: String(port), home: dirs.home },
-    );
+    const dirs = await this.#prepareDirs(spec);
+    const mapper = replicaMapper(spec, dirs, port);
     const env = this.#replicaEnv(spec, dirs, port);
-    spec.log(`[controller] starting on port ${port} in ${dirs.root}`);
-    await runActions(spec, mapper, dirs, env);
+    spec.log(`[controller] starting on port ${port} in ${dirs.attempt}`);
+    await this.#runActions(spec, mapper, dirs, env);
 
     const argv = startArgv(spec, mapper, port);
     spec.log(`[controller] exec ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
@@ -122,7 +133,7 @@ export class ProcessRuntime implements ReplicaRuntime {
 
     const groupName = `${spec.serviceName}-${spec.replicaId}`;
     const enforced = await this.#confine(groupName, pid, spec);
-    await recordPid(dirs.root, pid);
+    await recordPid(dirs.replica, pid);
     const stop = this.#stopper(pid, exited, port, groupName);
     void exited.then(() => this.#ports.release(port));
 
@@ -133,9 +144,34 @@ export class ProcessRuntime implements ReplicaRuntime {
     return { host: '127.0.0.1', port, pid, exited, enforced, stop };
   }
 
+  /** Each attempt starts from a clean, freshly named directory: pre-start actions run again from scratch. */
+  async #prepareDirs(spec: ReplicaSpec): Promise<ReplicaDirs> {
+    const replica = this.#replicaDir(spec.serviceName, spec.replicaId);
+    await rm(replica, { recursive: true, force: true });
+    await mkdir(join(this.#workDir, spec.serviceName), { recursive: true, mode: TRAVERSE_ONLY });
+    await mkdir(replica, { mode: TRAVERSE_ONLY });
+    const attempt = join(replica, randomBytes(9).toString('base64url'));
+    const dirs = { replica, attempt, home: join(attempt, 'home'), model: join(attempt, 'model'), tmp: join(attempt, 'tmp') };
+    await mkdir(attempt, { mode: 0o700 });
+    await mkdir(dirs.home);
+    await mkdir(dirs.tmp);
+    try {
+      await createOverlay(spec.modelFolder, dirs.model);
+    } catch (err) {
+      throw new ReplicaStartError(`cannot map model folder ${spec.modelFolder}: ${(err as Error).message}`);
+    }
+    const runAs = this.#runAs;
+    if (runAs) {
+      for (const d of [attempt, dirs.home, dirs.tmp, dirs.model]) await chown(d, runAs.uid, runAs.gid);
+    }
+    return dirs;
+  }
+
   #replicaEnv(spec: ReplicaSpec, dirs: ReplicaDirs, port: number): Record<string, string> {
+    const runAs = this.#runAs;
     return {
       ...this.#baseEnv,
+      ...(runAs ? { USER: runAs.name, LOGNAME: runAs.name } : {}),
       HOME: dirs.home,
       TMPDIR: dirs.tmp,
       ...spec.env,
@@ -144,13 +180,37 @@ export class ProcessRuntime implements ReplicaRuntime {
     };
   }
 
+  async #runActions(spec: ReplicaSpec, mapper: ArgumentMapper, dirs: ReplicaDirs, env: Record<string, string>): Promise<void> {
+    const runAs = this.#runAs;
+    try {
+      await runPreStartActions(spec.model.service.pre_start_actions, {
+        mapper,
+        cwd: dirs.home,
+        tmpDir: dirs.tmp,
+        overlayDir: dirs.model,
+        env,
+        log: spec.log,
+        signal: spec.signal,
+        runAs,
+        // Files the gateway writes for a replica of another user stay in that replica's directory.
+        confineTo: runAs ? dirs.attempt : undefined,
+      });
+      // What the gateway wrote or copied up for the replica becomes the replica user's.
+      if (runAs) await chownTree(dirs.attempt, runAs);
+    } catch (err) {
+      throw new ReplicaStartError((err as Error).message);
+    }
+    if (spec.signal.aborted) throw new ReplicaStartError('cancelled');
+  }
+
   async #spawnReplica(spec: ReplicaSpec, argv: string[], cwd: string, env: Record<string, string>): Promise<ChildProcess> {
-    let { child, spawned } = await spawnDetached(argv, cwd, env);
+    const runAs = this.#runAs;
+    let { child, spawned } = await spawnDetached(argv, cwd, env, runAs);
     if (spawned && (spawned as NodeJS.ErrnoException).code === 'ENOENT' && argv[0] === 'python') {
       // The seed system's example says `python`; Debian-like machines often only have python3.
       spec.log('[controller] python not found on PATH; running python3');
       argv[0] = 'python3';
-      ({ child, spawned } = await spawnDetached(argv, cwd, env));
+      ({ child, spawned } = await spawnDetached(argv, cwd, env, runAs));
     }
     // After the first one, later 'error' events (a failed kill) must not crash the gateway.
     child.on('error', (err) => this.#logger.warn({ err, service: spec.serviceName, replica: spec.replicaId }, 'replica process error'));
@@ -209,7 +269,10 @@ export class ProcessRuntime implements ReplicaRuntime {
 }
 
 interface ReplicaDirs {
-  root: string;
+  /** `<workDir>/<service>/<replica>/`: holds the pid record and one attempt. */
+  replica: string;
+  /** This attempt's freshly named directory. */
+  attempt: string;
   /** What /home/work maps to: the process's cwd and HOME. */
   home: string;
   /** The model_path overlay. */
@@ -217,35 +280,15 @@ interface ReplicaDirs {
   tmp: string;
 }
 
-/** Each attempt starts from a clean directory: pre-start actions run again from scratch. */
-async function prepareReplicaDirs(root: string, modelFolder: string): Promise<ReplicaDirs> {
-  const dirs = { root, home: join(root, 'home'), model: join(root, 'model'), tmp: join(root, 'tmp') };
-  await rm(root, { recursive: true, force: true });
-  await mkdir(dirs.home, { recursive: true });
-  await mkdir(dirs.tmp, { recursive: true });
-  try {
-    await createOverlay(modelFolder, dirs.model);
-  } catch (err) {
-    throw new ReplicaStartError(`cannot map model folder ${modelFolder}: ${(err as Error).message}`);
-  }
-  return dirs;
-}
-
-async function runActions(spec: ReplicaSpec, mapper: ArgumentMapper, dirs: ReplicaDirs, env: Record<string, string>): Promise<void> {
-  try {
-    await runPreStartActions(spec.model.service.pre_start_actions, {
-      mapper,
-      cwd: dirs.home,
-      tmpDir: dirs.tmp,
-      overlayDir: dirs.model,
-      env,
-      log: spec.log,
-      signal: spec.signal,
-    });
-  } catch (err) {
-    throw new ReplicaStartError((err as Error).message);
-  }
-  if (spec.signal.aborted) throw new ReplicaStartError('cancelled');
+/** Container paths (the mount destination, model_path, /home/work) to this attempt's folders. */
+function replicaMapper(spec: ReplicaSpec, dirs: ReplicaDirs, port: number): ArgumentMapper {
+  // The mount destination (seed: "Model Destination For Model Folder") is the model folder too.
+  const paths: Record<string, string> = {
+    [spec.mountDestination ?? DEFAULT_MOUNT_DESTINATION]: dirs.model,
+    [spec.model.model_path]: dirs.model,
+    '/home/work': dirs.home,
+  };
+  return new ArgumentMapper(paths, { model_path: dirs.model, port: String(port), home: dirs.home });
 }
 
 /** The service's start command with the definition's port replaced and container paths mapped. */
@@ -277,10 +320,14 @@ function watchExit(child: ChildProcess, pid: number, log: (line: string) => void
   });
 }
 
-/** pid and start time, so a later gateway can kill a replica this one left behind (killRecorded). */
+/**
+ * pid and start time, so a later gateway can kill a replica this one left behind (killRecorded).
+ * Beside the attempt directory, not in it: a replica user must not be able to point the
+ * gateway's clean-up kill at another process.
+ */
 async function recordPid(replicaDir: string, pid: number): Promise<void> {
   const startTime = await processStartTime(pid);
-  await writeFile(join(replicaDir, PID_FILE), JSON.stringify({ pid, start_time: startTime })).catch(() => undefined);
+  await writeFile(join(replicaDir, PID_FILE), JSON.stringify({ pid, start_time: startTime }), { mode: 0o600 }).catch(() => undefined);
 }
 
 /**
@@ -298,13 +345,25 @@ async function killRecorded(replicaDir: string): Promise<void> {
   if ((await processStartTime(recorded.pid)) === recorded.start_time) killGroup(recorded.pid, 'SIGKILL');
 }
 
+/** lchown of everything under `root`, never following a symlink (the overlay's point into the user's folder). */
+async function chownTree(root: string, runAs: RunAs): Promise<void> {
+  await lchown(root, runAs.uid, runAs.gid);
+  for (const entry of await readdir(root, { withFileTypes: true })) {
+    const path = join(root, entry.name);
+    if (entry.isDirectory()) await chownTree(path, runAs);
+    else await lchown(path, runAs.uid, runAs.gid);
+  }
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 /** Spawns a replica in its own process group; resolves once it started or failed to. */
-async function spawnDetached(argv: string[], cwd: string, env: Record<string, string>): Promise<{ child: ChildProcess; spawned: Error | null }> {
-  const child = spawn(argv[0], argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+async function spawnDetached(argv: string[], cwd: string, env: Record<string, string>, runAs: RunAs | null): Promise<{ child: ChildProcess; spawned: Error | null }> {
+  // With uid/gid, libuv also drops the gateway's supplementary groups (setgroups(0)).
+  const ids = runAs ? { uid: runAs.uid, gid: runAs.gid } : {};
+  const child = spawn(argv[0], argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...ids });
   const spawned = await new Promise<Error | null>((resolve) => {
     child.once('spawn', () => resolve(null));
     child.once('error', (err) => resolve(err));

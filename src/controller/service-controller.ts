@@ -1,18 +1,26 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import { GatewayError, type FieldError } from '../errors/gateway-error.js';
 import type { Logger } from '../obs/logger.js';
+import type { Metrics } from '../obs/metrics.js';
 import type { RouteTable } from '../schema/route-table.js';
 import { newRouteId, patchEndpoint } from '../control/endpoint-ops.js';
 import type { Store } from '../store/store.js';
+import { clamp, ServiceAutoscaler, type LastDecision } from './autoscale/autoscaler.js';
+import { MetricsCollector } from './autoscale/collector.js';
+import { EventLog, type ServiceEvent } from './autoscale/events.js';
+import type { AutoscalingSpec } from './autoscale/spec.js';
 import { TCP_CHECK } from './health-prober.js';
 import { DefinitionError, loadModelDefinition, type LoadedDefinition } from './model-definition.js';
 import { ProcessRuntime } from './process-runtime.js';
+import { resolveRunAs } from './run-as.js';
 import { DEFAULT_POLICY, Replica, type ReplicaPolicy, type ReplicaView } from './replica.js';
 import type { ReplicaResources, ReplicaRuntime } from './runtime.js';
+import { prepareWorkDir } from './work-dir.js';
 import {
+  DEFAULT_MOUNT_DESTINATION,
   parseMemory,
   serviceSpecSchema,
   type CreateServiceInput,
@@ -33,7 +41,8 @@ import {
  * replica can never block the loop.
  */
 
-export type ServiceStatus = 'PROVISIONING' | 'HEALTHY' | 'DEGRADED' | 'UNHEALTHY' | 'TERMINATING';
+/** IDLE: autoscaled to zero replicas; the next request wakes it. */
+export type ServiceStatus = 'PROVISIONING' | 'HEALTHY' | 'DEGRADED' | 'UNHEALTHY' | 'TERMINATING' | 'IDLE';
 
 export interface ServiceView {
   name: string;
@@ -46,6 +55,8 @@ export interface ServiceView {
   public: boolean;
   model_folder: string;
   model_definition_path: string | null;
+  /** Another path the replicas see the model folder at (seed: Model Destination For Model Folder). */
+  model_mount_destination: string;
   model_name: string | null;
   env: Record<string, string>;
   resources: (Resources & { memory_bytes?: number }) | null;
@@ -55,6 +66,8 @@ export interface ServiceView {
   error: string | null;
   created_at: string;
   routes: ReplicaView[];
+  /** Present when the controller scales the service (docs/model-services.md, autoscaling). */
+  autoscaling?: AutoscalingSpec & { status: { desired: number; current: number; panicking: boolean; last_decision: LastDecision | null } };
 }
 
 export type ValidateEvent =
@@ -63,7 +76,8 @@ export type ValidateEvent =
 
 export interface ServiceControllerOptions {
   store: Store;
-  settings: Pick<Settings, 'CONTROLLER_PORT_RANGE' | 'CONTROLLER_WORK_DIR' | 'DATA_DIR' | 'ephemeral'> & Partial<Pick<Settings, 'CONTROLLER_ADVERTISE_HOST'>>;
+  settings: Pick<Settings, 'CONTROLLER_PORT_RANGE' | 'CONTROLLER_WORK_DIR' | 'DATA_DIR' | 'ephemeral'> &
+    Partial<Pick<Settings, 'CONTROLLER_ADVERTISE_HOST' | 'CONTROLLER_RUN_AS'>>;
   logger: Logger;
   /** Default: local processes (ProcessRuntime). */
   runtime?: ReplicaRuntime;
@@ -73,6 +87,12 @@ export interface ServiceControllerOptions {
   reconcileIntervalMs?: number;
   /** Public address of an endpoint, for the `url` of the service view. */
   endpointUrl?: (name: string) => string;
+  /** How often autoscaled services are decided (default 1 s). */
+  autoscaleIntervalMs?: number;
+  /** Autoscaled services: how long past the drain grace a replica may finish its requests (default 60 s). */
+  scaleDownDrainMaxMs?: number;
+  /** modelgate_service_desired_replicas / _current_replicas. */
+  metrics?: Metrics;
 }
 
 interface ServiceState {
@@ -88,6 +108,13 @@ interface ServiceState {
   lock: Promise<unknown>;
   sync: () => Promise<void>;
   reconcileQueued: boolean;
+  /** Present when `spec.autoscaling` is: owns the replica count. */
+  autoscaler?: ServiceAutoscaler;
+  /** A decision is being collected/made (one at a time per service). */
+  scaling: boolean;
+  /** A wake arrived while deciding: decide again right after. */
+  wakePending: boolean;
+  events: EventLog;
 }
 
 const VALIDATE_SERVICE = '_validate';
@@ -130,7 +157,14 @@ export class ServiceController {
   readonly #creating = new Set<string>();
   readonly #validations = new Set<Promise<unknown>>();
   #timer: NodeJS.Timeout | undefined;
+  #autoscaleTimer: NodeJS.Timeout | undefined;
+  #unsubscribe: (() => void) | undefined;
+  readonly #autoscaleIntervalMs: number;
+  readonly #scaleDownDrainMaxMs: number;
+  readonly #collector: MetricsCollector;
+  readonly #metrics?: Metrics;
   #stopped = false;
+  #ownWorkDir: string | null = null;
 
   constructor(opts: ServiceControllerOptions) {
     this.#store = opts.store;
@@ -139,10 +173,24 @@ export class ServiceController {
     this.#drainGraceMs = opts.drainGraceMs ?? 3_000;
     this.#reconcileIntervalMs = opts.reconcileIntervalMs ?? 5_000;
     this.#endpointUrl = opts.endpointUrl;
+    this.#autoscaleIntervalMs = opts.autoscaleIntervalMs ?? 1_000;
+    this.#scaleDownDrainMaxMs = opts.scaleDownDrainMaxMs ?? 60_000;
+    this.#collector = new MetricsCollector(opts.store);
+    this.#metrics = opts.metrics;
     const s = opts.settings;
-    const workDir = resolve(s.CONTROLLER_WORK_DIR ?? (s.ephemeral ? join(tmpdir(), `modelgate-services-${process.pid}`) : join(s.DATA_DIR, 'services')));
     this.#advertiseHost = s.CONTROLLER_ADVERTISE_HOST ?? '127.0.0.1';
-    this.#runtime = opts.runtime ?? new ProcessRuntime({ workDir, portRange: s.CONTROLLER_PORT_RANGE, logger: this.#logger });
+    const workDir = opts.runtime ? null : prepareWorkDir(s);
+    // An ephemeral gateway's default work dir (per pid) is nobody's to reuse: removed on stop.
+    if (workDir && s.ephemeral && !s.CONTROLLER_WORK_DIR) this.#ownWorkDir = workDir;
+    this.#runtime =
+      opts.runtime ??
+      new ProcessRuntime({
+        // Outside DATA_DIR (see work-dir.ts); the replica user, if any, is resolved once here.
+        workDir: workDir!,
+        portRange: s.CONTROLLER_PORT_RANGE,
+        logger: this.#logger,
+        runAs: s.CONTROLLER_RUN_AS ? resolveRunAs(s.CONTROLLER_RUN_AS) : null,
+      });
   }
 
   // ---------------------------------------------------------------- life cycle
@@ -162,6 +210,16 @@ export class ServiceController {
       for (const svc of this.#services.values()) this.#kick(svc);
     }, this.#reconcileIntervalMs);
     this.#timer.unref();
+    this.#autoscaleTimer = setInterval(() => {
+      for (const svc of this.#services.values()) if (svc.autoscaler) void this.#autoscale(svc, false);
+    }, this.#autoscaleIntervalMs);
+    this.#autoscaleTimer.unref();
+    // A gateway holds a request for a service at zero (this process or another instance).
+    this.#unsubscribe = this.#store.subscribe((event) => {
+      if (event.kind !== 'wake') return;
+      const svc = this.#services.get(event.name);
+      if (svc?.autoscaler) void this.#autoscale(svc, true);
+    });
   }
 
   async #restore(raw: unknown): Promise<void> {
@@ -186,7 +244,10 @@ export class ServiceController {
       const base: Omit<RouteTable, 'version'> = current
         ? (({ version: _v, ...rest }) => rest)(current)
         : { id: spec.endpoint_id, name: spec.name, public: spec.public, routes: [], created_at: spec.created_at };
-      return { ...base, routes: [], updated_at: new Date().toISOString() };
+      const next: Omit<RouteTable, 'version'> = { ...base, routes: [], updated_at: new Date().toISOString() };
+      if (spec.autoscaling) next.autoscaled = true;
+      else delete next.autoscaled;
+      return next;
     });
     const svc = this.#newState(spec);
     try {
@@ -204,6 +265,8 @@ export class ServiceController {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
+    if (this.#autoscaleTimer) clearInterval(this.#autoscaleTimer);
+    this.#unsubscribe?.();
     await Promise.all(
       [...this.#services.values()].map(async (svc) => {
         await Promise.all(svc.replicas.map((r) => r.stop(0)));
@@ -213,6 +276,7 @@ export class ServiceController {
     );
     await Promise.allSettled([...this.#validations]);
     this.#services.clear();
+    if (this.#ownWorkDir) await rm(this.#ownWorkDir, { recursive: true, force: true }).catch(() => undefined);
   }
 
   // ---------------------------------------------------------------- API operations
@@ -228,12 +292,15 @@ export class ServiceController {
       const now = new Date().toISOString();
       const { table } = await this.#store.updateEndpoint(name, (current) => {
         if (current) throw new GatewayError('ADM_CONFLICT', { message: `name ${name} is taken by an existing endpoint` });
-        return { id: randomUUID(), name, public: input.public, routes: [], created_at: now, updated_at: now };
+        const created: Omit<RouteTable, 'version'> = { id: randomUUID(), name, public: input.public, routes: [], created_at: now, updated_at: now };
+        if (input.autoscaling) created.autoscaled = true;
+        return created;
       });
       const spec: ServiceSpec = {
         name,
         model_folder: modelFolder,
         model_definition_path: input.model_definition_path,
+        model_mount_destination: input.model_mount_destination,
         replicas: input.replicas,
         public: input.public,
         env: input.env,
@@ -241,6 +308,11 @@ export class ServiceController {
         endpoint_id: table.id,
         created_at: now,
       };
+      if (input.autoscaling) {
+        spec.autoscaling = input.autoscaling;
+        // The first count: `replicas` within the bounds (at least one, to see the model start).
+        spec.autoscaling_desired = clamp(input.replicas, Math.max(1, input.autoscaling.min_replicas), input.autoscaling.max_replicas);
+      }
       try {
         await this.#store.putService({ name, spec, updated_at: now });
       } catch (err) {
@@ -280,14 +352,25 @@ export class ServiceController {
         if (input.resources === null) delete next.resources;
         else next.resources = input.resources;
       }
+      if (input.autoscaling === null) {
+        delete next.autoscaling;
+        delete next.autoscaling_desired;
+      } else if (input.autoscaling !== undefined) {
+        next.autoscaling = input.autoscaling;
+        const from = svc.autoscaler?.desired ?? this.#liveCount(svc);
+        next.autoscaling_desired = clamp(from, input.autoscaling.min_replicas, input.autoscaling.max_replicas);
+      }
       const roll = !sameJson(next.env, svc.spec.env) || !sameJson(next.resources, svc.spec.resources) || loaded.text !== svc.loaded?.text || svc.definitionError !== undefined;
       if (input.public !== undefined) await patchEndpoint(this.#store, name, { public: input.public });
       await this.#store.putService({ name, spec: next, updated_at: new Date().toISOString() });
+      const wasAutoscaled = svc.spec.autoscaling !== undefined;
       svc.spec = next;
       svc.loaded = loaded;
       svc.definitionError = undefined;
       if (roll) svc.generation++;
-      this.#logger.info({ service: name, replicas: next.replicas, rolling: roll }, 'service modified');
+      if (input.autoscaling !== undefined) this.#setAutoscaling(svc);
+      if (wasAutoscaled !== (next.autoscaling !== undefined)) await svc.sync().catch(() => undefined);
+      this.#logger.info({ service: name, replicas: this.#desired(svc), autoscaling: next.autoscaling !== undefined, rolling: roll }, 'service modified');
       this.#kick(svc);
       return this.#view(svc, 0);
     });
@@ -343,6 +426,8 @@ export class ServiceController {
       await this.#store.deleteEndpoint(name).catch((err: unknown) => this.#logger.warn({ err, service: name }, 'could not delete endpoint'));
       await this.#store.deleteService(name);
       this.#services.delete(name);
+      this.#metrics?.serviceDesiredReplicas.remove(name);
+      this.#metrics?.serviceCurrentReplicas.remove(name);
       this.#logger.info({ service: name }, 'service terminated');
     })();
     await svc.terminating;
@@ -372,7 +457,7 @@ export class ServiceController {
       id,
       generation: 0,
       runtime: this.#runtime,
-      launch: { serviceName: VALIDATE_SERVICE, modelFolder: resolve(input.model_folder), model: loaded.model, env: input.env, resources: replicaResources(input.resources) },
+      launch: { serviceName: VALIDATE_SERVICE, modelFolder: resolve(input.model_folder), mountDestination: input.model_mount_destination, model: loaded.model, env: input.env, resources: replicaResources(input.resources) },
       policy: { ...this.#policy, startAttempts: 1 },
       onChange: async (r) => {
         if (r.status === 'healthy') settle({ healthy: true, error: null });
@@ -415,9 +500,119 @@ export class ServiceController {
       lock: Promise.resolve(),
       sync: () => Promise.resolve(),
       reconcileQueued: false,
+      scaling: false,
+      wakePending: false,
+      events: new EventLog(),
     };
     svc.sync = serialize(() => this.#writeRoutes(svc));
+    this.#setAutoscaling(svc);
     return svc;
+  }
+
+  // ---------------------------------------------------------------- autoscaling
+
+  /** Replicas wanted now: the autoscaler's decision, or the fixed count. */
+  #desired(svc: ServiceState): number {
+    return svc.autoscaler ? svc.autoscaler.desired : svc.spec.replicas;
+  }
+
+  #liveCount(svc: ServiceState): number {
+    return svc.replicas.filter((r) => !r.retiring).length;
+  }
+
+  /** Takes `spec.autoscaling` (and the recorded count) into the service's autoscaler. */
+  #setAutoscaling(svc: ServiceState): void {
+    const auto = svc.spec.autoscaling;
+    if (!auto) {
+      if (svc.autoscaler) this.#metrics?.serviceDesiredReplicas.labels(svc.spec.name).set(svc.spec.replicas);
+      svc.autoscaler = undefined;
+      return;
+    }
+    const recorded = svc.spec.autoscaling_desired ?? clamp(svc.spec.replicas, auto.min_replicas, auto.max_replicas);
+    if (svc.autoscaler) svc.autoscaler.setSpec(auto);
+    else svc.autoscaler = new ServiceAutoscaler(auto, recorded);
+    this.#metrics?.serviceDesiredReplicas.labels(svc.spec.name).set(svc.autoscaler.desired);
+  }
+
+  /** Recent events of a service, newest first. */
+  events(name: string, limit?: number): ServiceEvent[] {
+    return this.#require(name).events.list(limit);
+  }
+
+  /**
+   * One autoscaling round for a service: collect, decide, apply. `wake`: a gateway holds a
+   * request for it, which counts as demand even before its load report arrives. Rounds of one
+   * service never overlap; a wake during a round gets a round of its own right after.
+   */
+  async #autoscale(svc: ServiceState, wake: boolean): Promise<void> {
+    if (svc.scaling) {
+      if (wake) svc.wakePending = true;
+      return;
+    }
+    if (!svc.autoscaler || svc.terminating || this.#stopped || this.#services.get(svc.spec.name) !== svc) return;
+    svc.scaling = true;
+    try {
+      const autoscaler = svc.autoscaler;
+      const live = svc.replicas.filter((r) => !r.retiring);
+      const ready = live.filter((r) => r.status === 'healthy');
+      this.#collector.forget(new Set(live.map((r) => r.id)));
+      let collected;
+      try {
+        collected = await this.#collector.collect(
+          svc.spec.name,
+          autoscaler.spec,
+          ready.map((r) => ({ id: r.id, pid: r.pid, url: `http://127.0.0.1:${r.port}` })),
+        );
+      } catch (err) {
+        // Without the store's load reports there is nothing to decide from (a wake still wakes).
+        if (!wake) {
+          this.#logger.debug({ service: svc.spec.name, err_message: (err as Error).message }, 'autoscaling: no load reports this round');
+          return;
+        }
+        collected = { in_flight: 0, queued: 0, rps: 0, p99_latency_ms: null };
+      }
+      if (svc.autoscaler !== autoscaler || svc.terminating) return;
+      if (wake) collected.queued = Math.max(1, collected.queued);
+      const change = autoscaler.tick(Date.now(), { ...collected, ready: ready.length });
+      this.#metrics?.serviceDesiredReplicas.labels(svc.spec.name).set(autoscaler.desired);
+      this.#metrics?.serviceCurrentReplicas.labels(svc.spec.name).set(live.length);
+      if (change) await this.#applyDecision(svc, change);
+    } catch (err) {
+      this.#logger.error({ err, service: svc.spec.name }, 'autoscaling round failed');
+    } finally {
+      svc.scaling = false;
+      if (svc.wakePending) {
+        svc.wakePending = false;
+        void this.#autoscale(svc, true);
+      }
+    }
+  }
+
+  async #applyDecision(svc: ServiceState, change: LastDecision): Promise<void> {
+    const name = svc.spec.name;
+    svc.events.add({ kind: 'scale', message: `scale ${change.from} → ${change.to}: ${change.reason}`, from: change.from, to: change.to, reason: change.reason });
+    this.#logger.info({ service: name, from: change.from, to: change.to, reason: change.reason }, 'autoscaling decision');
+    this.#kick(svc);
+    // Recorded, so a restarted controller resumes at this count instead of starting over.
+    await this.#locked(svc, async () => {
+      if (svc.terminating || !svc.autoscaler) return;
+      const next: ServiceSpec = { ...svc.spec, autoscaling_desired: svc.autoscaler.desired };
+      await this.#store.putService({ name, spec: next, updated_at: new Date().toISOString() });
+      svc.spec = next;
+    }).catch((err: unknown) => this.#logger.warn({ service: name, err_message: (err as Error).message }, 'could not record the autoscaling decision'));
+  }
+
+  /** Restarts and health changes of a replica, for the service's events. */
+  #noteReplica(svc: ServiceState, replica: Replica, seen: { status: string; restarts: number }): void {
+    if (replica.restarts > seen.restarts) {
+      seen.restarts = replica.restarts;
+      svc.events.add({ kind: 'restart', message: `replica ${replica.id} restarted (restart ${replica.restarts})`, replica: replica.id });
+    }
+    if (replica.status !== seen.status) {
+      seen.status = replica.status;
+      const why = (replica.status === 'unhealthy' || replica.status === 'failed_to_start') && replica.lastError ? `: ${replica.lastError}` : '';
+      svc.events.add({ kind: 'health', message: `replica ${replica.id} ${replica.status}${why}`, replica: replica.id, status: replica.status });
+    }
   }
 
   #require(name: string): ServiceState {
@@ -438,7 +633,7 @@ export class ServiceController {
       .filter((r) => r.port !== undefined)
       .map((r) => ({ id: r.id, url: `http://${this.#advertiseHost}:${r.port}`, weight: r.status === 'terminating' ? 0 : 1, status: r.status }));
     try {
-      await patchEndpoint(this.#store, svc.spec.name, { routes });
+      await patchEndpoint(this.#store, svc.spec.name, { routes, autoscaled: svc.spec.autoscaling !== undefined });
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'ADM_NOT_FOUND') {
         if (!svc.terminating && !this.#stopped) {
@@ -468,8 +663,10 @@ export class ServiceController {
 
   #reconcile(svc: ServiceState): void {
     if (svc.terminating || this.#stopped || !svc.loaded || this.#services.get(svc.spec.name) !== svc) return;
-    const desired = svc.spec.replicas;
+    const desired = this.#desired(svc);
     const live = svc.replicas.filter((r) => !r.retiring);
+    this.#metrics?.serviceDesiredReplicas.labels(svc.spec.name).set(desired);
+    this.#metrics?.serviceCurrentReplicas.labels(svc.spec.name).set(live.length);
     const current = live.filter((r) => r.generation === svc.generation);
     const old = live.filter((r) => r.generation !== svc.generation);
     const healthy = (r: Replica) => r.status === 'healthy';
@@ -507,6 +704,7 @@ export class ServiceController {
   }
 
   #spawn(svc: ServiceState): void {
+    const seen = { status: '', restarts: 0 };
     const replica = new Replica({
       id: newRouteId(),
       generation: svc.generation,
@@ -514,12 +712,14 @@ export class ServiceController {
       launch: {
         serviceName: svc.spec.name,
         modelFolder: svc.spec.model_folder,
+        mountDestination: svc.spec.model_mount_destination,
         model: svc.loaded!.model,
         env: svc.spec.env,
         resources: replicaResources(svc.spec.resources),
       },
       policy: this.#policy,
-      onChange: async () => {
+      onChange: async (r) => {
+        this.#noteReplica(svc, r, seen);
         this.#kick(svc);
         await svc.sync();
       },
@@ -533,7 +733,10 @@ export class ServiceController {
     const drains = drain && replica.status === 'healthy';
     if (drains) svc.draining++;
     try {
-      await replica.stop(drains ? this.#drainGraceMs : 0);
+      // An autoscaled service's gateways report requests per route: its drain lasts until the
+      // replica's last request is done (within scaleDownDrainMaxMs), not a fixed time.
+      const until = drains && svc.autoscaler ? { drained: async () => (await this.#collector.routeInFlight(svc.spec.name, replica.id)) === 0, maxMs: this.#scaleDownDrainMaxMs } : undefined;
+      await replica.stop(drains ? this.#drainGraceMs : 0, until);
     } finally {
       if (drains) svc.draining--;
       svc.replicas = svc.replicas.filter((r) => r !== replica);
@@ -546,7 +749,9 @@ export class ServiceController {
   #status(svc: ServiceState, live: Replica[]): { status: ServiceStatus; healthy: number } {
     const healthy = live.filter((r) => r.status === 'healthy').length;
     if (svc.terminating) return { status: 'TERMINATING', healthy };
-    if (healthy >= svc.spec.replicas) return { status: 'HEALTHY', healthy };
+    const desired = this.#desired(svc);
+    if (desired === 0 && svc.autoscaler && live.length === 0) return { status: 'IDLE', healthy };
+    if (healthy >= desired) return { status: 'HEALTHY', healthy };
     if (healthy > 0) return { status: 'DEGRADED', healthy };
     if (svc.definitionError) return { status: 'UNHEALTHY', healthy };
     if (live.length > 0 && live.every((r) => r.failing)) return { status: 'UNHEALTHY', healthy };
@@ -567,11 +772,12 @@ export class ServiceController {
       name: spec.name,
       endpoint_id: spec.endpoint_id,
       status,
-      replicas: spec.replicas,
+      replicas: this.#desired(svc),
       healthy_replicas: healthy,
       public: spec.public,
       model_folder: spec.model_folder,
       model_definition_path: svc.loaded?.file ?? spec.model_definition_path ?? null,
+      model_mount_destination: spec.model_mount_destination ?? DEFAULT_MOUNT_DESTINATION,
       model_name: svc.loaded?.model.name ?? null,
       env: spec.env,
       resources,
@@ -581,6 +787,12 @@ export class ServiceController {
       routes: svc.replicas.map((r) => r.view(logLines)),
     };
     if (this.#endpointUrl) view.url = this.#endpointUrl(spec.name);
+    if (svc.autoscaler && spec.autoscaling) {
+      view.autoscaling = {
+        ...spec.autoscaling,
+        status: { desired: svc.autoscaler.desired, current: live.length, panicking: svc.autoscaler.panicking, last_decision: svc.autoscaler.lastDecision },
+      };
+    }
     return view;
   }
 }

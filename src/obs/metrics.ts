@@ -29,6 +29,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly endpointErrors = new Counter({
+    name: 'modelgate_endpoint_errors_total',
+    help: 'Errors the gateway answered itself, by endpoint and code (requests that reached an endpoint)',
+    labelNames: ['endpoint', 'code'] as const,
+    registers: [this.registry],
+  });
+
   readonly upstreamErrors = new Counter({
     name: 'modelgate_upstream_errors_total',
     help: 'Upstream failures by endpoint and kind (connect, reset, timeout)',
@@ -66,6 +73,20 @@ export class Metrics {
     name: 'modelgate_route_table_version',
     help: 'Version of the route table this instance serves, per endpoint',
     labelNames: ['endpoint'] as const,
+    registers: [this.registry],
+  });
+
+  readonly serviceDesiredReplicas = new Gauge({
+    name: 'modelgate_service_desired_replicas',
+    help: 'Replicas a model service should run (the autoscaler decision, or its fixed count)',
+    labelNames: ['service'] as const,
+    registers: [this.registry],
+  });
+
+  readonly serviceCurrentReplicas = new Gauge({
+    name: 'modelgate_service_current_replicas',
+    help: 'Replicas of a model service running or starting (draining ones excluded)',
+    labelNames: ['service'] as const,
     registers: [this.registry],
   });
 

@@ -5,6 +5,8 @@ import { Candidates, P2C_BALANCER, ROUND_ROBIN_BALANCER, type Balancer } from '.
 import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { RouteState } from '../upstream/route-state.js';
 import type { EndpointLabeler, Metrics } from '../obs/metrics.js';
+import { LoadMeter } from './load-meter.js';
+import type { LoadReporter } from './load-reporter.js';
 
 /** Anything waiting in an endpoint's hold queue. */
 export interface HeldRequest {
@@ -38,40 +40,38 @@ type DurationHistogram = ReturnType<Histogram<'endpoint' | 'status_class'>['labe
 class LabelChildren {
   readonly #requests: RequestCounter[] = [];
   readonly #durations: DurationHistogram[] = [];
-  readonly #label: string;
-  readonly #metrics: Metrics;
-
-  constructor(label: string, metrics: Metrics) {
-    this.#label = label;
-    this.#metrics = metrics;
-  }
+  constructor(
+    private readonly label: string,
+    private readonly metrics: Metrics,
+  ) {}
 
   record(status: number, seconds: number): void {
     const i = Math.min(5, (status / 100) | 0);
     let counter = this.#requests[i];
     if (counter === undefined) {
-      counter = this.#metrics.requests.labels(this.#label, STATUS_CLASSES[i]);
+      counter = this.metrics.requests.labels(this.label, STATUS_CLASSES[i]);
       this.#requests[i] = counter;
-      this.#durations[i] = this.#metrics.requestDuration.labels(this.#label, STATUS_CLASSES[i]);
+      this.#durations[i] = this.metrics.requestDuration.labels(this.label, STATUS_CLASSES[i]);
     }
     counter.inc();
     this.#durations[i].observe(seconds);
+  }
+
+  recordError(code: string): void {
+    this.metrics.endpointErrors.labels(this.label, code).inc();
   }
 }
 
 /** One LabelChildren per distinct endpoint label (bounded by the labeler's cap). */
 export class EndpointMetricsRegistry {
   readonly #byLabel = new Map<string, LabelChildren>();
-  readonly metrics: Metrics;
-  readonly #labeler: EndpointLabeler;
-
-  constructor(metrics: Metrics, labeler: EndpointLabeler) {
-    this.metrics = metrics;
-    this.#labeler = labeler;
-  }
+  constructor(
+    readonly metrics: Metrics,
+    private readonly labeler: EndpointLabeler,
+  ) {}
 
   forEndpoint(name: string): { label: string; children: LabelChildren } {
-    const label = this.#labeler.label(name);
+    const label = this.labeler.label(name);
     let children = this.#byLabel.get(label);
     if (children === undefined) {
       children = new LabelChildren(label, this.metrics);
@@ -85,6 +85,10 @@ export class EndpointMetricsRegistry {
 export class EndpointShared {
   inFlight = 0;
   readonly label: string;
+  /** Autoscaled endpoints only (set when the table is compiled): rps and latency for the autoscaler. */
+  load: LoadMeter | null = null;
+  /** Last wake request for this endpoint (performance.now()). */
+  lastWakeAt = -Infinity;
   readonly #children: LabelChildren;
   // Allocated on first use: most endpoints never hold a request, and a million-endpoint
   // snapshot should not carry a million empty arrays.
@@ -108,6 +112,12 @@ export class EndpointShared {
   /** Counts a finished request. */
   record(status: number, seconds: number): void {
     this.#children.record(status, seconds);
+    if (this.load !== null) this.load.record(seconds);
+  }
+
+  /** Counts an error the gateway answered for this endpoint (error path only). */
+  recordError(code: string): void {
+    this.#children.recordError(code);
   }
 }
 
@@ -129,6 +139,8 @@ export class EndpointRuntime {
   readonly maxConcurrent: number;
   readonly maxHeld: number;
   readonly balancer: Balancer;
+  /** The controller scales this endpoint's service: held requests wake it, load is reported. */
+  readonly autoscaled: boolean;
 
   constructor(
     readonly table: RouteTable,
@@ -146,23 +158,27 @@ export class EndpointRuntime {
     this.maxConcurrent = table.limits?.max_concurrent ?? defaults.maxConcurrentPerEndpoint;
     this.maxHeld = table.limits?.max_held ?? defaults.holdQueueMax;
     this.balancer = table.balancer === 'round_robin' ? ROUND_ROBIN_BALANCER : P2C_BALANCER;
+    this.autoscaled = table.autoscaled === true;
   }
 }
 
 /** Builds runtimes from tables, carrying route state and pools over from the previous version. */
 export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime> {
-  readonly #registry: EndpointMetricsRegistry;
-  readonly #pools: PoolRegistry;
-  readonly #defaults: RuntimeDefaults;
+  private readonly registry: EndpointMetricsRegistry;
 
-  constructor(pools: PoolRegistry, defaults: RuntimeDefaults, metrics: Metrics, labeler: EndpointLabeler) {
-    this.#pools = pools;
-    this.#defaults = defaults;
-    this.#registry = new EndpointMetricsRegistry(metrics, labeler);
+  constructor(
+    private readonly pools: PoolRegistry,
+    private readonly defaults: RuntimeDefaults,
+    metrics: Metrics,
+    labeler: EndpointLabeler,
+    /** Where autoscaled endpoints are registered for load reports; null: none reported. */
+    private readonly loadReporter: LoadReporter | null = null,
+  ) {
+    this.registry = new EndpointMetricsRegistry(metrics, labeler);
   }
 
   compile(table: RouteTable, previous: EndpointRuntime | undefined): EndpointRuntime {
-    const connectMs = table.timeouts?.connect_ms ?? this.#defaults.connectTimeoutMs;
+    const connectMs = table.timeouts?.connect_ms ?? this.defaults.connectTimeoutMs;
     const previousByKey = previous ? indexByKey(previous.routes) : null;
     const routes: RouteState[] = [];
     const candidates: RouteState[] = [];
@@ -174,26 +190,36 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
         state.weight = route.weight;
         state.status = route.status;
       } else {
-        state = new RouteState(route, (origin) => this.#pools.acquire(origin, connectMs), key);
+        state = new RouteState(route, (origin, protocol) => this.pools.acquire(origin, connectMs, protocol), key);
       }
       routes.push(state);
       if (route.status === 'healthy' && route.weight > 0) candidates.push(state);
     }
     // Routes the new table dropped: their pool reference goes (in-flight requests finish).
-    if (previousByKey) for (const state of previousByKey.values()) this.#pools.release(state.pool);
+    if (previousByKey) for (const state of previousByKey.values()) this.pools.release(state.pool);
     const sameEndpoint = previous && previous.id === table.id;
-    const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.#registry);
+    const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.registry);
+    if (this.loadReporter !== null && table.autoscaled !== true && shared.load !== null) {
+      shared.load = null;
+      this.loadReporter.endpoints.delete(table.name);
+    }
     // Bounded like every endpoint label (METRICS_ENDPOINT_LABEL_CAP): one series per endpoint
     // for a million endpoints would cost memory on every instance and flood /metrics.
-    if (shared.label !== 'other') this.#registry.metrics.routeTableVersion.labels(shared.label).set(table.version);
+    if (shared.label !== 'other') this.registry.metrics.routeTableVersion.labels(shared.label).set(table.version);
     // The snapshot keeps what the data plane reads; the route list lives on in `routes`.
     const { routes: _routes, created_at: _created, ...kept } = table;
     const slim: RouteTable = { ...kept, routes: NO_ROUTES };
-    return new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.#defaults);
+    const runtime = new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.defaults);
+    if (this.loadReporter !== null && table.autoscaled === true) {
+      shared.load ??= new LoadMeter();
+      this.loadReporter.endpoints.set(table.name, runtime);
+    }
+    return runtime;
   }
 
   dispose(runtime: EndpointRuntime): void {
-    for (const state of runtime.routes) this.#pools.release(state.pool);
+    for (const state of runtime.routes) this.pools.release(state.pool);
+    if (this.loadReporter?.endpoints.get(runtime.name) === runtime) this.loadReporter.endpoints.delete(runtime.name);
   }
 
   tableOf(runtime: EndpointRuntime): RouteTable {

@@ -25,6 +25,8 @@ export interface ProxyContext {
   readonly bodyLimitBytes: number;
   /** MAX_HEADER_COUNT: more header lines → 431. */
   readonly maxHeaderCount: number;
+  /** UPSTREAM_MAX_HEADER_COUNT: an upstream response with more header lines → 502. */
+  readonly maxUpstreamHeaderCount: number;
   readonly holdTimeoutMs: number;
   readonly retryMax: number;
   /** Requests one route may have outstanding: its pool's connections plus UPSTREAM_PENDING_MAX waiting. */
@@ -44,6 +46,8 @@ export interface ProxyContext {
   respondReadyz(res: ServerResponse): void;
   recordUnrouted(status: number, seconds: number): void;
   onRequestFinished(): void;
+  /** A request is held for an autoscaled endpoint (its service may be at zero replicas). */
+  wakeScaled(runtime: EndpointRuntime): void;
 }
 
 /** What the data plane is given by the composition root. */
@@ -63,6 +67,7 @@ export interface ProxyDeps {
 export interface ProxyServerHooks {
   respondReadyz(res: ServerResponse): void;
   onRequestFinished(): void;
+  wakeScaled(runtime: EndpointRuntime): void;
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
@@ -88,6 +93,7 @@ export function createProxyContext(
     maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
     bodyLimitBytes: s.BODY_LIMIT_BYTES,
     maxHeaderCount: s.MAX_HEADER_COUNT,
+    maxUpstreamHeaderCount: s.UPSTREAM_MAX_HEADER_COUNT,
     holdTimeoutMs: s.HOLD_TIMEOUT_MS,
     retryMax: s.RETRY_MAX,
     routeQueueMax: s.UPSTREAM_POOL_CONNECTIONS + s.UPSTREAM_PENDING_MAX,
@@ -110,5 +116,6 @@ export function createProxyContext(
       unroutedDurations.labels('none', cls).observe(seconds);
     },
     onRequestFinished: hooks.onRequestFinished,
+    wakeScaled: hooks.wakeScaled,
   };
 }

@@ -1,6 +1,7 @@
 import { GatewayError, isGatewayError, type GatewayErrorCode } from '../errors/gateway-error.js';
 import type { RouteTable } from '../schema/route-table.js';
 import { storeUnavailable } from './records.js';
+import { parseLoadReport, type LoadReport } from './load-board.js';
 import type { RevokedToken, ServiceRecord, Store, StoreEvent, StoreHealth, TokenRecord } from './store.js';
 
 /**
@@ -32,7 +33,10 @@ type RemoteOp =
   | 'putService'
   | 'getService'
   | 'listServices'
-  | 'deleteService';
+  | 'deleteService'
+  | 'publishLoad'
+  | 'readLoad'
+  | 'requestWake';
 
 const REMOTE_OPS: ReadonlySet<string> = new Set<RemoteOp>([
   'getEndpointRaw',
@@ -48,6 +52,9 @@ const REMOTE_OPS: ReadonlySet<string> = new Set<RemoteOp>([
   'getService',
   'listServices',
   'deleteService',
+  'publishLoad',
+  'readLoad',
+  'requestWake',
 ]);
 
 type Call = { mg: 'store.call'; id: number; op: RemoteOp; args: unknown[] };
@@ -78,6 +85,11 @@ export function serveStoreOverIpc(store: Store, channel: IpcChannel): () => void
     if (!REMOTE_OPS.has(m.op)) {
       send({ mg: 'store.reply', id: m.id, ok: false, message: `store operation ${String(m.op)} is not available over IPC` });
       return;
+    }
+    if (m.op === 'publishLoad') {
+      // A worker's reports are believed only as well-formed numbers.
+      const reports = Array.isArray(m.args[0]) ? m.args[0].map(parseLoadReport).filter((r): r is LoadReport => r !== null) : [];
+      m.args = [reports, typeof m.args[1] === 'number' ? m.args[1] : 3_000];
     }
     const fn = (store as unknown as Record<RemoteOp, (...args: unknown[]) => Promise<unknown>>)[m.op];
     fn.apply(store, m.args).then(
@@ -234,5 +246,14 @@ export class IpcStore implements Store {
   }
   deleteService(name: string): Promise<boolean> {
     return this.#call('deleteService', [name]);
+  }
+  publishLoad(reports: LoadReport[], ttlMs: number): Promise<void> {
+    return this.#call('publishLoad', [reports, ttlMs]);
+  }
+  readLoad(endpoint: string): Promise<LoadReport[]> {
+    return this.#call('readLoad', [endpoint]);
+  }
+  requestWake(name: string): Promise<void> {
+    return this.#call('requestWake', [name]);
   }
 }

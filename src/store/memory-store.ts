@@ -1,6 +1,7 @@
 import type { RouteTable } from '../schema/route-table.js';
 import type { Logger } from '../obs/logger.js';
 import { Journal } from './journal.js';
+import { LoadBoard, type LoadReport } from './load-board.js';
 import { MemoryState, type StateOp } from './memory-state.js';
 import { nowSeconds, prepareUpdate, storeUnavailable } from './records.js';
 import type {
@@ -36,6 +37,8 @@ export class MemoryStore implements Store {
   readonly #state = new MemoryState();
   readonly #journal: Journal | null;
   readonly #listeners = new Set<(event: StoreEvent) => void>();
+  /** Load reports live in memory only: they expire within seconds anyway. */
+  readonly #load = new LoadBoard();
   readonly #healthListeners = new Set<(health: StoreHealth) => void>();
   #purgeTimer: NodeJS.Timeout | null = null;
   #started = false;
@@ -227,5 +230,17 @@ export class MemoryStore implements Store {
     if (!this.#state.services.has(name)) return false;
     await this.#commit({ op: 'service.del', name }, { kind: 'service', name });
     return true;
+  }
+
+  async publishLoad(reports: LoadReport[], ttlMs: number): Promise<void> {
+    this.#load.publish(reports, ttlMs);
+  }
+
+  async readLoad(endpoint: string): Promise<LoadReport[]> {
+    return this.#load.read(endpoint);
+  }
+
+  async requestWake(name: string): Promise<void> {
+    setImmediate(() => this.#emit({ kind: 'wake', name }));
   }
 }

@@ -28,6 +28,7 @@ const eventSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('endpoint'), name: z.string().min(1), version: z.number() }),
   z.object({ kind: z.literal('revoke'), jti: z.string().min(1), exp: z.number().optional() }),
   z.object({ kind: z.literal('service'), name: z.string().min(1) }),
+  z.object({ kind: z.literal('wake'), name: z.string().min(1) }),
   z.object({ kind: z.literal('resync') }),
 ]);
 

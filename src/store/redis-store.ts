@@ -4,6 +4,7 @@ import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
 import { ENDPOINT_NAME_RE, type RouteTable } from '../schema/route-table.js';
 import type { Logger } from '../obs/logger.js';
 import { parseRedisUrl } from '../config/redis-url.js';
+import { parseLoadReport, type LoadReport } from './load-board.js';
 import { DELETE_ENDPOINT_LUA, UPDATE_ENDPOINT_LUA } from './redis-scripts.js';
 import {
   nowSeconds,
@@ -508,6 +509,53 @@ export class RedisStore implements Store {
     });
     await this.#confirmReplicated('delete service');
     return deleted;
+  }
+
+  // Load reports: `{p}load:{endpoint}:{instance}` holds one instance's report (PX ttl, so a
+  // dead instance's counts vanish); the sorted set `{p}load:{endpoint}` indexes the instances
+  // by expiry so a reader never scans the keyspace.
+  async publishLoad(reports: LoadReport[], ttlMs: number): Promise<void> {
+    if (reports.length === 0) return;
+    const expiresAt = Date.now() + ttlMs;
+    await this.#run('publish load', async (r) => {
+      const p = r.pipeline();
+      for (const report of reports) {
+        const index = this.#key('load', report.endpoint);
+        p.set(`${index}:${report.instance}`, JSON.stringify(report), 'PX', ttlMs);
+        p.zadd(index, expiresAt, report.instance);
+        // The index outlives every report in it (reports with a shorter TTL must not cut it short).
+        p.pexpire(index, Math.max(ttlMs * 2, 60_000));
+      }
+      throwExecErrors(await p.exec());
+    });
+  }
+
+  async readLoad(endpoint: string): Promise<LoadReport[]> {
+    const index = this.#key('load', endpoint);
+    return this.#run('read load', async (r) => {
+      // Index entries long past their expiry (with slack for clock skew between machines) go.
+      await r.zremrangebyscore(index, '-inf', String(Date.now() - 10_000));
+      const instances = await r.zrange(index, '0', '-1');
+      if (instances.length === 0) return [];
+      const raws = await r.mget(instances.map((i) => `${index}:${i}`));
+      const out: LoadReport[] = [];
+      for (const raw of raws) {
+        if (raw === null) continue;
+        let value: unknown;
+        try {
+          value = JSON.parse(raw);
+        } catch {
+          continue;
+        }
+        const report = parseLoadReport(value);
+        if (report) out.push(report);
+      }
+      return out;
+    });
+  }
+
+  async requestWake(name: string): Promise<void> {
+    await this.#run('publish wake', (r) => r.publish(this.#channel, JSON.stringify({ kind: 'wake', name })));
   }
 }
 

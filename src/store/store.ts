@@ -1,4 +1,7 @@
 import type { RouteTable } from '../schema/route-table.js';
+import type { LoadReport } from './load-board.js';
+
+export type { LoadReport } from './load-board.js';
 
 /**
  * The state shared by every gateway instance. Two implementations pass one contract suite
@@ -10,6 +13,8 @@ export type StoreEvent =
   | { kind: 'endpoint'; name: string; version: number }
   | { kind: 'revoke'; jti: string; exp?: number }
   | { kind: 'service'; name: string }
+  /** A request waits for a service at zero replicas: its controller should start one. */
+  | { kind: 'wake'; name: string }
   /**
    * The store may have missed events (Redis came back after being unreachable; pub/sub is
    * at-most-once): subscribers should re-read everything they cache.
@@ -90,6 +95,16 @@ export interface Store {
   getService(name: string): Promise<ServiceRecord | null>;
   listServices(): Promise<ServiceRecord[]>;
   deleteService(name: string): Promise<boolean>;
+
+  /**
+   * Load of autoscaled endpoints (autoscaling): each gateway instance publishes its counts at
+   * least once a second; a report expires after `ttlMs` so a dead instance's counts vanish.
+   */
+  publishLoad(reports: LoadReport[], ttlMs: number): Promise<void>;
+  /** The live (unexpired) reports of one endpoint, one per instance. */
+  readLoad(endpoint: string): Promise<LoadReport[]>;
+  /** Publishes a wake event (a request is held for a service at zero replicas). */
+  requestWake(name: string): Promise<void>;
 
   /** Subscribes to change events (at-most-once; readers also resync periodically). */
   subscribe(listener: (event: StoreEvent) => void): () => void;

@@ -243,6 +243,27 @@ describe.each(HARNESSES)('Store contract: $name', (harness) => {
     expect((await store.listServices()).map((s) => s.name)).toEqual(['svc-b']);
   });
 
+  it('keeps load reports per instance until their TTL, and publishes wake events', async () => {
+    const report = (instance: string, in_flight: number) => ({ instance, endpoint: 'svc', in_flight, queued: 1, requests: 10, p99_ms: 12.5, interval_ms: 1000 });
+    await store.publishLoad([report('a', 2), report('b', 3)], 60_000);
+    await store.publishLoad([report('a', 4)], 60_000);
+    await store.publishLoad([report('c', 9)], 150);
+    const live = (await store.readLoad('svc')).sort((x, y) => x.instance.localeCompare(y.instance));
+    expect(live.map((r) => [r.instance, r.in_flight])).toEqual([
+      ['a', 4],
+      ['b', 3],
+      ['c', 9],
+    ]);
+    expect(live[0]).toEqual(report('a', 4));
+    // A dead instance's counts vanish by themselves.
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await store.readLoad('svc')).map((r) => r.instance).sort()).toEqual(['a', 'b']);
+    expect(await store.readLoad('other')).toEqual([]);
+    const log = eventLog(store);
+    await store.requestWake('svc');
+    await log.waitFor((e) => e.kind === 'wake' && e.name === 'svc');
+  });
+
   it('delivers endpoint events to a subscriber, and not after unsubscribe', async () => {
     const seen: StoreEvent[] = [];
     const off = store.subscribe((e) => seen.push(e));
