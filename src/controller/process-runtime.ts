@@ -117,76 +117,100 @@ export class ProcessRuntime implements ReplicaRuntime {
     }
   }
 
+  /** The steps of one start, in order; each throws ReplicaStartError with what went wrong. */
   async #startOnPort(spec: ReplicaSpec, port: number): Promise<ReplicaHandle> {
-    const replicaDir = this.#replicaDir(spec.serviceName, spec.replicaId);
-    // Each attempt starts from a clean, freshly named directory: pre-start actions run again from scratch.
-    await rm(replicaDir, { recursive: true, force: true });
+    const dirs = await this.#prepareDirs(spec);
+    const mapper = replicaMapper(spec, dirs, port);
+    const env = this.#replicaEnv(spec, dirs, port);
+    spec.log(`[controller] starting on port ${port} in ${dirs.attempt}`);
+    await this.#runActions(spec, mapper, dirs, env);
+
+    const argv = startArgv(spec, mapper, port);
+    spec.log(`[controller] exec ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
+    const child = await this.#spawnReplica(spec, argv, dirs.home, env);
+    const pid = child.pid!;
+    const exited = watchExit(child, pid, spec.log);
+
+    const groupName = `${spec.serviceName}-${spec.replicaId}`;
+    const enforced = await this.#confine(groupName, pid, spec);
+    await recordPid(dirs.replica, pid);
+    const stop = this.#stopper(pid, exited, port, groupName);
+    void exited.then(() => this.#ports.release(port));
+
+    if (spec.signal.aborted) {
+      await stop(0);
+      throw new ReplicaStartError('cancelled');
+    }
+    return { host: '127.0.0.1', port, pid, exited, enforced, stop };
+  }
+
+  /** Each attempt starts from a clean, freshly named directory: pre-start actions run again from scratch. */
+  async #prepareDirs(spec: ReplicaSpec): Promise<ReplicaDirs> {
+    const replica = this.#replicaDir(spec.serviceName, spec.replicaId);
+    await rm(replica, { recursive: true, force: true });
     await mkdir(join(this.#workDir, spec.serviceName), { recursive: true, mode: TRAVERSE_ONLY });
-    await mkdir(replicaDir, { mode: TRAVERSE_ONLY });
-    const dir = join(replicaDir, randomBytes(9).toString('base64url'));
-    const homeDir = join(dir, 'home');
-    const modelDir = join(dir, 'model');
-    const tmpDir = join(dir, 'tmp');
-    await mkdir(dir, { mode: 0o700 });
-    await mkdir(homeDir);
-    await mkdir(tmpDir);
+    await mkdir(replica, { mode: TRAVERSE_ONLY });
+    const attempt = join(replica, randomBytes(9).toString('base64url'));
+    const dirs = { replica, attempt, home: join(attempt, 'home'), model: join(attempt, 'model'), tmp: join(attempt, 'tmp') };
+    await mkdir(attempt, { mode: 0o700 });
+    await mkdir(dirs.home);
+    await mkdir(dirs.tmp);
     try {
-      await createOverlay(spec.modelFolder, modelDir);
+      await createOverlay(spec.modelFolder, dirs.model);
     } catch (err) {
       throw new ReplicaStartError(`cannot map model folder ${spec.modelFolder}: ${(err as Error).message}`);
     }
     const runAs = this.#runAs;
     if (runAs) {
-      for (const d of [dir, homeDir, tmpDir, modelDir]) await chown(d, runAs.uid, runAs.gid);
+      for (const d of [attempt, dirs.home, dirs.tmp, dirs.model]) await chown(d, runAs.uid, runAs.gid);
     }
+    return dirs;
+  }
 
-    const { model } = spec;
-    const service = model.service;
-    // The mount destination (seed: "Model Destination For Model Folder") is the model folder too.
-    const paths: Record<string, string> = { [spec.mountDestination ?? DEFAULT_MOUNT_DESTINATION]: modelDir, [model.model_path]: modelDir, '/home/work': homeDir };
-    const mapper = new ArgumentMapper(paths, { model_path: modelDir, port: String(port), home: homeDir });
-    const env: Record<string, string> = {
+  #replicaEnv(spec: ReplicaSpec, dirs: ReplicaDirs, port: number): Record<string, string> {
+    const runAs = this.#runAs;
+    return {
       ...this.#baseEnv,
       ...(runAs ? { USER: runAs.name, LOGNAME: runAs.name } : {}),
-      HOME: homeDir,
-      TMPDIR: tmpDir,
+      HOME: dirs.home,
+      TMPDIR: dirs.tmp,
       ...spec.env,
       PORT: String(port),
-      MODEL_PATH: modelDir,
+      MODEL_PATH: dirs.model,
     };
+  }
 
-    spec.log(`[controller] starting on port ${port} in ${dir}`);
+  async #runActions(spec: ReplicaSpec, mapper: ArgumentMapper, dirs: ReplicaDirs, env: Record<string, string>): Promise<void> {
+    const runAs = this.#runAs;
     try {
-      await runPreStartActions(service.pre_start_actions, {
+      await runPreStartActions(spec.model.service.pre_start_actions, {
         mapper,
-        cwd: homeDir,
-        tmpDir,
-        overlayDir: modelDir,
+        cwd: dirs.home,
+        tmpDir: dirs.tmp,
+        overlayDir: dirs.model,
         env,
         log: spec.log,
         signal: spec.signal,
         runAs,
         // Files the gateway writes for a replica of another user stay in that replica's directory.
-        confineTo: runAs ? dir : undefined,
+        confineTo: runAs ? dirs.attempt : undefined,
       });
       // What the gateway wrote or copied up for the replica becomes the replica user's.
-      if (runAs) await chownTree(dir, runAs);
+      if (runAs) await chownTree(dirs.attempt, runAs);
     } catch (err) {
       throw new ReplicaStartError((err as Error).message);
     }
     if (spec.signal.aborted) throw new ReplicaStartError('cancelled');
+  }
 
-    const argv = Array.isArray(service.start_command)
-      ? service.start_command.map((arg) => mapper.map(replacePort(arg, service.port, port)))
-      : [service.shell, '-c', mapper.map(replacePort(service.start_command, service.port, port))];
-    spec.log(`[controller] exec ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
-
-    let { child, spawned } = await spawnDetached(argv, homeDir, env, runAs);
+  async #spawnReplica(spec: ReplicaSpec, argv: string[], cwd: string, env: Record<string, string>): Promise<ChildProcess> {
+    const runAs = this.#runAs;
+    let { child, spawned } = await spawnDetached(argv, cwd, env, runAs);
     if (spawned && (spawned as NodeJS.ErrnoException).code === 'ENOENT' && argv[0] === 'python') {
       // The seed system's example says `python`; Debian-like machines often only have python3.
       spec.log('[controller] python not found on PATH; running python3');
       argv[0] = 'python3';
-      ({ child, spawned } = await spawnDetached(argv, homeDir, env, runAs));
+      ({ child, spawned } = await spawnDetached(argv, cwd, env, runAs));
     }
     // After the first one, later 'error' events (a failed kill) must not crash the gateway.
     child.on('error', (err) => this.#logger.warn({ err, service: spec.serviceName, replica: spec.replicaId }, 'replica process error'));
@@ -194,37 +218,20 @@ export class ProcessRuntime implements ReplicaRuntime {
       const code = (spawned as NodeJS.ErrnoException).code;
       throw new ReplicaStartError(code === 'ENOENT' ? `command not found: ${argv[0]} (ENOENT)` : `cannot start ${argv[0]}: ${spawned.message}`);
     }
-    const pid = child.pid!;
+    return child;
+  }
 
-    const out = lineSplitter(spec.log);
-    const err = lineSplitter(spec.log);
-    child.stdout!.on('data', (chunk: Buffer) => out.write(chunk));
-    child.stderr!.on('data', (chunk: Buffer) => err.write(chunk));
-    child.stdout!.on('error', () => undefined);
-    child.stderr!.on('error', () => undefined);
+  /** cgroup limits where the machine allows them; reports what is enforced. */
+  async #confine(groupName: string, pid: number, spec: ReplicaSpec): Promise<ReplicaHandle['enforced']> {
+    const none = { cpu: false, memory: false };
+    if (!this.#cgroup) return none;
+    return this.#cgroup.apply(groupName, pid, spec.resources).catch(() => none);
+  }
 
-    const exited = new Promise<ExitInfo>((resolve) => {
-      child.once('exit', (code, signal) => {
-        out.end();
-        err.end();
-        // Whatever the leader left behind in its group (a shell's children) dies with it,
-        // or an orphan would keep the replica's port.
-        killGroup(pid, 'SIGKILL');
-        spec.log(`[controller] process ${pid} exited with ${describeExit({ code, signal })}`);
-        resolve({ code, signal });
-      });
-    });
-
-    const groupName = `${spec.serviceName}-${spec.replicaId}`;
-    let enforced = { cpu: false, memory: false };
-    if (this.#cgroup) enforced = await this.#cgroup.apply(groupName, pid, spec.resources).catch(() => enforced);
-    const startTime = await processStartTime(pid);
-    // Beside the attempt directory, not in it: a replica user must not be able to point the
-    // gateway's clean-up kill at another process.
-    await writeFile(join(replicaDir, PID_FILE), JSON.stringify({ pid, start_time: startTime }), { mode: 0o600 }).catch(() => undefined);
-
+  /** Polite signal to the whole group, SIGKILL after graceMs; frees the port and the cgroup. Idempotent. */
+  #stopper(pid: number, exited: Promise<ExitInfo>, port: number, groupName: string): ReplicaHandle['stop'] {
     let stopping: Promise<void> | undefined;
-    const stop = (graceMs: number): Promise<void> => {
+    return (graceMs) => {
       stopping ??= (async () => {
         let done = false;
         void exited.then(() => (done = true));
@@ -240,13 +247,6 @@ export class ProcessRuntime implements ReplicaRuntime {
       })();
       return stopping;
     };
-    void exited.then(() => this.#ports.release(port));
-
-    if (spec.signal.aborted) {
-      await stop(0);
-      throw new ReplicaStartError('cancelled');
-    }
-    return { host: '127.0.0.1', port, pid, exited, enforced, stop };
   }
 
   async release(serviceName: string, replicaId: string): Promise<void> {
@@ -266,6 +266,68 @@ export class ProcessRuntime implements ReplicaRuntime {
     for (const entry of entries) await killRecorded(join(dir, entry));
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+interface ReplicaDirs {
+  /** `<workDir>/<service>/<replica>/`: holds the pid record and one attempt. */
+  replica: string;
+  /** This attempt's freshly named directory. */
+  attempt: string;
+  /** What /home/work maps to: the process's cwd and HOME. */
+  home: string;
+  /** The model_path overlay. */
+  model: string;
+  tmp: string;
+}
+
+/** Container paths (the mount destination, model_path, /home/work) to this attempt's folders. */
+function replicaMapper(spec: ReplicaSpec, dirs: ReplicaDirs, port: number): ArgumentMapper {
+  // The mount destination (seed: "Model Destination For Model Folder") is the model folder too.
+  const paths: Record<string, string> = {
+    [spec.mountDestination ?? DEFAULT_MOUNT_DESTINATION]: dirs.model,
+    [spec.model.model_path]: dirs.model,
+    '/home/work': dirs.home,
+  };
+  return new ArgumentMapper(paths, { model_path: dirs.model, port: String(port), home: dirs.home });
+}
+
+/** The service's start command with the definition's port replaced and container paths mapped. */
+function startArgv(spec: ReplicaSpec, mapper: ArgumentMapper, port: number): string[] {
+  const service = spec.model.service;
+  return Array.isArray(service.start_command)
+    ? service.start_command.map((arg) => mapper.map(replacePort(arg, service.port, port)))
+    : [service.shell, '-c', mapper.map(replacePort(service.start_command, service.port, port))];
+}
+
+/** Forwards the output line by line; resolves on exit, after killing what the leader left in its group. */
+function watchExit(child: ChildProcess, pid: number, log: (line: string) => void): Promise<ExitInfo> {
+  const out = lineSplitter(log);
+  const err = lineSplitter(log);
+  child.stdout!.on('data', (chunk: Buffer) => out.write(chunk));
+  child.stderr!.on('data', (chunk: Buffer) => err.write(chunk));
+  child.stdout!.on('error', () => undefined);
+  child.stderr!.on('error', () => undefined);
+  return new Promise<ExitInfo>((resolve) => {
+    child.once('exit', (code, signal) => {
+      out.end();
+      err.end();
+      // Whatever the leader left behind in its group (a shell's children) dies with it,
+      // or an orphan would keep the replica's port.
+      killGroup(pid, 'SIGKILL');
+      log(`[controller] process ${pid} exited with ${describeExit({ code, signal })}`);
+      resolve({ code, signal });
+    });
+  });
+}
+
+/**
+ * pid and start time, so a later gateway can kill a replica this one left behind (killRecorded).
+ * Beside the attempt directory, not in it: a replica user must not be able to point the
+ * gateway's clean-up kill at another process.
+ */
+async function recordPid(replicaDir: string, pid: number): Promise<void> {
+  const startTime = await processStartTime(pid);
+  await writeFile(join(replicaDir, PID_FILE), JSON.stringify({ pid, start_time: startTime }), { mode: 0o600 }).catch(() => undefined);
 }
 
 /**
