@@ -3,7 +3,7 @@
 // Everything the run writes to the temp folder (tests, gateways, model processes, redis-server)
 // goes to one folder of its own (TMPDIR), removed at the end whatever happened.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -14,6 +14,9 @@ rmSync(outFile, { force: true });
 
 const args = ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${outFile}`, ...process.argv.slice(2)];
 const tempRoot = mkdtempSync(join(tmpdir(), 'modelgate-test-'));
+// Traversable (not listable) by other users: the replica-isolation tests run model processes as
+// another user (CONTROLLER_RUN_AS), whose model folder and work dir live below this one.
+chmodSync(tempRoot, 0o711);
 // Ctrl-C reaches vitest too; this process outlives it to clean up and print the summary.
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => {});
 const run = spawnSync('npx', args, { stdio: 'inherit', env: { ...process.env, TMPDIR: tempRoot } });
