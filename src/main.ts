@@ -21,7 +21,8 @@ import { GatewayServer } from './proxy/gateway-server.js';
 import { createStore } from './store/create-store.js';
 import { IpcStore } from './store/ipc-store.js';
 import { resolveSecrets, type ResolvedSecrets } from './store/secrets.js';
-import type { Store } from './store/store.js';
+import { isLeaseStore, type Store } from './store/store.js';
+import { LeaseLeadership } from './controller/leadership.js';
 
 /**
  * Composition root: settings → store → auth → data plane + admin API, and the drain on
@@ -132,7 +133,9 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   ownAddresses.add(settings.GATEWAY_HOST, gatewayAddress.port);
   const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
   const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
-  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl }) : null;
+  // With a shared store one controller leads (a lease); the embedded store has one process.
+  const leadership = isLeaseStore(store) ? new LeaseLeadership({ store, logger, ttlMs: settings.CONTROLLER_LEASE_MS }) : undefined;
+  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl, leadership }) : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
       store,

@@ -70,7 +70,7 @@ function requireCurrent(current: RouteTable | null, name: string): RouteTable {
 }
 
 /** PATCH /v1/endpoints/{name}: only the fields given. */
-export async function patchEndpoint(store: Store, name: string, input: EndpointInput, expectedVersion?: number) {
+export async function patchEndpoint(store: Store, name: string, input: EndpointInput, expectedVersion?: number, fence?: string) {
   const { table } = await store.updateEndpoint(
     name,
     (cur) => {
@@ -85,7 +85,7 @@ export async function patchEndpoint(store: Store, name: string, input: EndpointI
       if (input.balancer !== undefined) next.balancer = input.balancer;
       return next;
     },
-    { expectedVersion },
+    { expectedVersion, fence },
   );
   return table;
 }

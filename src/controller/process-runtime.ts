@@ -1,14 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, readdir, mkdir, rm, writeFile } from 'node:fs/promises';
+import { openSync, closeSync } from 'node:fs';
+import { readFile, readdir, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../obs/logger.js';
 import { ArgumentMapper, replacePort } from './arguments.js';
 import { CgroupLimiter } from './cgroup.js';
-import { lineSplitter } from './log-ring.js';
+import { FileTail } from './file-tail.js';
 import { createOverlay } from './model-overlay.js';
 import { PortAllocator } from './port-allocator.js';
 import { runPreStartActions } from './pre-start-actions.js';
-import { ReplicaStartError, type ExitInfo, type ReplicaHandle, type ReplicaRuntime, type ReplicaSpec } from './runtime.js';
+import { ReplicaStartError, type ExitInfo, type ReplicaHandle, type ReplicaRef, type ReplicaRuntime, type ReplicaSpec } from './runtime.js';
 
 /**
  * Replicas as local processes. Each replica gets a port from the controller's range and a
@@ -44,6 +46,10 @@ export interface ProcessRuntimeOptions {
 }
 
 const PID_FILE = 'replica.pid';
+/** The replica's stdout and stderr (a file, not a pipe: see file-tail.ts). */
+const OUTPUT_FILE = 'output.log';
+/** How often an adopted replica (not our child: no exit event) is checked for being alive. */
+const ADOPTED_POLL_MS = 500;
 
 function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   if (pid === undefined) return;
@@ -69,6 +75,7 @@ function describeExit(exit: ExitInfo): string {
 }
 
 export class ProcessRuntime implements ReplicaRuntime {
+  readonly name = 'process' as const;
   readonly #workDir: string;
   readonly #ports: PortAllocator;
   readonly #logger: Logger;
@@ -143,12 +150,13 @@ export class ProcessRuntime implements ReplicaRuntime {
       : [service.shell, '-c', mapper.map(replacePort(service.start_command, service.port, port))];
     spec.log(`[controller] exec ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
 
-    let { child, spawned } = await spawnDetached(argv, homeDir, env);
+    const outputFile = join(dir, OUTPUT_FILE);
+    let { child, spawned } = await spawnDetached(argv, homeDir, env, outputFile);
     if (spawned && (spawned as NodeJS.ErrnoException).code === 'ENOENT' && argv[0] === 'python') {
       // The seed system's example says `python`; Debian-like machines often only have python3.
       spec.log('[controller] python not found on PATH; running python3');
       argv[0] = 'python3';
-      ({ child, spawned } = await spawnDetached(argv, homeDir, env));
+      ({ child, spawned } = await spawnDetached(argv, homeDir, env, outputFile));
     }
     // After the first one, later 'error' events (a failed kill) must not crash the gateway.
     child.on('error', (err) => this.#logger.warn({ err, service: spec.serviceName, replica: spec.replicaId }, 'replica process error'));
@@ -157,23 +165,17 @@ export class ProcessRuntime implements ReplicaRuntime {
       throw new ReplicaStartError(code === 'ENOENT' ? `command not found: ${argv[0]} (ENOENT)` : `cannot start ${argv[0]}: ${spawned.message}`);
     }
     const pid = child.pid!;
-
-    const out = lineSplitter(spec.log);
-    const err = lineSplitter(spec.log);
-    child.stdout!.on('data', (chunk: Buffer) => out.write(chunk));
-    child.stderr!.on('data', (chunk: Buffer) => err.write(chunk));
-    child.stdout!.on('error', () => undefined);
-    child.stderr!.on('error', () => undefined);
+    const tail = new FileTail(outputFile, spec.log);
 
     const exited = new Promise<ExitInfo>((resolve) => {
       child.once('exit', (code, signal) => {
-        out.end();
-        err.end();
         // Whatever the leader left behind in its group (a shell's children) dies with it,
         // or an orphan would keep the replica's port.
         killGroup(pid, 'SIGKILL');
-        spec.log(`[controller] process ${pid} exited with ${describeExit({ code, signal })}`);
-        resolve({ code, signal });
+        void tail.close().then(() => {
+          spec.log(`[controller] process ${pid} exited with ${describeExit({ code, signal })}`);
+          resolve({ code, signal });
+        });
       });
     });
 
@@ -182,7 +184,18 @@ export class ProcessRuntime implements ReplicaRuntime {
     if (this.#cgroup) enforced = await this.#cgroup.apply(groupName, pid, spec.resources).catch(() => enforced);
     const startTime = await processStartTime(pid);
     await writeFile(join(dir, PID_FILE), JSON.stringify({ pid, start_time: startTime })).catch(() => undefined);
+    const ref: ReplicaRef = { runtime: 'process', node: hostname(), host: '127.0.0.1', port, pid, start_time: startTime ?? undefined };
+    const handle = this.#handle(ref, exited, enforced, groupName);
+    if (spec.signal.aborted) {
+      await handle.stop(0);
+      throw new ReplicaStartError('cancelled');
+    }
+    return handle;
+  }
 
+  /** Stopping is the same for a child and an adopted replica: the process group goes. */
+  #handle(ref: ReplicaRef, exited: Promise<ExitInfo>, enforced: ReplicaHandle['enforced'], groupName: string): ReplicaHandle {
+    const { pid, port } = ref;
     let stopping: Promise<void> | undefined;
     const stop = (graceMs: number): Promise<void> => {
       stopping ??= (async () => {
@@ -201,12 +214,38 @@ export class ProcessRuntime implements ReplicaRuntime {
       return stopping;
     };
     void exited.then(() => this.#ports.release(port));
+    return { ref, host: ref.host, port, pid, exited, enforced, stop };
+  }
 
-    if (spec.signal.aborted) {
-      await stop(0);
-      throw new ReplicaStartError('cancelled');
+  async adopt(spec: ReplicaSpec, ref: ReplicaRef): Promise<ReplicaHandle | null> {
+    if (ref.runtime !== 'process' || ref.pid === undefined || !ref.start_time || ref.node !== hostname()) return null;
+    const pid = ref.pid;
+    if ((await processStartTime(pid)) !== ref.start_time) return null;
+    try {
+      await this.#ports.allocate(ref.port);
+    } catch {
+      // the allocator only knows this instance's ports; the replica holds its own anyway
     }
-    return { host: '127.0.0.1', port, pid, exited, enforced, stop };
+    const outputFile = join(this.#replicaDir(spec.serviceName, spec.replicaId), OUTPUT_FILE);
+    const size = await stat(outputFile).then((s) => s.size, () => 0);
+    const tail = new FileTail(outputFile, spec.log, { fromEnd: size });
+    spec.log(`[controller] adopted process ${pid} on port ${ref.port}`);
+    const exited = new Promise<ExitInfo>((resolve) => {
+      // Not our child: no exit event, and no exit status to learn. Watch for it to go.
+      const timer = setInterval(() => {
+        void processStartTime(pid).then(async (now) => {
+          if (now === ref.start_time) return;
+          clearInterval(timer);
+          killGroup(pid, 'SIGKILL');
+          await tail.close();
+          spec.log(`[controller] adopted process ${pid} is gone`);
+          resolve({ code: null, signal: null });
+        });
+      }, ADOPTED_POLL_MS);
+      timer.unref();
+    });
+    const enforced = { cpu: false, memory: false };
+    return this.#handle(ref, exited, enforced, `${spec.serviceName}-${spec.replicaId}`);
   }
 
   async release(serviceName: string, replicaId: string): Promise<void> {
@@ -215,12 +254,16 @@ export class ProcessRuntime implements ReplicaRuntime {
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
 
-  async releaseService(serviceName: string): Promise<void> {
+  async releaseService(serviceName: string, keep?: ReadonlySet<string>): Promise<void> {
     const dir = join(this.#workDir, serviceName);
     let entries: string[] = [];
     try {
       entries = await readdir(dir);
     } catch {
+      return;
+    }
+    if (keep && keep.size > 0) {
+      for (const entry of entries) if (!keep.has(entry)) await this.release(serviceName, entry);
       return;
     }
     for (const entry of entries) await killRecorded(join(dir, entry));
@@ -248,8 +291,14 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Spawns a replica in its own process group; resolves once it started or failed to. */
-async function spawnDetached(argv: string[], cwd: string, env: Record<string, string>): Promise<{ child: ChildProcess; spawned: Error | null }> {
-  const child = spawn(argv[0], argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+async function spawnDetached(argv: string[], cwd: string, env: Record<string, string>, outputFile: string): Promise<{ child: ChildProcess; spawned: Error | null }> {
+  const fd = openSync(outputFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(argv[0], argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd);
+  }
   const spawned = await new Promise<Error | null>((resolve) => {
     child.once('spawn', () => resolve(null));
     child.once('error', (err) => resolve(err));

@@ -35,7 +35,25 @@ export interface ExitInfo {
   signal: NodeJS.Signals | null;
 }
 
+/**
+ * Where a replica runs, as the leader publishes it in the store: enough for a new leader to find
+ * the replica again (adoption) and for the API to show it.
+ */
+export interface ReplicaRef {
+  runtime: 'process' | 'kubernetes';
+  /** Machine (process runtime: this host's name) or Kubernetes node running the replica. */
+  node: string | null;
+  /** Address the replica listens on (process: loopback; kubernetes: the Pod IP). */
+  host: string;
+  port: number;
+  pid?: number;
+  /** /proc start time of `pid`, so a reused pid is never mistaken for the replica. */
+  start_time?: string;
+  pod?: string;
+}
+
 export interface ReplicaHandle {
+  readonly ref: ReplicaRef;
   readonly host: string;
   readonly port: number;
   readonly pid: number | undefined;
@@ -56,9 +74,15 @@ export class ReplicaStartError extends Error {
 }
 
 export interface ReplicaRuntime {
+  readonly name: ReplicaRef['runtime'];
   start(spec: ReplicaSpec): Promise<ReplicaHandle>;
+  /**
+   * Takes over a replica another controller started (leader failover), if it still runs as
+   * recorded; null when it is gone. The caller probes its health before keeping it.
+   */
+  adopt(spec: ReplicaSpec, ref: ReplicaRef): Promise<ReplicaHandle | null>;
   /** Forgets a replica for good: its working files and reserved resources. */
   release(serviceName: string, replicaId: string): Promise<void>;
-  /** Forgets everything of a service (also leftovers of a previous gateway run). */
-  releaseService(serviceName: string): Promise<void>;
+  /** Forgets everything of a service (also leftovers of a previous gateway run) but the replicas in `keep`. */
+  releaseService(serviceName: string, keep?: ReadonlySet<string>): Promise<void>;
 }

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Settings } from '../config/settings.js';
@@ -6,12 +6,14 @@ import { GatewayError, type FieldError } from '../errors/gateway-error.js';
 import type { Logger } from '../obs/logger.js';
 import type { RouteTable } from '../schema/route-table.js';
 import { newRouteId, patchEndpoint } from '../control/endpoint-ops.js';
-import type { Store } from '../store/store.js';
-import { TCP_CHECK } from './health-prober.js';
+import { isLeaseStore, type LeaseStore, type Store, type StoreEvent } from '../store/store.js';
+import { probeOnce, TCP_CHECK } from './health-prober.js';
+import { SoleLeadership, type Leadership } from './leadership.js';
 import { DefinitionError, loadModelDefinition, type LoadedDefinition } from './model-definition.js';
 import { ProcessRuntime } from './process-runtime.js';
+import { LogRing } from './log-ring.js';
 import { DEFAULT_POLICY, Replica, type ReplicaPolicy, type ReplicaView } from './replica.js';
-import type { ReplicaResources, ReplicaRuntime } from './runtime.js';
+import type { ReplicaRef, ReplicaResources, ReplicaRuntime } from './runtime.js';
 import {
   parseMemory,
   serviceSpecSchema,
@@ -73,7 +75,26 @@ export interface ServiceControllerOptions {
   reconcileIntervalMs?: number;
   /** Public address of an endpoint, for the `url` of the service view. */
   endpointUrl?: (name: string) => string;
+  /** Who may act (start/stop replicas, write route tables); default: this process alone. */
+  leadership?: Leadership;
 }
+
+/**
+ * What the leader publishes per service (`{prefix}service-status:{name}`, fenced): the observed
+ * state non-leaders answer GET with, and where each replica runs, for the next leader to adopt.
+ */
+interface PublishedStatus {
+  view: Omit<ServiceView, 'url'>;
+  generation: number;
+  /** Digest of what a roll depends on (env, resources, definition text). */
+  roll_key: string;
+  refs: Record<string, ReplicaRef & { generation: number; restarts: number }>;
+  leader: string;
+  updated_at: string;
+}
+
+/** How long a DELETE on a non-leader waits for the leader to finish the termination. */
+const REMOTE_TERMINATE_WAIT_MS = 30_000;
 
 interface ServiceState {
   spec: ServiceSpec;
@@ -88,6 +109,8 @@ interface ServiceState {
   lock: Promise<unknown>;
   sync: () => Promise<void>;
   reconcileQueued: boolean;
+  /** Last status published to the store (skip identical writes). */
+  published?: string;
 }
 
 const VALIDATE_SERVICE = '_validate';
@@ -131,6 +154,13 @@ export class ServiceController {
   readonly #validations = new Set<Promise<unknown>>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  readonly #leadership: Leadership;
+  /** Set with a shared store: the leader publishes status there, followers read it. */
+  readonly #cluster: LeaseStore | undefined;
+  /** This instance currently acts on services (leader, restore done or in progress). */
+  #acting = false;
+  #takeover: Promise<void> = Promise.resolve();
+  #unsubscribe: (() => void) | undefined;
 
   constructor(opts: ServiceControllerOptions) {
     this.#store = opts.store;
@@ -143,6 +173,12 @@ export class ServiceController {
     const workDir = resolve(s.CONTROLLER_WORK_DIR ?? (s.ephemeral ? join(tmpdir(), `modelgate-services-${process.pid}`) : join(s.DATA_DIR, 'services')));
     this.#advertiseHost = s.CONTROLLER_ADVERTISE_HOST ?? '127.0.0.1';
     this.#runtime = opts.runtime ?? new ProcessRuntime({ workDir, portRange: s.CONTROLLER_PORT_RANGE, logger: this.#logger });
+    this.#leadership = opts.leadership ?? new SoleLeadership();
+    this.#cluster = this.#leadership.fence !== undefined || opts.leadership ? (isLeaseStore(this.#store) ? this.#store : undefined) : undefined;
+  }
+
+  get leadership(): Leadership {
+    return this.#leadership;
   }
 
   // ---------------------------------------------------------------- life cycle
@@ -150,29 +186,184 @@ export class ServiceController {
   /** Restores every recorded service to its desired count (same endpoint name and id). */
   async start(): Promise<void> {
     this.#stopped = false;
+    this.#timer = setInterval(() => {
+      for (const svc of this.#services.values()) {
+        this.#kick(svc);
+        void this.#publish(svc);
+      }
+    }, this.#reconcileIntervalMs);
+    this.#timer.unref();
+    if (!this.#cluster) {
+      // One process, one controller: it always acts, and replicas died with the last run.
+      this.#acting = true;
+      await this.#restoreAll(false);
+      return;
+    }
+    this.#unsubscribe = this.#store.subscribe((event) => this.#onStoreEvent(event));
+    this.#leadership.onChange((leading) => {
+      this.#takeover = this.#takeover.then(() => (leading ? this.#becomeLeader() : this.#stepDown())).catch((err: unknown) => this.#logger.error({ err }, 'leadership change failed'));
+    });
+    this.#leadership.start();
+  }
+
+  async #restoreAll(adopt: boolean): Promise<void> {
     const records = await this.#store.listServices();
     for (const record of records) {
+      if (this.#stopped || !this.#acting) return;
       try {
-        await this.#restore(record.spec);
+        await this.#restore(record.spec, adopt);
       } catch (err) {
         this.#logger.error({ err, service: record.name }, 'could not restore service');
       }
     }
-    this.#timer = setInterval(() => {
-      for (const svc of this.#services.values()) this.#kick(svc);
-    }, this.#reconcileIntervalMs);
-    this.#timer.unref();
   }
 
-  async #restore(raw: unknown): Promise<void> {
+  async #becomeLeader(): Promise<void> {
+    if (this.#stopped || this.#acting) return;
+    this.#acting = true;
+    this.#logger.info({ instance: this.#leadership.instance }, 'leading: adopting services');
+    await this.#restoreAll(true);
+  }
+
+  /** Lost the lease: stop acting at once and leave the replicas to the new leader. */
+  async #stepDown(): Promise<void> {
+    if (!this.#acting) return;
+    this.#acting = false;
+    for (const svc of this.#services.values()) for (const r of svc.replicas) r.abandon();
+    this.#services.clear();
+    this.#logger.warn({ instance: this.#leadership.instance }, 'no longer leading: replicas left to the new leader');
+  }
+
+  #onStoreEvent(event: StoreEvent): void {
+    if (!this.#acting || this.#stopped) return;
+    if (event.kind === 'service') void this.#onServiceChanged(event.name).catch((err: unknown) => this.#logger.warn({ err, service: event.name }, 'could not apply service change'));
+    else if (event.kind === 'resync') void this.#resyncServices().catch(() => undefined);
+  }
+
+  async #resyncServices(): Promise<void> {
+    const names = new Set((await this.#store.listServices()).map((r) => r.name));
+    for (const name of names) await this.#onServiceChanged(name);
+    for (const name of this.#services.keys()) if (!names.has(name)) await this.#onServiceChanged(name);
+  }
+
+  /** The leader applies a desired state written by any instance (create, patch, delete). */
+  async #onServiceChanged(name: string): Promise<void> {
+    if (this.#creating.has(name)) return;
+    const record = await this.#store.getService(name);
+    if (!this.#acting) return;
+    const svc = this.#services.get(name);
+    if (!record) {
+      if (svc && !svc.terminating) await this.terminate(name);
+      return;
+    }
+    const parsed = serviceSpecSchema.safeParse(record.spec);
+    if (!parsed.success) return;
+    const spec = parsed.data;
+    if (!svc) {
+      await this.#restore(spec, false);
+      return;
+    }
+    if (spec.terminating) {
+      if (!svc.terminating) void this.terminate(name, { drain: true });
+      return;
+    }
+    if (sameJson(spec, svc.spec) || svc.terminating) return;
+    await this.#locked(svc, async () => {
+      const clear = (spec.clear_errors ?? 0) !== (svc.spec.clear_errors ?? 0);
+      let loaded: LoadedDefinition | undefined;
+      try {
+        loaded = await loadModelDefinition(spec.model_folder, spec.model_definition_path);
+      } catch (err) {
+        svc.definitionError = (err as Error).message;
+      }
+      const roll = !sameJson(spec.env, svc.spec.env) || !sameJson(spec.resources, svc.spec.resources) || (loaded !== undefined && loaded.text !== svc.loaded?.text);
+      svc.spec = spec;
+      if (loaded) {
+        svc.loaded = loaded;
+        svc.definitionError = undefined;
+      }
+      if (roll) svc.generation++;
+      if (clear) {
+        const failed = svc.replicas.filter((r) => !r.retiring && (r.givenUp || r.status === 'failed_to_start' || r.status === 'unhealthy'));
+        await Promise.all(failed.map((r) => this.#retire(svc, r, false)));
+      }
+      this.#logger.info({ service: name, replicas: spec.replicas, rolling: roll }, 'service changed in the store');
+      this.#kick(svc);
+    });
+  }
+
+  #rollKey(spec: ServiceSpec, loaded: LoadedDefinition | undefined): string {
+    return createHash('sha256')
+      .update(JSON.stringify([spec.env, spec.resources ?? null, loaded?.text ?? null]))
+      .digest('hex')
+      .slice(0, 32);
+  }
+
+  /**
+   * Replicas recorded by the previous leader that still run and answer their health check;
+   * the others are left to releaseService.
+   */
+  async #adoptable(spec: ServiceSpec, loaded: LoadedDefinition, status: PublishedStatus | null, generation: number): Promise<Replica[]> {
+    if (!status) return [];
+    const out: Replica[] = [];
+    for (const [id, ref] of Object.entries(status.refs)) {
+      const log = new LogRing(500);
+      const launch = { serviceName: spec.name, modelFolder: spec.model_folder, model: loaded.model, env: spec.env, resources: replicaResources(spec.resources) };
+      const abort = new AbortController();
+      const handle = await this.#runtime
+        .adopt({ ...launch, replicaId: id, log: (line) => log.push(line), signal: abort.signal }, ref)
+        .catch(() => null);
+      if (!handle) continue;
+      const probe = await probeOnce(handle.host, handle.port, loaded.model.service.health_check ?? TCP_CHECK);
+      if (!probe.ok) {
+        log.push(`[controller] not adopted: ${probe.detail}`);
+        await handle.stop(0);
+        continue;
+      }
+      const replica: Replica = new Replica({
+        id,
+        generation: ref.generation === status.generation ? generation : generation - 1,
+        runtime: this.#runtime,
+        launch,
+        policy: this.#policy,
+        log,
+        adopted: { handle, restarts: ref.restarts },
+        onChange: async () => {
+          const svc = this.#services.get(spec.name);
+          if (!svc) return;
+          this.#kick(svc);
+          await svc.sync();
+        },
+      });
+      out.push(replica);
+    }
+    return out;
+  }
+
+  async #restore(raw: unknown, adopt = false): Promise<void> {
     const parsed = serviceSpecSchema.safeParse(raw);
     if (!parsed.success) {
       this.#logger.error({ issues: parsed.error.issues }, 'stored service record is invalid; skipped');
       return;
     }
     const spec = parsed.data;
-    // Processes died with the previous gateway (or were orphaned by a crash): clean them up.
-    await this.#runtime.releaseService(spec.name);
+    const status = adopt && this.#cluster ? parsePublished(await this.#cluster.getServiceStatus(spec.name).catch(() => null)) : null;
+    let loaded: LoadedDefinition | undefined;
+    let definitionError: string | undefined;
+    try {
+      loaded = await loadModelDefinition(spec.model_folder, spec.model_definition_path);
+    } catch (err) {
+      definitionError = (err as Error).message;
+    }
+    let generation = 1;
+    let adopted: Replica[] = [];
+    if (status && loaded && !spec.terminating) {
+      generation = status.roll_key === this.#rollKey(spec, loaded) ? status.generation : status.generation + 1;
+      adopted = await this.#adoptable(spec, loaded, status, generation);
+    }
+    // Replicas that died with the previous gateway, or were orphaned by a crash, are cleaned
+    // up; adopted ones are kept.
+    await this.#runtime.releaseService(spec.name, new Set(adopted.map((r) => r.id)));
     if (spec.terminating) {
       await this.#store.deleteEndpoint(spec.name).catch(() => false);
       await this.#store.deleteService(spec.name);
@@ -186,17 +377,23 @@ export class ServiceController {
       const base: Omit<RouteTable, 'version'> = current
         ? (({ version: _v, ...rest }) => rest)(current)
         : { id: spec.endpoint_id, name: spec.name, public: spec.public, routes: [], created_at: spec.created_at };
-      return { ...base, routes: [], updated_at: new Date().toISOString() };
-    });
+      const keep = current ? current.routes.filter((r) => adopted.some((a) => a.id === r.id)) : [];
+      return { ...base, routes: keep, updated_at: new Date().toISOString() };
+    }, { fence: this.#leadership.fence });
     const svc = this.#newState(spec);
-    try {
-      svc.loaded = await loadModelDefinition(spec.model_folder, spec.model_definition_path);
-    } catch (err) {
-      svc.definitionError = (err as Error).message;
-      this.#logger.error({ service: spec.name, error: svc.definitionError }, 'service definition cannot be read');
+    svc.generation = generation;
+    svc.loaded = loaded;
+    svc.definitionError = definitionError;
+    if (definitionError) this.#logger.error({ service: spec.name, error: definitionError }, 'service definition cannot be read');
+    svc.replicas = adopted;
+    if (!this.#acting || this.#stopped) {
+      for (const r of adopted) r.abandon();
+      return;
     }
     this.#services.set(spec.name, svc);
-    this.#logger.info({ service: spec.name, replicas: spec.replicas }, 'service restored');
+    for (const r of adopted) r.start();
+    this.#logger.info({ service: spec.name, replicas: spec.replicas, adopted: adopted.map((r) => r.pid) }, adopt ? 'service adopted' : 'service restored');
+    await svc.sync().catch(() => undefined);
     this.#kick(svc);
   }
 
@@ -204,6 +401,17 @@ export class ServiceController {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
+    this.#unsubscribe?.();
+    if (this.#cluster) {
+      // Several controllers share the store: hand the running replicas over instead of
+      // stopping them, so a gateway restart or roll costs the services nothing.
+      for (const svc of this.#services.values()) for (const r of svc.replicas) r.abandon();
+      this.#services.clear();
+      this.#acting = false;
+      await this.#leadership.stop();
+      await Promise.allSettled([...this.#validations]);
+      return;
+    }
     await Promise.all(
       [...this.#services.values()].map(async (svc) => {
         await Promise.all(svc.replicas.map((r) => r.stop(0)));
@@ -249,8 +457,10 @@ export class ServiceController {
       }
       const svc = this.#newState(spec);
       svc.loaded = loaded;
-      this.#services.set(name, svc);
       this.#logger.info({ service: name, replicas: spec.replicas, model_folder: modelFolder }, 'service created');
+      // A follower only writes the desired state; the leader starts the replicas on the event.
+      if (!this.#acting) return this.#view(svc, 0);
+      this.#services.set(name, svc);
       this.#kick(svc);
       return this.#view(svc, 0);
     } finally {
@@ -266,8 +476,66 @@ export class ServiceController {
     return this.#view(this.#require(name), logLines);
   }
 
+  /** The API's list: this controller's services when it acts, the store's view otherwise. */
+  async readAll(): Promise<ServiceView[]> {
+    if (this.#acting) return this.list();
+    const records = await this.#store.listServices();
+    return Promise.all(records.map((r) => this.#remoteView(r.spec)));
+  }
+
+  async read(name: string, logLines = 20): Promise<ServiceView> {
+    if (this.#acting) return this.get(name, logLines);
+    const record = await this.#store.getService(name);
+    if (!record) throw new GatewayError('ADM_NOT_FOUND', { message: `service ${name} not found` });
+    return this.#remoteView(record.spec);
+  }
+
+  /** A follower's answer: the desired state from the record, what runs from the leader's status. */
+  async #remoteView(raw: unknown): Promise<ServiceView> {
+    const spec = serviceSpecSchema.parse(raw);
+    const svc = this.#newState(spec);
+    const view = this.#view(svc, 0);
+    const status = parsePublished(await this.#cluster?.getServiceStatus(spec.name).catch(() => null));
+    if (!status) return view;
+    const observed = status.view;
+    return {
+      ...view,
+      status: spec.terminating ? 'TERMINATING' : observed.status,
+      healthy_replicas: observed.healthy_replicas,
+      model_definition_path: observed.model_definition_path ?? view.model_definition_path,
+      model_name: observed.model_name,
+      resources_enforced: observed.resources_enforced,
+      error: observed.error,
+      routes: observed.routes,
+    };
+  }
+
+  /** Desired state for a follower's patch / clear: read, change, write; the leader acts on the event. */
+  async #patchRecord(name: string, change: (spec: ServiceSpec) => ServiceSpec): Promise<ServiceView> {
+    const record = await this.#store.getService(name);
+    if (!record) throw new GatewayError('ADM_NOT_FOUND', { message: `service ${name} not found` });
+    const spec = serviceSpecSchema.parse(record.spec);
+    if (spec.terminating) throw new GatewayError('ADM_CONFLICT', { message: `service ${name} is terminating` });
+    await loadModelDefinition(spec.model_folder, spec.model_definition_path).catch(invalidDefinition);
+    const next = change(spec);
+    await this.#store.putService({ name, spec: next, updated_at: new Date().toISOString() });
+    return this.#remoteView(next);
+  }
+
   /** Changes only the fields given; env, resources or a changed definition roll the replicas. */
   async patch(name: string, input: PatchServiceInput): Promise<ServiceView> {
+    if (!this.#acting) {
+      if (input.public !== undefined) await patchEndpoint(this.#store, name, { public: input.public }).catch(() => undefined);
+      return this.#patchRecord(name, (spec) => {
+        const next: ServiceSpec = { ...spec };
+        if (input.replicas !== undefined) next.replicas = input.replicas;
+        if (input.public !== undefined) next.public = input.public;
+        if (input.env !== undefined) next.env = input.env;
+        if (input.resources === null) delete next.resources;
+        else if (input.resources !== undefined) next.resources = input.resources;
+        return next;
+      });
+    }
     const svc = this.#require(name);
     return this.#locked(svc, async () => {
       if (svc.terminating) throw new GatewayError('ADM_CONFLICT', { message: `service ${name} is terminating` });
@@ -298,6 +566,7 @@ export class ServiceController {
    * again. A definition that still does not parse is reported (ADM_INVALID) and recorded.
    */
   async clearErrors(name: string): Promise<ServiceView> {
+    if (!this.#acting) return this.#patchRecord(name, (spec) => ({ ...spec, clear_errors: (spec.clear_errors ?? 0) + 1 }));
     const svc = this.#require(name);
     return this.#locked(svc, async () => {
       if (svc.terminating) throw new GatewayError('ADM_CONFLICT', { message: `service ${name} is terminating` });
@@ -325,6 +594,7 @@ export class ServiceController {
    * Resolves false when there is no such service.
    */
   async terminate(name: string, opts: { drain?: boolean } = {}): Promise<boolean> {
+    if (!this.#acting) return this.#terminateRemote(name);
     const svc = this.#services.get(name);
     if (!svc) {
       const record = await this.#store.getService(name);
@@ -346,6 +616,28 @@ export class ServiceController {
       this.#logger.info({ service: name }, 'service terminated');
     })();
     await svc.terminating;
+    return true;
+  }
+
+  /**
+   * A follower marks the record terminating and waits (bounded) for the leader to finish,
+   * so a DELETE answered 204 means the endpoint is gone whenever a leader is alive.
+   */
+  async #terminateRemote(name: string): Promise<boolean> {
+    const record = await this.#store.getService(name);
+    if (!record) return false;
+    const spec = serviceSpecSchema.safeParse(record.spec);
+    if (!spec.success) {
+      await this.#store.deleteService(name);
+      return true;
+    }
+    if (!spec.data.terminating) await this.#store.putService({ name, spec: { ...spec.data, terminating: true }, updated_at: new Date().toISOString() });
+    const until = Date.now() + REMOTE_TERMINATE_WAIT_MS;
+    while (Date.now() < until && !this.#stopped) {
+      if (this.#acting) return this.terminate(name);
+      if (!(await this.#store.getService(name).catch(() => record))) return true;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     return true;
   }
 
@@ -436,9 +728,11 @@ export class ServiceController {
   async #writeRoutes(svc: ServiceState): Promise<void> {
     const routes = svc.replicas
       .filter((r) => r.port !== undefined)
-      .map((r) => ({ id: r.id, url: `http://${this.#advertiseHost}:${r.port}`, weight: r.status === 'terminating' ? 0 : 1, status: r.status }));
+      .map((r) => ({ id: r.id, url: `http://${this.#routeHost(r)}:${r.port}`, weight: r.status === 'terminating' ? 0 : 1, status: r.status }));
+    if (!this.#acting) return;
     try {
-      await patchEndpoint(this.#store, svc.spec.name, { routes });
+      await patchEndpoint(this.#store, svc.spec.name, { routes }, undefined, this.#leadership.fence);
+      await this.#publish(svc);
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'ADM_NOT_FOUND') {
         if (!svc.terminating && !this.#stopped) {
@@ -450,6 +744,29 @@ export class ServiceController {
       }
       this.#logger.warn({ err, service: svc.spec.name }, 'could not write route table; will retry');
       throw err;
+    }
+  }
+
+  /** Local processes are reached at CONTROLLER_ADVERTISE_HOST; Pods at their own IP. */
+  #routeHost(r: Replica): string {
+    return r.ref && r.ref.runtime !== 'process' ? r.ref.host : this.#advertiseHost;
+  }
+
+  /** Writes the observed state for followers and the next leader (lease mode only). */
+  async #publish(svc: ServiceState): Promise<void> {
+    const fence = this.#leadership.fence;
+    if (!this.#cluster || !fence || !this.#acting || svc.terminating) return;
+    const { url: _url, ...view } = this.#view(svc, 0);
+    const refs: PublishedStatus['refs'] = {};
+    for (const r of svc.replicas) if (r.ref && r.status === 'healthy' && !r.retiring) refs[r.id] = { ...r.ref, generation: r.generation, restarts: r.restarts };
+    const body = { view, generation: svc.generation, roll_key: this.#rollKey(svc.spec, svc.loaded), refs, leader: this.#leadership.instance };
+    const text = JSON.stringify(body);
+    if (text === svc.published) return;
+    try {
+      await this.#cluster.putServiceStatus(svc.spec.name, { ...body, updated_at: new Date().toISOString() } satisfies PublishedStatus, fence);
+      svc.published = text;
+    } catch (err) {
+      this.#logger.debug({ err, service: svc.spec.name }, 'could not publish service status');
     }
   }
 
@@ -467,7 +784,7 @@ export class ServiceController {
   }
 
   #reconcile(svc: ServiceState): void {
-    if (svc.terminating || this.#stopped || !svc.loaded || this.#services.get(svc.spec.name) !== svc) return;
+    if (svc.terminating || this.#stopped || !this.#acting || !svc.loaded || this.#services.get(svc.spec.name) !== svc) return;
     const desired = svc.spec.replicas;
     const live = svc.replicas.filter((r) => !r.retiring);
     const current = live.filter((r) => r.generation === svc.generation);
@@ -578,11 +895,18 @@ export class ServiceController {
       resources_enforced: enforced,
       error: svc.definitionError ?? null,
       created_at: spec.created_at,
-      routes: svc.replicas.map((r) => r.view(logLines)),
+      routes: svc.replicas.map((r) => r.view(logLines, this.#routeHost(r))),
     };
     if (this.#endpointUrl) view.url = this.#endpointUrl(spec.name);
     return view;
   }
+}
+
+function parsePublished(raw: unknown): PublishedStatus | null {
+  if (!raw || typeof raw !== 'object') return null;
+  const p = raw as Partial<PublishedStatus>;
+  if (!p.view || typeof p.generation !== 'number' || typeof p.roll_key !== 'string' || !p.refs || typeof p.refs !== 'object') return null;
+  return p as PublishedStatus;
 }
 
 /** Runs `fn` one call at a time; calls made while one waits share the next run. */

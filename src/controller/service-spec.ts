@@ -90,5 +90,7 @@ export const serviceSpecSchema = z.object({
   created_at: z.string(),
   /** Set while a termination is in progress, so a restart finishes it instead of reviving it. */
   terminating: z.boolean().optional(),
+  /** Bumped by "clear error and retry" on a non-leader; the leader clears on seeing it change. */
+  clear_errors: z.number().int().optional(),
 });
 export type ServiceSpec = z.infer<typeof serviceSpecSchema>;
