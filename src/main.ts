@@ -23,6 +23,7 @@ import { IpcStore } from './store/ipc-store.js';
 import { resolveSecrets, type ResolvedSecrets } from './store/secrets.js';
 import { isLeaseStore, type Store } from './store/store.js';
 import { LeaseLeadership } from './controller/leadership.js';
+import { KubernetesRuntime } from './controller/kubernetes-runtime.js';
 
 /**
  * Composition root: settings → store → auth → data plane + admin API, and the drain on
@@ -135,7 +136,10 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
   // With a shared store one controller leads (a lease); the embedded store has one process.
   const leadership = isLeaseStore(store) ? new LeaseLeadership({ store, logger, ttlMs: settings.CONTROLLER_LEASE_MS }) : undefined;
-  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl, leadership }) : null;
+  const kubernetes = () => new KubernetesRuntime({ namespace: settings.KUBERNETES_NAMESPACE, kubeconfig: settings.KUBECONFIG, logger });
+  const controller = settings.CONTROLLER_ENABLED
+    ? new ServiceController({ store, settings, logger, endpointUrl, leadership, kubernetes, defaultRuntime: settings.CONTROLLER_RUNTIME })
+    : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
       store,

@@ -2,7 +2,7 @@ import type { RouteStatus } from '../schema/route-table.js';
 import { waitUntilHealthy, watchHealth, type HealthOutcome } from './health-prober.js';
 import { LogRing } from './log-ring.js';
 import type { ModelEntry } from './model-definition.js';
-import type { ExitInfo, ReplicaHandle, ReplicaRef, ReplicaResources, ReplicaRuntime } from './runtime.js';
+import type { ContainerSpec, ExitInfo, ReplicaHandle, ReplicaRef, ReplicaResources, ReplicaRuntime } from './runtime.js';
 
 /**
  * One replica ("route") of a service and its supervision loop: start, wait for the first
@@ -38,6 +38,7 @@ export interface ReplicaLaunch {
   model: ModelEntry;
   env: Record<string, string>;
   resources?: ReplicaResources;
+  container?: ContainerSpec;
 }
 
 export interface ReplicaView {

@@ -10,6 +10,14 @@ export interface ReplicaResources {
   /** CPU cores (fractional allowed). */
   cpu?: number;
   memory_bytes?: number;
+  gpu?: number;
+  shared_memory_bytes?: number;
+}
+
+/** What only a container runtime uses (service fields `image`, `model_volume`). */
+export interface ContainerSpec {
+  image: string;
+  modelVolume?: { claim: string; sub_path?: string; read_only?: boolean } | { host_path: string };
 }
 
 export interface ReplicaSpec {
@@ -22,6 +30,7 @@ export interface ReplicaSpec {
   /** The service's extra environment. */
   env: Record<string, string>;
   resources?: ReplicaResources;
+  container?: ContainerSpec;
   /** Port to try first (a restarted replica keeps its address when it can). */
   preferredPort?: number;
   /** Every output line of the replica and of its pre-start actions. */

@@ -12,7 +12,7 @@ import { SoleLeadership, type Leadership } from './leadership.js';
 import { DefinitionError, loadModelDefinition, type LoadedDefinition } from './model-definition.js';
 import { ProcessRuntime } from './process-runtime.js';
 import { LogRing } from './log-ring.js';
-import { DEFAULT_POLICY, Replica, type ReplicaPolicy, type ReplicaView } from './replica.js';
+import { DEFAULT_POLICY, Replica, type ReplicaLaunch, type ReplicaPolicy, type ReplicaView } from './replica.js';
 import type { ReplicaRef, ReplicaResources, ReplicaRuntime } from './runtime.js';
 import {
   parseMemory,
@@ -53,6 +53,10 @@ export interface ServiceView {
   resources: (Resources & { memory_bytes?: number }) | null;
   /** What the runtime enforces of `resources` on this machine. */
   resources_enforced: { cpu: boolean; memory: boolean };
+  /** Where replicas run: "process" (this machine) or "kubernetes" (Pods). */
+  runtime: 'process' | 'kubernetes';
+  image: string | null;
+  model_volume: ServiceSpec['model_volume'] | null;
   /** The definition could not be read (until "clear error and retry"). */
   error: string | null;
   created_at: string;
@@ -69,6 +73,10 @@ export interface ServiceControllerOptions {
   logger: Logger;
   /** Default: local processes (ProcessRuntime). */
   runtime?: ReplicaRuntime;
+  /** Builds the Kubernetes runtime on first use (throws when no cluster is configured). */
+  kubernetes?: () => ReplicaRuntime;
+  /** Runtime of a service that names none (CONTROLLER_RUNTIME). */
+  defaultRuntime?: 'process' | 'kubernetes';
   policy?: Partial<ReplicaPolicy>;
   /** How long a route stays `terminating` (weight 0) before its process is stopped. */
   drainGraceMs?: number;
@@ -131,7 +139,20 @@ function replicaResources(resources: Resources | undefined): ReplicaResources | 
   const out: ReplicaResources = {};
   if (resources.cpu !== undefined) out.cpu = resources.cpu;
   if (resources.memory !== undefined) out.memory_bytes = parseMemory(resources.memory) ?? undefined;
+  if (resources.gpu !== undefined) out.gpu = resources.gpu;
+  if (resources.shared_memory !== undefined) out.shared_memory_bytes = parseMemory(resources.shared_memory) ?? undefined;
   return out;
+}
+
+function launchOf(spec: ServiceSpec, loaded: LoadedDefinition): ReplicaLaunch {
+  return {
+    serviceName: spec.name,
+    modelFolder: spec.model_folder,
+    model: loaded.model,
+    env: spec.env,
+    resources: replicaResources(spec.resources),
+    container: spec.image ? { image: spec.image, modelVolume: spec.model_volume } : undefined,
+  };
 }
 
 function sameJson(a: unknown, b: unknown): boolean {
@@ -142,6 +163,9 @@ export class ServiceController {
   readonly #store: Store;
   readonly #logger: Logger;
   readonly #runtime: ReplicaRuntime;
+  readonly #kubernetesFactory: (() => ReplicaRuntime) | undefined;
+  #kubernetes: ReplicaRuntime | undefined;
+  readonly #defaultRuntime: 'process' | 'kubernetes';
   /** Host in the replicas' route URLs (CONTROLLER_ADVERTISE_HOST). */
   readonly #advertiseHost: string;
   readonly #policy: ReplicaPolicy;
@@ -173,8 +197,25 @@ export class ServiceController {
     const workDir = resolve(s.CONTROLLER_WORK_DIR ?? (s.ephemeral ? join(tmpdir(), `modelgate-services-${process.pid}`) : join(s.DATA_DIR, 'services')));
     this.#advertiseHost = s.CONTROLLER_ADVERTISE_HOST ?? '127.0.0.1';
     this.#runtime = opts.runtime ?? new ProcessRuntime({ workDir, portRange: s.CONTROLLER_PORT_RANGE, logger: this.#logger });
+    this.#kubernetesFactory = opts.kubernetes;
+    this.#defaultRuntime = opts.defaultRuntime ?? 'process';
     this.#leadership = opts.leadership ?? new SoleLeadership();
     this.#cluster = this.#leadership.fence !== undefined || opts.leadership ? (isLeaseStore(this.#store) ? this.#store : undefined) : undefined;
+  }
+
+  /** The runtime a service's replicas use; ADM_INVALID when it cannot be had here. */
+  #runtimeFor(spec: Pick<ServiceSpec, 'runtime'>): ReplicaRuntime {
+    // A record without a runtime predates the field: it ran as local processes.
+    if ((spec.runtime ?? 'process') === 'process') return this.#runtime;
+    if (!this.#kubernetes) {
+      if (!this.#kubernetesFactory) throw new GatewayError('ADM_INVALID', { details: [{ field: 'runtime', message: 'the kubernetes runtime is not available in this gateway' }] });
+      try {
+        this.#kubernetes = this.#kubernetesFactory();
+      } catch (err) {
+        throw new GatewayError('ADM_INVALID', { details: [{ field: 'runtime', message: `kubernetes runtime unavailable: ${(err as Error).message}` }] });
+      }
+    }
+    return this.#kubernetes;
   }
 
   get leadership(): Leadership {
@@ -308,9 +349,10 @@ export class ServiceController {
     const out: Replica[] = [];
     for (const [id, ref] of Object.entries(status.refs)) {
       const log = new LogRing(500);
-      const launch = { serviceName: spec.name, modelFolder: spec.model_folder, model: loaded.model, env: spec.env, resources: replicaResources(spec.resources) };
+      const launch = launchOf(spec, loaded);
       const abort = new AbortController();
-      const handle = await this.#runtime
+      const runtime = this.#runtimeFor(spec);
+      const handle = await runtime
         .adopt({ ...launch, replicaId: id, log: (line) => log.push(line), signal: abort.signal }, ref)
         .catch(() => null);
       if (!handle) continue;
@@ -323,7 +365,7 @@ export class ServiceController {
       const replica: Replica = new Replica({
         id,
         generation: ref.generation === status.generation ? generation : generation - 1,
-        runtime: this.#runtime,
+        runtime,
         launch,
         policy: this.#policy,
         log,
@@ -363,7 +405,9 @@ export class ServiceController {
     }
     // Replicas that died with the previous gateway, or were orphaned by a crash, are cleaned
     // up; adopted ones are kept.
-    await this.#runtime.releaseService(spec.name, new Set(adopted.map((r) => r.id)));
+    await this.#runtimeFor(spec)
+      .releaseService(spec.name, new Set(adopted.map((r) => r.id)))
+      .catch((err: unknown) => this.#logger.warn({ err, service: spec.name }, 'could not release leftovers'));
     if (spec.terminating) {
       await this.#store.deleteEndpoint(spec.name).catch(() => false);
       await this.#store.deleteService(spec.name);
@@ -431,6 +475,9 @@ export class ServiceController {
     this.#creating.add(name);
     try {
       if (await this.#store.getService(name)) throw new GatewayError('ADM_CONFLICT', { message: `service ${name} already exists` });
+      const runtime = input.runtime ?? this.#defaultRuntime;
+      this.#runtimeFor({ runtime });
+      if (runtime === 'kubernetes' && !input.image) throw new GatewayError('ADM_INVALID', { details: [{ field: 'image', message: 'required with runtime "kubernetes"' }] });
       const modelFolder = resolve(input.model_folder);
       const loaded = await loadModelDefinition(modelFolder, input.model_definition_path).catch(invalidDefinition);
       const now = new Date().toISOString();
@@ -446,6 +493,9 @@ export class ServiceController {
         public: input.public,
         env: input.env,
         resources: input.resources,
+        runtime,
+        ...(input.image ? { image: input.image } : {}),
+        ...(input.model_volume ? { model_volume: input.model_volume } : {}),
         endpoint_id: table.id,
         created_at: now,
       };
@@ -599,7 +649,8 @@ export class ServiceController {
     if (!svc) {
       const record = await this.#store.getService(name);
       if (!record) return false;
-      await this.#runtime.releaseService(name);
+      const parsed = serviceSpecSchema.safeParse(record.spec);
+      await (parsed.success ? this.#runtimeFor(parsed.data) : this.#runtime).releaseService(name).catch(() => undefined);
       await this.#store.deleteEndpoint(name).catch(() => false);
       await this.#store.deleteService(name);
       return true;
@@ -608,8 +659,9 @@ export class ServiceController {
       this.#logger.info({ service: name }, 'terminating service');
       await this.#store.putService({ name, spec: { ...svc.spec, terminating: true }, updated_at: new Date().toISOString() }).catch(() => undefined);
       await Promise.all(svc.replicas.map((r) => r.stop(opts.drain ? this.#drainGraceMs : 0)));
-      await Promise.all(svc.replicas.map((r) => this.#runtime.release(name, r.id)));
-      await this.#runtime.releaseService(name);
+      const runtime = this.#runtimeFor(svc.spec);
+      await Promise.all(svc.replicas.map((r) => runtime.release(name, r.id).catch(() => undefined)));
+      await runtime.releaseService(name).catch(() => undefined);
       await this.#store.deleteEndpoint(name).catch((err: unknown) => this.#logger.warn({ err, service: name }, 'could not delete endpoint'));
       await this.#store.deleteService(name);
       this.#services.delete(name);
@@ -827,14 +879,8 @@ export class ServiceController {
     const replica = new Replica({
       id: newRouteId(),
       generation: svc.generation,
-      runtime: this.#runtime,
-      launch: {
-        serviceName: svc.spec.name,
-        modelFolder: svc.spec.model_folder,
-        model: svc.loaded!.model,
-        env: svc.spec.env,
-        resources: replicaResources(svc.spec.resources),
-      },
+      runtime: this.#runtimeFor(svc.spec),
+      launch: launchOf(svc.spec, svc.loaded!),
       policy: this.#policy,
       onChange: async () => {
         this.#kick(svc);
@@ -854,7 +900,9 @@ export class ServiceController {
     } finally {
       if (drains) svc.draining--;
       svc.replicas = svc.replicas.filter((r) => r !== replica);
-      await this.#runtime.release(svc.spec.name, replica.id).catch(() => undefined);
+      await this.#runtimeFor(svc.spec)
+        .release(svc.spec.name, replica.id)
+        .catch(() => undefined);
       await svc.sync().catch(() => undefined);
       this.#kick(svc);
     }
@@ -893,6 +941,9 @@ export class ServiceController {
       env: spec.env,
       resources,
       resources_enforced: enforced,
+      runtime: spec.runtime ?? 'process',
+      image: spec.image ?? null,
+      model_volume: spec.model_volume ?? null,
       error: svc.definitionError ?? null,
       created_at: spec.created_at,
       routes: svc.replicas.map((r) => r.view(logLines, this.#routeHost(r))),

@@ -29,9 +29,35 @@ export const resourcesSchema = z
         else if (bytes < MIN_MEMORY_BYTES) ctx.addIssue({ code: 'custom', message: 'must be at least 4m' });
       })
       .optional(),
+    /** GPUs (Kubernetes: `nvidia.com/gpu`); the process runtime records it only. */
+    gpu: z.number().int('must be a whole number of GPUs').min(0).max(64).optional(),
+    /** Size of /dev/shm (Kubernetes: a memory-backed emptyDir). */
+    shared_memory: z
+      .union([z.string().max(32), z.number()])
+      .superRefine((v, ctx) => {
+        if (parseMemory(v) === null) ctx.addIssue({ code: 'custom', message: 'expected a size like "1g", "512m" or a number of bytes' });
+      })
+      .optional(),
   })
   .strict();
 export type Resources = z.infer<typeof resourcesSchema>;
+
+export const runtimeSchema = z.enum(['process', 'kubernetes']);
+
+/** Where a Kubernetes replica finds the model folder (mounted at the definition's model_path). */
+export const modelVolumeSchema = z.union([
+  z.object({ claim: z.string().min(1).max(253), sub_path: z.string().max(4096).optional(), read_only: z.boolean().optional() }).strict(),
+  z.object({ host_path: z.string().min(1).max(4096).startsWith('/', 'must be an absolute path') }).strict(),
+]);
+export type ModelVolume = z.infer<typeof modelVolumeSchema>;
+
+const imageSchema = z.string().min(1).max(1024).regex(/^\S+$/, 'must be an image reference without spaces');
+
+/** runtime "kubernetes" needs an image; the others must not carry Kubernetes-only fields. */
+function checkRuntime(v: { runtime?: string; image?: string; model_volume?: unknown }, ctx: z.RefinementCtx): void {
+  if (v.runtime === 'kubernetes' && !v.image) ctx.addIssue({ code: 'custom', path: ['image'], message: 'required with runtime "kubernetes"' });
+  if (v.runtime === 'process' && v.image) ctx.addIssue({ code: 'custom', path: ['image'], message: 'only used with runtime "kubernetes"' });
+}
 
 export const envSchema = z
   .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _').max(256), z.string().max(65_536))
@@ -50,8 +76,13 @@ export const createServiceSchema = z
     public: z.boolean().default(false),
     env: envSchema.default({}),
     resources: resourcesSchema.optional(),
+    /** Default: CONTROLLER_RUNTIME. */
+    runtime: runtimeSchema.optional(),
+    image: imageSchema.optional(),
+    model_volume: modelVolumeSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine(checkRuntime);
 export type CreateServiceInput = z.infer<typeof createServiceSchema>;
 
 export const patchServiceSchema = z
@@ -86,6 +117,9 @@ export const serviceSpecSchema = z.object({
   public: z.boolean(),
   env: z.record(z.string(), z.string()),
   resources: resourcesSchema.optional(),
+  runtime: runtimeSchema.optional(),
+  image: z.string().optional(),
+  model_volume: modelVolumeSchema.optional(),
   endpoint_id: z.string(),
   created_at: z.string(),
   /** Set while a termination is in progress, so a restart finishes it instead of reviving it. */

@@ -21,7 +21,7 @@ afterEach(async () => {
   await Promise.all(stores.splice(0).map((s) => s.close()));
 });
 
-const table = (routes: { id: string; url: string }[]) => () => ({ id: 'e1', name: 'svc', public: false, routes, created_at: new Date().toISOString() });
+const table = (routes: { id: string; url: string }[]) => () => ({ id: 'e1', name: 'svc', public: false, routes: routes.map((r) => ({ ...r, weight: 1, status: 'healthy' as const })), created_at: new Date().toISOString() });
 
 describe('controller lease (Redis)', () => {
   it('is held by one instance; a new term gets a larger fencing number and fences the old holder out', async () => {
