@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { CoreV1Api, KubeConfig, Watch, type V1Container, type V1Pod, type V1Probe, type V1Volume, type V1VolumeMount } from '@kubernetes/client-node';
+import type { CoreV1Api, KubeConfig, Watch, V1Container, V1Pod, V1Probe, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { Logger } from '../obs/logger.js';
 import { HEALTH_CHECK_DEFAULTS } from './model-definition.js';
 import { podScript } from './pod-script.js';
@@ -45,19 +45,27 @@ function quantityBytes(bytes: number): string {
   return Number.isInteger(bytes / 1024 ** 2) ? `${bytes / 1024 ** 2}Mi` : String(bytes);
 }
 
-export function loadKubeConfig(opts: { kubeconfig?: string }): KubeConfig {
-  const kc = new KubeConfig();
-  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-  else if (existsSync(SA_TOKEN_FILE)) kc.loadFromCluster();
-  else throw new Error('no Kubernetes configuration: set KUBECONFIG, or run the gateway in a cluster with a service account');
-  return kc;
+type ClientModule = typeof import('@kubernetes/client-node');
+
+/**
+ * The client library is loaded on first use: a gateway that never runs a Kubernetes service
+ * does not pay its start-up time.
+ */
+async function connect(opts: KubernetesRuntimeOptions): Promise<{ api: CoreV1Api; watch: Watch }> {
+  const k: ClientModule = await import('@kubernetes/client-node');
+  let kc = opts.config;
+  if (!kc) {
+    kc = new k.KubeConfig();
+    if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+    else kc.loadFromCluster();
+  }
+  return { api: kc.makeApiClient(k.CoreV1Api), watch: new k.Watch(kc) };
 }
 
 export class KubernetesRuntime implements ReplicaRuntime {
   readonly name = 'kubernetes' as const;
   readonly namespace: string;
-  readonly #api: CoreV1Api;
-  readonly #watch: Watch;
+  readonly #client: Promise<{ api: CoreV1Api; watch: Watch }>;
   readonly #logger: Logger;
   readonly #pods = new Map<string, V1Pod>();
   readonly #listeners = new Map<string, Set<PodListener>>();
@@ -66,10 +74,13 @@ export class KubernetesRuntime implements ReplicaRuntime {
   #closed = false;
 
   constructor(opts: KubernetesRuntimeOptions) {
-    const kc = opts.config ?? loadKubeConfig(opts);
+    if (!opts.config && !opts.kubeconfig && !existsSync(SA_TOKEN_FILE)) {
+      throw new Error('no Kubernetes configuration: set KUBECONFIG, or run the gateway in a cluster with a service account');
+    }
     this.namespace = opts.namespace ?? (existsSync(SA_NAMESPACE_FILE) ? readNamespaceFile() : 'default');
-    this.#api = kc.makeApiClient(CoreV1Api);
-    this.#watch = new Watch(kc);
+    this.#client = connect(opts);
+    // Surfaced on first use (a start fails with the reason); never an unhandled rejection.
+    this.#client.catch(() => undefined);
     this.#logger = opts.logger.child({ component: 'kubernetes-runtime', namespace: this.namespace });
   }
 
@@ -81,7 +92,8 @@ export class KubernetesRuntime implements ReplicaRuntime {
       const loop = async () => {
         while (!this.#closed) {
           try {
-            const list = await this.#api.listNamespacedPod({ namespace: this.namespace, labelSelector: `${MANAGED_BY}=modelgate` });
+            const { api, watch } = await this.#client;
+            const list = await api.listNamespacedPod({ namespace: this.namespace, labelSelector: `${MANAGED_BY}=modelgate` });
             const seen = new Set<string>();
             for (const pod of list.items) {
               const name = pod.metadata!.name!;
@@ -91,7 +103,7 @@ export class KubernetesRuntime implements ReplicaRuntime {
             for (const name of [...this.#pods.keys()]) if (!seen.has(name)) this.#update(name, null);
             ready();
             await new Promise<void>((resolve) => {
-              void this.#watch
+              void watch
                 .watch(
                   `/api/v1/namespaces/${this.namespace}/pods`,
                   { labelSelector: `${MANAGED_BY}=modelgate`, resourceVersion: list.metadata?.resourceVersion, allowWatchBookmarks: true },
@@ -174,7 +186,7 @@ export class KubernetesRuntime implements ReplicaRuntime {
     const main: V1Container = {
       name: 'model',
       image: container.image,
-      command: ['/bin/sh', '-c', podScript(model, { port, home: HOME })],
+      command: ['/bin/sh', '-c', podScript(model, { port })],
       env: [
         ...Object.entries(spec.env).map(([n, value]) => ({ name: n, value })),
         { name: 'PORT', value: String(port) },
@@ -208,7 +220,7 @@ export class KubernetesRuntime implements ReplicaRuntime {
     await this.#ensureWatch();
     const name = `mg-${labelValue(spec.serviceName)}-${labelValue(spec.replicaId)}-${randomBytes(3).toString('hex')}`.slice(0, 253);
     try {
-      await this.#api.createNamespacedPod({ namespace: this.namespace, body: this.#podFor(spec, name) });
+      await (await this.#client).api.createNamespacedPod({ namespace: this.namespace, body: this.#podFor(spec, name) });
     } catch (err) {
       throw new ReplicaStartError(`cannot create Pod ${name}: ${apiMessage(err)}`);
     }
@@ -280,7 +292,7 @@ export class KubernetesRuntime implements ReplicaRuntime {
 
   async #delete(name: string, graceSeconds: number): Promise<void> {
     try {
-      await this.#api.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds: graceSeconds });
+      await (await this.#client).api.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds: graceSeconds });
     } catch (err) {
       if (apiCode(err) !== 404) this.#logger.warn({ pod: name, err_message: apiMessage(err) }, 'could not delete Pod');
     }
@@ -300,7 +312,7 @@ export class KubernetesRuntime implements ReplicaRuntime {
     const selector = [`${MANAGED_BY}=modelgate`, `${SERVICE_LABEL}=${labelValue(serviceName)}`];
     if (replicaId) selector.push(`${REPLICA_LABEL}=${labelValue(replicaId)}`);
     try {
-      return (await this.#api.listNamespacedPod({ namespace: this.namespace, labelSelector: selector.join(',') })).items;
+      return (await (await this.#client).api.listNamespacedPod({ namespace: this.namespace, labelSelector: selector.join(',') })).items;
     } catch (err) {
       this.#logger.warn({ service: serviceName, err_message: apiMessage(err) }, 'could not list Pods');
       return [];

@@ -22,14 +22,15 @@ function refVar(name: string): string {
 
 class Words {
   readonly #vars: Map<string, string>;
-  readonly #refs = new Set<string>();
+  /** `{name}` read from a shell variable at run time: action refs, and home ($HOME). */
+  readonly #refs = new Map<string, string>([['home', 'HOME']]);
 
   constructor(vars: Record<string, string>) {
     this.#vars = new Map(Object.entries(vars));
   }
 
   addRef(name: string): void {
-    this.#refs.add(name);
+    this.#refs.set(name, refVar(name));
   }
 
   /** One shell word for `text`, with `{var}` substituted (refs read at run time). */
@@ -45,7 +46,7 @@ class Words {
       else if (this.#vars.has(name)) literal += `${open}${this.#vars.get(name)}${close}`;
       else if (this.#refs.has(name)) {
         literal += open;
-        parts.push(quote(literal), `"\${${refVar(name)}}"`);
+        parts.push(quote(literal), `"\${${this.#refs.get(name)}}"`);
         literal = close;
       } else literal += match;
     }
@@ -103,10 +104,11 @@ function actionLines(action: PreStartAction, index: number, w: Words): string[] 
   return out;
 }
 
-export function podScript(model: ModelEntry, opts: { port: number; home: string }): string {
+/** `HOME` comes from the Pod's environment (/home/work, as in the seed's containers). */
+export function podScript(model: ModelEntry, opts: { port: number }): string {
   const service = model.service;
-  const w = new Words({ model_path: model.model_path, port: String(opts.port), home: opts.home });
-  const lines = ['set -u', `mkdir -p ${quote(opts.home)} && cd ${quote(opts.home)}`];
+  const w = new Words({ model_path: model.model_path, port: String(opts.port) });
+  const lines = ['set -u', 'mkdir -p "$HOME" && cd "$HOME" || exit 90'];
   service.pre_start_actions.forEach((action, i) => lines.push(...actionLines(action, i, w)));
   if (Array.isArray(service.start_command)) lines.push(`exec ${service.start_command.map((a) => w.word(a)).join(' ')}`);
   else lines.push(`exec ${quote(service.shell)} -c ${w.word(service.start_command)}`);
