@@ -9,8 +9,8 @@ import layers from './scripts/eslint-layers.js';
 const FOUNDATION = ['errors', 'obs', 'config', 'lib'];
 const LAYERS = {
   '.': '*',
-  proxy: ['auth', 'routing', 'upstream', 'store', 'schema', ...FOUNDATION],
-  admin: ['auth', 'controller', 'control', 'store', 'schema', ...FOUNDATION],
+  proxy: ['auth', 'routing', 'upstream', 'store', 'schema', 'tls', ...FOUNDATION],
+  admin: ['auth', 'controller', 'control', 'store', 'schema', 'tls', ...FOUNDATION],
   cli: ['auth', 'store', 'schema', ...FOUNDATION],
   cluster: ['store', ...FOUNDATION],
   controller: ['control', 'store', 'schema', ...FOUNDATION],
@@ -20,6 +20,7 @@ const LAYERS = {
   upstream: ['schema', ...FOUNDATION],
   store: ['schema', ...FOUNDATION],
   schema: ['errors', 'lib'],
+  tls: [...FOUNDATION],
   errors: ['lib'],
   obs: ['lib'],
   config: ['lib'],

@@ -239,7 +239,12 @@ async function main(): Promise<void> {
 }
 
 // `npm run bench -- failover`: the kill-a-route-under-load run (bench/failover.ts) on its own.
-const run = process.argv.includes('failover') ? () => import('./failover.js').then(() => undefined) : main;
+// `npm run bench -- tls`: TLS HTTP/1.1 and HTTP/2 against nginx with the same certificate (bench/tls.ts).
+const run = process.argv.includes('failover')
+  ? () => import('./failover.js').then(() => undefined)
+  : process.argv.includes('tls')
+    ? () => import('./tls.js').then(() => new Promise<void>(() => {}))
+    : main;
 
 run().then(
   () => {

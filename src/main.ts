@@ -2,12 +2,14 @@
 import cluster from 'node:cluster';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { serve, type ServerType } from '@hono/node-server';
 import { AggregatorRegistry } from 'prom-client';
 import { createAuth } from './auth/create-auth.js';
 import { CidrList } from './auth/cidr.js';
+import { takeSecretEnv, type TakenSecrets } from './config/secret-env.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
+import { listenAdmin } from './admin/admin-listener.js';
 import { createAdminApp } from './admin/app.js';
+import { CertificateStore, readCaFile } from './tls/certificates.js';
 import type { AdminMount } from './admin/mount.js';
 import { OwnAddresses } from './admin/own-addresses.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
@@ -103,9 +105,10 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   let gateway: GatewayServer | null = null;
   let pool: WorkerPool | null = null;
   let gatewayAddress: { port: number };
+  let plainHttpUrl: string | undefined;
   if (role === 'primary') {
     // The workers serve the data plane on the shared port; the embedded store is served to them over IPC.
-    pool = new WorkerPool({ count: opts.workers ?? 2, tokenSecret: secrets.tokenSecret, store: store.kind === 'memory' ? store : null, logger });
+    pool = new WorkerPool({ count: opts.workers ?? 2, tokenSecret: secrets.tokenSecret, redisUrl: settings.REDIS_URL, store: store.kind === 'memory' ? store : null, logger });
     gatewayAddress = { port: await pool.start() };
   } else {
     const trusted = settings.TRUSTED_PROXIES.length > 0 ? CidrList.compile(settings.TRUSTED_PROXIES) : null;
@@ -122,9 +125,15 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       accessLogger: opts.accessLogger,
       isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
       tracer,
+      certificates: dataPlaneCertificates(settings),
+      upstreamCa: settings.UPSTREAM_CA_FILE ? readCaFile(settings.UPSTREAM_CA_FILE) : undefined,
     });
     gateway.start();
     gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
+    if (settings.GATEWAY_HTTP_PORT !== undefined) {
+      const plain = await gateway.listenPlain(settings.GATEWAY_HTTP_PORT, settings.GATEWAY_HOST, settings.HTTP_REDIRECT ? gatewayAddress.port : null);
+      plainHttpUrl = `http://${settings.GATEWAY_HOST}:${plain.port}`;
+    }
   }
   if (role === 'worker') serveMetricsToPrimary(metrics.registry);
   if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
@@ -132,8 +141,10 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   // Routes back to these listeners are refused (a proxy loop); the admin port is added once bound.
   const ownAddresses = new OwnAddresses(settings.APPS_DOMAIN);
   ownAddresses.add(settings.GATEWAY_HOST, gatewayAddress.port);
-  const portSuffix = gatewayAddress.port === 80 ? '' : `:${gatewayAddress.port}`;
-  const endpointUrl = (name: string) => `http://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
+  if (plainHttpUrl) ownAddresses.add(settings.GATEWAY_HOST, Number(new URL(plainHttpUrl).port));
+  const scheme = settings.TLS_CERT_FILE ? 'https' : 'http';
+  const portSuffix = gatewayAddress.port === (scheme === 'https' ? 443 : 80) ? '' : `:${gatewayAddress.port}`;
+  const endpointUrl = (name: string) => `${scheme}://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
   // With a shared store one controller leads (a lease); the embedded store has one process.
   const leadership = isLeaseStore(store) ? new LeaseLeadership({ store, logger, ttlMs: settings.CONTROLLER_LEASE_MS }) : undefined;
   const kubernetes = () => new KubernetesRuntime({ namespace: settings.KUBERNETES_NAMESPACE, kubeconfig: settings.KUBECONFIG, logger });
@@ -165,13 +176,21 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
             return AggregatorRegistry.aggregate(parts).metrics();
           }
         : undefined,
-      health: () => ({ store: store.kind, store_up: store.health().up }),
+      metricsAuth: settings.ADMIN_METRICS_AUTH,
+      // The detailed reason (it names the store's address) is for the admin listener only, never the public /readyz.
+      health: () => {
+        const h = store.health();
+        return { store: store.kind, store_up: h.up, ...(h.up ? {} : { store_reason: h.reason }) };
+      },
     },
     mounts,
   );
-  const adminServer = await new Promise<ServerType>((resolve, reject) => {
-    const server = serve({ fetch: adminApp.fetch, port: settings.ADMIN_PORT, hostname: settings.ADMIN_HOST }, () => resolve(server));
-    server.once('error', reject);
+  const adminServer = await listenAdmin(adminApp, {
+    host: settings.ADMIN_HOST,
+    port: settings.ADMIN_PORT,
+    allowedHosts: settings.ADMIN_ALLOWED_HOSTS,
+    certificates: adminCertificates(settings),
+    onCertificateError: (err) => logger.error({ err_message: err.message }, 'admin TLS certificate not reloaded; the previous one stays in use'),
   });
   const adminAddress = adminServer.address();
   if (controller) {
@@ -189,8 +208,9 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   }
   logger.info(
     {
-      gateway: `http://${settings.GATEWAY_HOST}:${gatewayAddress.port}`,
-      admin: `http://${settings.ADMIN_HOST}:${adminPort}`,
+      gateway: `${scheme}://${settings.GATEWAY_HOST}:${gatewayAddress.port}`,
+      admin: `${settings.ADMIN_TLS_CERT_FILE ? 'https' : 'http'}://${settings.ADMIN_HOST}:${adminPort}`,
+      ...(plainHttpUrl ? { http: plainHttpUrl } : {}),
       store: store.kind,
       data_dir: store.kind === 'memory' ? (settings.ephemeral ? null : settings.DATA_DIR) : undefined,
       apps_domain: settings.APPS_DOMAIN,
@@ -240,6 +260,23 @@ function dataPlaneOnly(
   return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort, adminPort: 0, shutdown };
 }
 
+/** TLS_CERT_FILE & co, read and checked now so a bad file stops start-up with one clear line. */
+function dataPlaneCertificates(settings: Settings): CertificateStore | undefined {
+  if (!settings.TLS_CERT_FILE || !settings.TLS_KEY_FILE) return undefined;
+  return new CertificateStore({ certFile: settings.TLS_CERT_FILE, keyFile: settings.TLS_KEY_FILE, certsDir: settings.TLS_CERTS_DIR });
+}
+
+/** ADMIN_TLS_CERT_FILE/ADMIN_TLS_KEY_FILE: the admin listener speaks HTTPS, its pair reloaded on change. */
+function adminCertificates(settings: Settings): CertificateStore | undefined {
+  if (!settings.ADMIN_TLS_CERT_FILE || !settings.ADMIN_TLS_KEY_FILE) return undefined;
+  return new CertificateStore({
+    certFile: settings.ADMIN_TLS_CERT_FILE,
+    keyFile: settings.ADMIN_TLS_KEY_FILE,
+    certSetting: 'ADMIN_TLS_CERT_FILE',
+    keySetting: 'ADMIN_TLS_KEY_FILE',
+  });
+}
+
 /** Drains, then exits 0 (1 if the drain itself failed). */
 function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: string): void {
   void running.shutdown(reason).then(
@@ -257,6 +294,8 @@ function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: stri
 /** A cluster worker: secrets from the primary, the store over IPC (or its own Redis connections). */
 async function runWorker(settings: Settings, logger: Logger, accessLogger: Logger): Promise<void> {
   const init = await waitForWorkerInit();
+  // REDIS_URL comes over IPC: the primary took it out of the environment its workers inherit.
+  if (init.redisUrl) settings = Object.freeze({ ...settings, REDIS_URL: init.redisUrl });
   const store = settings.REDIS_URL ? createStore(settings, logger) : new IpcStore({ channel: process });
   const running = await startGateway(settings, logger, {
     role: 'worker',
@@ -277,6 +316,7 @@ async function main(argv: string[]): Promise<void> {
   }
   let settings: Settings;
   let args: CliArgs;
+  let hidden: TakenSecrets | null = null;
   try {
     args = parseServerArgs(argv);
     if (args.help) {
@@ -284,7 +324,9 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${USAGE}\n${commandSummary()}`);
       return;
     }
-    settings = loadSettings({ configFile: args.configFile, ephemeral: args.ephemeral });
+    // Secrets leave the environment (and /proc/<pid>/environ) before any child can be started.
+    hidden = cluster.isWorker ? null : takeSecretEnv();
+    settings = loadSettings({ env: { ...process.env, ...hidden?.values }, configFile: args.configFile, ephemeral: args.ephemeral });
   } catch (err) {
     if (err instanceof SettingsError) {
       process.stderr.write(`modelgate: ${err.message}\n`);
@@ -297,6 +339,12 @@ async function main(argv: string[]): Promise<void> {
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (kept running)'));
   process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (kept running)'));
 
+  if (hidden && !hidden.scrubbed) {
+    logger.warn(
+      { problem: hidden.problem, hint: 'set CONTROLLER_RUN_AS (docs/security.md)' },
+      'could not hide ADMIN_TOKEN/TOKEN_SECRET/REDIS_URL from /proc/<pid>/environ: model processes running as this user can read them',
+    );
+  }
   if (cluster.isWorker) {
     await runWorker(settings, logger, accessLogger);
     return;

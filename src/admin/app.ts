@@ -17,6 +17,8 @@ export interface AdminAppOptions {
   metrics: Metrics;
   /** Prometheus text for /metrics; default: this process's registry (a cluster primary sums its workers'). */
   metricsText?: () => Promise<string>;
+  /** ADMIN_METRICS_AUTH: /metrics needs the admin token too. */
+  metricsAuth?: boolean;
   /** Extra readiness facts for /healthz. */
   health?: () => Record<string, unknown>;
 }
@@ -63,6 +65,7 @@ export function createAdminApp(opts: AdminAppOptions, mounts: AdminMount[]): Adm
 
   app.get('/healthz', (c) => c.json({ status: 'ok', ...(opts.health?.() ?? {}) }));
   app.get('/metrics', async (c) => {
+    if (opts.metricsAuth && !isAdmin(c.req.header('authorization'))) throw new GatewayError('ADM_UNAUTHORIZED');
     const text = opts.metricsText ? await opts.metricsText() : await opts.metrics.registry.metrics();
     return c.body(text, 200, { 'content-type': opts.metrics.registry.contentType });
   });

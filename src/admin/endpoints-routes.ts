@@ -2,7 +2,9 @@ import { z } from 'zod';
 import { GatewayError } from '../errors/gateway-error.js';
 import {
   BALANCERS,
+  ROUTE_PROTOCOLS,
   ROUTE_STATUSES,
+  checkRouteProtocol,
   endpointNameSchema,
   limitsSchema,
   parseStoredRouteTable,
@@ -23,8 +25,10 @@ const routeInputSchema = z
     url: routeUrlSchema,
     weight: weightSchema.optional(),
     status: z.enum(ROUTE_STATUSES).optional(),
+    protocol: z.enum(ROUTE_PROTOCOLS).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine(checkRouteProtocol);
 
 const cidrListSchema = z.array(z.string().max(64)).max(1024);
 

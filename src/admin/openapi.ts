@@ -93,6 +93,7 @@ const COMMON_ERRORS = {
   '400': errorResponse('ADM_INVALID: a bad field (see error.details)'),
   '401': errorResponse('ADM_UNAUTHORIZED: missing or wrong admin token'),
   '413': errorResponse('ADM_BODY_TOO_LARGE'),
+  '421': errorResponse('ADM_MISDIRECTED: a Host the admin listener does not answer to (ADMIN_ALLOWED_HOSTS)'),
   '500': errorResponse('ADM_INTERNAL'),
 };
 
@@ -134,7 +135,16 @@ export function buildOpenApi(): Record<string, unknown> {
     },
     paths: {
       '/healthz': { get: { summary: 'Admin listener alive (no auth)', responses: { '200': { description: 'ok', ...json('Health') } } } },
-      '/metrics': { get: { summary: 'Prometheus metrics (no auth)', responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } } } },
+      '/metrics': {
+        get: {
+          summary: 'Prometheus metrics (no auth unless ADMIN_METRICS_AUTH=true)',
+          responses: {
+            '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } },
+            '401': errorResponse('ADM_UNAUTHORIZED: ADMIN_METRICS_AUTH=true and no or a wrong admin token'),
+            '421': errorResponse('ADM_MISDIRECTED'),
+          },
+        },
+      },
       '/openapi.json': { get: { summary: 'This document (no auth)', responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } } } },
       '/v1/endpoints': {
         get: op('List endpoints', { '200': { description: 'every endpoint', ...json('EndpointList') } }),

@@ -9,8 +9,8 @@ export const EXP_LEEWAY_SECONDS = 30;
 
 /** The claims kept after a token verified; what the cache stores. */
 export interface VerifiedClaims {
-  /** The endpoint id(s) the token is for. */
-  aud: string | readonly string[];
+  /** The endpoint id the token is for (a one-element `aud` array is unwrapped). */
+  aud: string;
   /** Epoch seconds. */
   exp: number;
   sub?: string;
@@ -58,6 +58,7 @@ export class TokenVerifier {
   readonly #external: readonly ExternalKeySource[];
   readonly #asymmetric: ReadonlySet<string>;
   readonly #clock: Clock;
+  readonly #leewaySeconds: number;
   readonly #hsOptions: JWTVerifyOptions;
   readonly #externalOptions: JWTVerifyOptions;
 
@@ -67,6 +68,7 @@ export class TokenVerifier {
     this.#asymmetric = new Set(this.#external.flatMap((s) => s.algorithms));
     this.#clock = opts.clock ?? SYSTEM_CLOCK;
     const leeway = opts.leewaySeconds ?? EXP_LEEWAY_SECONDS;
+    this.#leewaySeconds = leeway;
     this.#hsOptions = {
       algorithms: HS_ALGORITHMS,
       issuer: MODELGATE_ISSUER,
@@ -97,7 +99,7 @@ export class TokenVerifier {
     if (alg === 'HS256') {
       try {
         const { payload } = await jwtVerify(token, this.#secret, { ...this.#hsOptions, currentDate });
-        return normalizeClaims(payload, true);
+        return normalizeClaims(payload, true, currentDate.getTime() / 1000 + this.#leewaySeconds);
       } catch (err) {
         throw rejection(err);
       }
@@ -112,7 +114,7 @@ export class TokenVerifier {
         const options = { ...this.#externalOptions, algorithms: source.algorithms as string[], currentDate };
         const { payload } =
           typeof source.key === 'function' ? await jwtVerify(token, source.key, options) : await jwtVerify(token, source.key, options);
-        return normalizeClaims(payload, false);
+        return normalizeClaims(payload, false, currentDate.getTime() / 1000 + this.#leewaySeconds);
       } catch (err) {
         if (err instanceof TokenRejected || !isKeyMismatch(err)) throw rejection(err);
         // This key did not sign it (or cannot be fetched): try the next source.
@@ -128,15 +130,27 @@ function rejection(err: unknown): TokenRejected {
   return new TokenRejected(fromJose(err), errorCodeOf(err), isKeyFetchFailure(err));
 }
 
-function normalizeClaims(payload: JWTPayload, requireJti: boolean): VerifiedClaims {
-  const { aud, exp, sub, jti, iss, iat } = payload;
-  const audOk = typeof aud === 'string' ? aud.length > 0 : Array.isArray(aud) && aud.length > 0 && aud.every((a) => typeof a === 'string');
-  if (!audOk) throw new TokenRejected('GW_AUTH_INVALID', 'aud claim is not a string');
+/**
+ * Claim shapes jose leaves to us. A token is for exactly one endpoint (DESIGN): `aud` is one
+ * string, or an array of exactly one (RFC 7519 allows both spellings); an array naming several
+ * endpoints is refused outright, not matched against this endpoint. `iat` later than now plus
+ * the leeway is refused too: jose checks it only with maxTokenAge, and a token "issued" in the
+ * future comes from a broken or hostile issuer clock.
+ */
+function normalizeClaims(payload: JWTPayload, requireJti: boolean, latestIat: number): VerifiedClaims {
+  const { exp, sub, jti, iss, iat } = payload;
+  let aud: unknown = payload.aud;
+  if (Array.isArray(aud)) {
+    if (aud.length !== 1) throw new TokenRejected('GW_AUTH_INVALID', aud.length === 0 ? 'aud claim is empty' : 'aud claim names more than one endpoint');
+    aud = aud[0];
+  }
+  if (typeof aud !== 'string' || aud.length === 0) throw new TokenRejected('GW_AUTH_INVALID', 'aud claim is not a string');
+  if (iat !== undefined && (typeof iat !== 'number' || iat > latestIat)) throw new TokenRejected('GW_AUTH_INVALID', 'iat claim is in the future');
   if (typeof exp !== 'number') throw new TokenRejected('GW_AUTH_INVALID', 'exp claim is not a number');
   if (sub !== undefined && typeof sub !== 'string') throw new TokenRejected('GW_AUTH_INVALID', 'sub claim is not a string');
   if (jti !== undefined && (typeof jti !== 'string' || jti.length === 0)) throw new TokenRejected('GW_AUTH_INVALID', 'jti claim is not a string');
   if (requireJti && jti === undefined) throw new TokenRejected('GW_AUTH_INVALID', 'jti claim missing');
-  const claims: VerifiedClaims = { aud: aud as string | string[], exp };
+  const claims: VerifiedClaims = { aud, exp };
   if (sub !== undefined) claims.sub = sub;
   if (jti !== undefined) claims.jti = jti;
   if (iss !== undefined) claims.iss = iss;

@@ -37,6 +37,8 @@ export function workerCount(setting: number): number {
 export interface WorkerInit {
   mg: 'worker.init';
   tokenSecret: string;
+  /** The primary took REDIS_URL (it may hold a password) out of the environment workers inherit. */
+  redisUrl?: string;
 }
 interface WorkerReady {
   mg: 'worker.ready';
@@ -53,6 +55,7 @@ function isMsg<T extends { mg: string }>(m: unknown, kind: T['mg']): m is T {
 export interface WorkerPoolOptions {
   count: number;
   tokenSecret: string;
+  redisUrl?: string;
   /** The embedded store to serve to workers over IPC; null when they use Redis themselves. */
   store: Store | null;
   logger: Logger;
@@ -103,7 +106,7 @@ export class WorkerPool {
     const entry = { worker, detach: null as (() => void) | null, startedAt: Date.now() };
     this.#workers.set(worker.id, entry);
     if (this.#opts.store) entry.detach = serveStoreOverIpc(this.#opts.store, worker);
-    const init: WorkerInit = { mg: 'worker.init', tokenSecret: this.#opts.tokenSecret };
+    const init: WorkerInit = { mg: 'worker.init', tokenSecret: this.#opts.tokenSecret, redisUrl: this.#opts.redisUrl };
     // The worker asks once its listener is in place (a message sent earlier could be lost).
     worker.on('message', (m: unknown) => {
       if (isMsg<{ mg: 'worker.hello' }>(m, 'worker.hello')) worker.send(init);

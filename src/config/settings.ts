@@ -34,6 +34,10 @@ export const settingsSchema = z.object({
   GATEWAY_PORT: port.default(8080),
   ADMIN_HOST: z.string().min(1).default('127.0.0.1'),
   ADMIN_PORT: port.default(8081),
+  /** Extra Host names the admin listener answers to (its own addresses and localhost always count). */
+  ADMIN_ALLOWED_HOSTS: list.default([]),
+  /** Require the admin token on the admin listener's /metrics too. */
+  ADMIN_METRICS_AUTH: bool.default(false),
   ADMIN_TOKEN: z.preprocess((v) => (v === '' ? undefined : v), z.string().min(16, 'must be at least 16 characters').optional()),
   REDIS_URL: z.preprocess(
     (v) => (v === '' ? undefined : v),
@@ -81,6 +85,8 @@ export const settingsSchema = z.object({
   MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
   /** Header lines per request; more is refused with 431 GW_HEADERS_TOO_LARGE (Envoy's default is 100 too). */
   MAX_HEADER_COUNT: z.coerce.number().int().min(16).max(10_000).default(100),
+  /** Upstream response header lines; more → 502 (Envoy's max_response_headers_count, default 100 too). */
+  UPSTREAM_MAX_HEADER_COUNT: z.coerce.number().int().min(16).max(10_000).default(100),
   HEADERS_TIMEOUT_MS: positiveMs.default(20_000),
   REQUEST_BODY_TIMEOUT_MS: positiveMs.default(300_000),
   KEEP_ALIVE_TIMEOUT_MS: positiveMs.default(5_000),
@@ -103,6 +109,22 @@ export const settingsSchema = z.object({
   /** OTLP/HTTP collector base URL; unset = no tracing and no OpenTelemetry module loaded. */
   OTEL_EXPORTER_OTLP_ENDPOINT: z.preprocess((v) => (v === '' ? undefined : v), z.string().url('must be an http(s) URL').optional()),
   OTEL_SERVICE_NAME: z.string().min(1).max(128).default('modelgate'),
+  /** PEM certificate (chain) + key: GATEWAY_PORT speaks TLS with HTTP/2 and HTTP/1.1 (ALPN). */
+  TLS_CERT_FILE: optionalString,
+  TLS_KEY_FILE: optionalString,
+  /** Extra certificates chosen by SNI: NAME.crt + NAME.key pairs. */
+  TLS_CERTS_DIR: optionalString,
+  /** With TLS: an extra plain-HTTP listener (e.g. for /healthz, or redirects with HTTP_REDIRECT). */
+  GATEWAY_HTTP_PORT: z.preprocess((v) => (v === '' ? undefined : v), port.optional()),
+  HTTP_REDIRECT: bool.default(false),
+  /** HTTP/2: concurrent streams per client connection. */
+  H2_MAX_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(10_000).default(100),
+  /** HTTP/2 rapid-reset guard: streams a client may cancel before their response, per connection per 10 s. */
+  H2_MAX_EARLY_RESETS: z.coerce.number().int().min(1).default(200),
+  /** Extra CA certificates (PEM) trusted for https:// routes, besides the system's. */
+  UPSTREAM_CA_FILE: optionalString,
+  ADMIN_TLS_CERT_FILE: optionalString,
+  ADMIN_TLS_KEY_FILE: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ACCESS_LOG: bool.default(true),
   CONTROLLER_ENABLED: bool.default(true),
@@ -111,6 +133,14 @@ export const settingsSchema = z.object({
     .regex(/^\d+-\d+$/, 'must be FROM-TO')
     .default('20000-29999'),
   CONTROLLER_WORK_DIR: optionalString,
+  /** User replicas run as (name, uid or uid:gid); created by the operator. Unset: the gateway's own user. */
+  CONTROLLER_RUN_AS: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .regex(/^([a-z_][a-z0-9_.-]*\$?|\d+(:\d+)?)$/i, 'must be a user name, a uid or uid:gid')
+      .optional(),
+  ),
   /** Runtime of services that name none: local processes or Kubernetes Pods. */
   CONTROLLER_RUNTIME: z.enum(['process', 'kubernetes']).default('process'),
   /** Namespace of replica Pods; default: the gateway's own (in a cluster) or "default". */
@@ -194,6 +224,11 @@ export function loadSettings(opts: LoadOptions = {}): Settings {
   // node:http refuses to start with headersTimeout > requestTimeout; say so by setting name.
   if (s.HEADERS_TIMEOUT_MS > s.REQUEST_BODY_TIMEOUT_MS) problems.push('HEADERS_TIMEOUT_MS: must not exceed REQUEST_BODY_TIMEOUT_MS');
   const [lo, hi] = s.CONTROLLER_PORT_RANGE.split('-').map(Number);
+  if ((s.TLS_CERT_FILE === undefined) !== (s.TLS_KEY_FILE === undefined)) problems.push('TLS_CERT_FILE: TLS_CERT_FILE and TLS_KEY_FILE go together');
+  if (s.TLS_CERTS_DIR && !s.TLS_CERT_FILE) problems.push('TLS_CERTS_DIR: needs TLS_CERT_FILE and TLS_KEY_FILE for the default certificate');
+  if (s.GATEWAY_HTTP_PORT !== undefined && !s.TLS_CERT_FILE) problems.push('GATEWAY_HTTP_PORT: only with TLS_CERT_FILE (GATEWAY_PORT is plain HTTP already)');
+  if (s.HTTP_REDIRECT && s.GATEWAY_HTTP_PORT === undefined) problems.push('HTTP_REDIRECT: needs GATEWAY_HTTP_PORT');
+  if ((s.ADMIN_TLS_CERT_FILE === undefined) !== (s.ADMIN_TLS_KEY_FILE === undefined)) problems.push('ADMIN_TLS_CERT_FILE: ADMIN_TLS_CERT_FILE and ADMIN_TLS_KEY_FILE go together');
   if (!(lo >= 1024 && hi <= 65535 && lo < hi)) problems.push('CONTROLLER_PORT_RANGE: must be FROM-TO within 1024-65535');
   if (problems.length > 0) throw new SettingsError(`invalid settings: ${problems.join('; ')}`);
   const ephemeral = opts.ephemeral === true || s.DATA_DIR === '';

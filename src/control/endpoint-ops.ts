@@ -1,6 +1,6 @@
 import { randomUUID, randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { BalancerKind, EndpointLimits, EndpointTimeouts, Route, RouteStatus, RouteTable } from '../schema/route-table.js';
+import type { BalancerKind, EndpointLimits, EndpointTimeouts, Route, RouteProtocol, RouteStatus, RouteTable } from '../schema/route-table.js';
 import type { Store } from '../store/store.js';
 
 /**
@@ -13,6 +13,7 @@ export interface RouteInput {
   url: string;
   weight?: number;
   status?: RouteStatus;
+  protocol?: RouteProtocol;
 }
 
 export interface EndpointInput {
@@ -37,7 +38,9 @@ function materializeRoutes(input: RouteInput[], previous: Route[] = []): Route[]
       throw new GatewayError('ADM_INVALID', { details: [{ field: `routes.${i}.id`, message: `duplicate route id ${id}` }] });
     }
     seen.add(id);
-    return { id, url: r.url, weight: r.weight ?? 1, status: r.status ?? 'healthy' };
+    const route: Route = { id, url: r.url, weight: r.weight ?? 1, status: r.status ?? 'healthy' };
+    if (r.protocol !== undefined && r.protocol !== 'http1') route.protocol = r.protocol;
+    return route;
   });
 }
 

@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFile, chmod, mkdir, writeFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { ArgumentMapper } from './arguments.js';
 import { lineSplitter } from './log-ring.js';
 import type { PreStartAction } from './model-definition.js';
 import { copyUp } from './model-overlay.js';
+import type { RunAs } from './run-as.js';
 
 /**
  * Runs a definition's pre_start_actions in order, in the replica's working directory. Each
@@ -29,6 +30,14 @@ export interface ActionContext {
   signal: AbortSignal;
   /** Upper bound for one run_command. */
   commandTimeoutMs?: number;
+  /** CONTROLLER_RUN_AS: run_command runs as this user. */
+  runAs?: RunAs | null;
+  /**
+   * write_file and mkdir must stay inside this directory (the replica's own, with
+   * CONTROLLER_RUN_AS): the gateway writes them with its own rights, which must not become a
+   * way for a model definition to write elsewhere on the machine.
+   */
+  confineTo?: string;
 }
 
 export class ActionError extends Error {
@@ -59,9 +68,20 @@ export async function runPreStartActions(actions: readonly PreStartAction[], ctx
   }
 }
 
+/**
+ * The mapped path, normalised: `overlay/sub/../file` must be checked and written as
+ * `overlay/file`. Left raw, the kernel resolves `overlay/sub` (a symlink into the user's folder)
+ * first, so `..` lands in the user's real folder while the copy-up check saw the overlay.
+ */
 function resolvePath(ctx: ActionContext, raw: string): string {
-  const mapped = ctx.mapper.map(raw);
-  return isAbsolute(mapped) ? mapped : join(ctx.cwd, mapped);
+  const path = resolve(ctx.cwd, ctx.mapper.map(raw));
+  if (ctx.confineTo !== undefined) {
+    const rel = relative(ctx.confineTo, path);
+    if (rel === '' || rel.startsWith('..') || rel.startsWith(sep)) {
+      throw new Error(`${raw} is outside the replica's directories (/home/work, the model path, the temp folder)`);
+    }
+  }
+  return path;
 }
 
 interface ActionResult {
@@ -112,7 +132,8 @@ async function runAction(action: PreStartAction, ctx: ActionContext): Promise<Ac
 function runCommand(argv: string[], ctx: ActionContext): Promise<ActionResult> {
   ctx.log(`[pre-start] run_command ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), { cwd: ctx.cwd, env: ctx.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const ids = ctx.runAs ? { uid: ctx.runAs.uid, gid: ctx.runAs.gid } : {};
+    const child = spawn(argv[0], argv.slice(1), { cwd: ctx.cwd, env: ctx.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...ids });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outBytes = 0;

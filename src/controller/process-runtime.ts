@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
-import { readFile, readdir, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
+import { chown, lchown, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../obs/logger.js';
@@ -10,13 +11,21 @@ import { FileTail } from './file-tail.js';
 import { createOverlay } from './model-overlay.js';
 import { PortAllocator } from './port-allocator.js';
 import { runPreStartActions } from './pre-start-actions.js';
+import type { RunAs } from './run-as.js';
 import { ReplicaStartError, type ExitInfo, type ReplicaHandle, type ReplicaRef, type ReplicaRuntime, type ReplicaSpec } from './runtime.js';
+import { TRAVERSE_ONLY } from './work-dir.js';
 
 /**
- * Replicas as local processes. Each replica gets a port from the controller's range and a
- * directory `<workDir>/<service>/<replica>/` holding `home/` (what /home/work maps to, the
- * process's cwd and HOME), `model/` (the model_path overlay, see model-overlay.ts) and `tmp/`.
- * The process leads its own process group, so stopping it stops everything it forked.
+ * Replicas as local processes. Each replica gets a port from the controller's range and, per
+ * start attempt, a fresh directory `<workDir>/<service>/<replica>/<random>/` holding `home/`
+ * (what /home/work maps to, the process's cwd and HOME), `model/` (the model_path overlay, see
+ * model-overlay.ts) and `tmp/`. The process leads its own process group, so stopping it stops
+ * everything it forked.
+ *
+ * With CONTROLLER_RUN_AS the attempt directory belongs to the replica user (0700) while
+ * everything above it, and the pid file, stays the gateway's (0711: passable, not listable or
+ * writable). The random name keeps another replica of the same user from planting symlinks in
+ * a directory the gateway is about to write pre-start files into.
  */
 
 /** What a model process inherits from the gateway: enough to find binaries, never its secrets. */
@@ -43,10 +52,12 @@ export interface ProcessRuntimeOptions {
   baseEnv?: Record<string, string>;
   /** null disables cgroup limits (tests); default probes /sys/fs/cgroup. */
   cgroup?: CgroupLimiter | null;
+  /** CONTROLLER_RUN_AS, resolved: replicas and their pre-start commands run as this user. */
+  runAs?: RunAs | null;
 }
 
 const PID_FILE = 'replica.pid';
-/** The replica's stdout and stderr (a file, not a pipe: see file-tail.ts). */
+/** The replica's stdout and stderr (a file, not a pipe: see file-tail.ts), beside the pid file. */
 const OUTPUT_FILE = 'output.log';
 /** How often an adopted replica (not our child: no exit event) is checked for being alive. */
 const ADOPTED_POLL_MS = 500;
@@ -81,8 +92,10 @@ export class ProcessRuntime implements ReplicaRuntime {
   readonly #logger: Logger;
   readonly #baseEnv: Record<string, string>;
   readonly #cgroup: CgroupLimiter | null;
+  readonly #runAs: RunAs | null;
 
   constructor(opts: ProcessRuntimeOptions) {
+    this.#runAs = opts.runAs ?? null;
     this.#workDir = opts.workDir;
     this.#ports = new PortAllocator(opts.portRange);
     this.#logger = opts.logger;
@@ -111,18 +124,26 @@ export class ProcessRuntime implements ReplicaRuntime {
   }
 
   async #startOnPort(spec: ReplicaSpec, port: number): Promise<ReplicaHandle> {
-    const dir = this.#replicaDir(spec.serviceName, spec.replicaId);
+    const replicaDir = this.#replicaDir(spec.serviceName, spec.replicaId);
+    // Each attempt starts from a clean, freshly named directory: pre-start actions run again from scratch.
+    await rm(replicaDir, { recursive: true, force: true });
+    await mkdir(join(this.#workDir, spec.serviceName), { recursive: true, mode: TRAVERSE_ONLY });
+    await mkdir(replicaDir, { mode: TRAVERSE_ONLY });
+    const dir = join(replicaDir, randomBytes(9).toString('base64url'));
     const homeDir = join(dir, 'home');
     const modelDir = join(dir, 'model');
     const tmpDir = join(dir, 'tmp');
-    // Each attempt starts from a clean directory: pre-start actions run again from scratch.
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(homeDir, { recursive: true });
-    await mkdir(tmpDir, { recursive: true });
+    await mkdir(dir, { mode: 0o700 });
+    await mkdir(homeDir);
+    await mkdir(tmpDir);
     try {
       await createOverlay(spec.modelFolder, modelDir);
     } catch (err) {
       throw new ReplicaStartError(`cannot map model folder ${spec.modelFolder}: ${(err as Error).message}`);
+    }
+    const runAs = this.#runAs;
+    if (runAs) {
+      for (const d of [dir, homeDir, tmpDir, modelDir]) await chown(d, runAs.uid, runAs.gid);
     }
 
     const { model } = spec;
@@ -130,6 +151,7 @@ export class ProcessRuntime implements ReplicaRuntime {
     const mapper = new ArgumentMapper({ [model.model_path]: modelDir, '/home/work': homeDir }, { model_path: modelDir, port: String(port), home: homeDir });
     const env: Record<string, string> = {
       ...this.#baseEnv,
+      ...(runAs ? { USER: runAs.name, LOGNAME: runAs.name } : {}),
       HOME: homeDir,
       TMPDIR: tmpDir,
       ...spec.env,
@@ -139,7 +161,20 @@ export class ProcessRuntime implements ReplicaRuntime {
 
     spec.log(`[controller] starting on port ${port} in ${dir}`);
     try {
-      await runPreStartActions(service.pre_start_actions, { mapper, cwd: homeDir, tmpDir, overlayDir: modelDir, env, log: spec.log, signal: spec.signal });
+      await runPreStartActions(service.pre_start_actions, {
+        mapper,
+        cwd: homeDir,
+        tmpDir,
+        overlayDir: modelDir,
+        env,
+        log: spec.log,
+        signal: spec.signal,
+        runAs,
+        // Files the gateway writes for a replica of another user stay in that replica's directory.
+        confineTo: runAs ? dir : undefined,
+      });
+      // What the gateway wrote or copied up for the replica becomes the replica user's.
+      if (runAs) await chownTree(dir, runAs);
     } catch (err) {
       throw new ReplicaStartError((err as Error).message);
     }
@@ -150,13 +185,13 @@ export class ProcessRuntime implements ReplicaRuntime {
       : [service.shell, '-c', mapper.map(replacePort(service.start_command, service.port, port))];
     spec.log(`[controller] exec ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
 
-    const outputFile = join(dir, OUTPUT_FILE);
-    let { child, spawned } = await spawnDetached(argv, homeDir, env, outputFile);
+    const outputFile = join(replicaDir, OUTPUT_FILE);
+    let { child, spawned } = await spawnDetached(argv, homeDir, env, runAs, outputFile);
     if (spawned && (spawned as NodeJS.ErrnoException).code === 'ENOENT' && argv[0] === 'python') {
       // The seed system's example says `python`; Debian-like machines often only have python3.
       spec.log('[controller] python not found on PATH; running python3');
       argv[0] = 'python3';
-      ({ child, spawned } = await spawnDetached(argv, homeDir, env, outputFile));
+      ({ child, spawned } = await spawnDetached(argv, homeDir, env, runAs, outputFile));
     }
     // After the first one, later 'error' events (a failed kill) must not crash the gateway.
     child.on('error', (err) => this.#logger.warn({ err, service: spec.serviceName, replica: spec.replicaId }, 'replica process error'));
@@ -183,7 +218,9 @@ export class ProcessRuntime implements ReplicaRuntime {
     let enforced = { cpu: false, memory: false };
     if (this.#cgroup) enforced = await this.#cgroup.apply(groupName, pid, spec.resources).catch(() => enforced);
     const startTime = await processStartTime(pid);
-    await writeFile(join(dir, PID_FILE), JSON.stringify({ pid, start_time: startTime })).catch(() => undefined);
+    // Beside the attempt directory, not in it: a replica user must not be able to point the
+    // gateway's clean-up kill at another process.
+    await writeFile(join(replicaDir, PID_FILE), JSON.stringify({ pid, start_time: startTime }), { mode: 0o600 }).catch(() => undefined);
     const ref: ReplicaRef = { runtime: 'process', node: hostname(), host: '127.0.0.1', port, pid, start_time: startTime ?? undefined };
     const handle = this.#handle(ref, exited, enforced, groupName);
     if (spec.signal.aborted) {
@@ -244,8 +281,7 @@ export class ProcessRuntime implements ReplicaRuntime {
       }, ADOPTED_POLL_MS);
       timer.unref();
     });
-    const enforced = { cpu: false, memory: false };
-    return this.#handle(ref, exited, enforced, `${spec.serviceName}-${spec.replicaId}`);
+    return this.#handle(ref, exited, { cpu: false, memory: false }, `${spec.serviceName}-${spec.replicaId}`);
   }
 
   async release(serviceName: string, replicaId: string): Promise<void> {
@@ -286,16 +322,29 @@ async function killRecorded(replicaDir: string): Promise<void> {
   if ((await processStartTime(recorded.pid)) === recorded.start_time) killGroup(recorded.pid, 'SIGKILL');
 }
 
+/** lchown of everything under `root`, never following a symlink (the overlay's point into the user's folder). */
+async function chownTree(root: string, runAs: RunAs): Promise<void> {
+  await lchown(root, runAs.uid, runAs.gid);
+  for (const entry of await readdir(root, { withFileTypes: true })) {
+    const path = join(root, entry.name);
+    if (entry.isDirectory()) await chownTree(path, runAs);
+    else await lchown(path, runAs.uid, runAs.gid);
+  }
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 /** Spawns a replica in its own process group; resolves once it started or failed to. */
-async function spawnDetached(argv: string[], cwd: string, env: Record<string, string>, outputFile: string): Promise<{ child: ChildProcess; spawned: Error | null }> {
-  const fd = openSync(outputFile, 'a');
+async function spawnDetached(argv: string[], cwd: string, env: Record<string, string>, runAs: RunAs | null, outputFile: string): Promise<{ child: ChildProcess; spawned: Error | null }> {
+  // With uid/gid, libuv also drops the gateway's supplementary groups (setgroups(0)).
+  const ids = runAs ? { uid: runAs.uid, gid: runAs.gid } : {};
+  // The gateway opens the file and hands the replica only the descriptor.
+  const fd = openSync(outputFile, 'a', 0o600);
   let child: ChildProcess;
   try {
-    child = spawn(argv[0], argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', fd, fd] });
+    child = spawn(argv[0], argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', fd, fd], ...ids });
   } finally {
     closeSync(fd);
   }

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import { GatewayError, type FieldError } from '../errors/gateway-error.js';
 import type { Logger } from '../obs/logger.js';
@@ -12,8 +12,10 @@ import { SoleLeadership, type Leadership } from './leadership.js';
 import { DefinitionError, loadModelDefinition, type LoadedDefinition } from './model-definition.js';
 import { ProcessRuntime } from './process-runtime.js';
 import { LogRing } from './log-ring.js';
+import { resolveRunAs } from './run-as.js';
 import { DEFAULT_POLICY, Replica, type ReplicaLaunch, type ReplicaPolicy, type ReplicaView } from './replica.js';
 import type { ReplicaRef, ReplicaResources, ReplicaRuntime } from './runtime.js';
+import { prepareWorkDir } from './work-dir.js';
 import {
   parseMemory,
   serviceSpecSchema,
@@ -69,7 +71,8 @@ export type ValidateEvent =
 
 export interface ServiceControllerOptions {
   store: Store;
-  settings: Pick<Settings, 'CONTROLLER_PORT_RANGE' | 'CONTROLLER_WORK_DIR' | 'DATA_DIR' | 'ephemeral'> & Partial<Pick<Settings, 'CONTROLLER_ADVERTISE_HOST'>>;
+  settings: Pick<Settings, 'CONTROLLER_PORT_RANGE' | 'CONTROLLER_WORK_DIR' | 'DATA_DIR' | 'ephemeral'> &
+    Partial<Pick<Settings, 'CONTROLLER_ADVERTISE_HOST' | 'CONTROLLER_RUN_AS'>>;
   logger: Logger;
   /** Default: local processes (ProcessRuntime). */
   runtime?: ReplicaRuntime;
@@ -185,6 +188,7 @@ export class ServiceController {
   #acting = false;
   #takeover: Promise<void> = Promise.resolve();
   #unsubscribe: (() => void) | undefined;
+  #ownWorkDir: string | null = null;
 
   constructor(opts: ServiceControllerOptions) {
     this.#store = opts.store;
@@ -194,13 +198,23 @@ export class ServiceController {
     this.#reconcileIntervalMs = opts.reconcileIntervalMs ?? 5_000;
     this.#endpointUrl = opts.endpointUrl;
     const s = opts.settings;
-    const workDir = resolve(s.CONTROLLER_WORK_DIR ?? (s.ephemeral ? join(tmpdir(), `modelgate-services-${process.pid}`) : join(s.DATA_DIR, 'services')));
     this.#advertiseHost = s.CONTROLLER_ADVERTISE_HOST ?? '127.0.0.1';
-    this.#runtime = opts.runtime ?? new ProcessRuntime({ workDir, portRange: s.CONTROLLER_PORT_RANGE, logger: this.#logger });
+    const workDir = opts.runtime ? null : prepareWorkDir(s);
+    // An ephemeral gateway's default work dir (per pid) is nobody's to reuse: removed on stop.
+    if (workDir && s.ephemeral && !s.CONTROLLER_WORK_DIR) this.#ownWorkDir = workDir;
+    this.#runtime =
+      opts.runtime ??
+      new ProcessRuntime({
+        // Outside DATA_DIR (see work-dir.ts); the replica user, if any, is resolved once here.
+        workDir: workDir!,
+        portRange: s.CONTROLLER_PORT_RANGE,
+        logger: this.#logger,
+        runAs: s.CONTROLLER_RUN_AS ? resolveRunAs(s.CONTROLLER_RUN_AS) : null,
+      });
     this.#kubernetesFactory = opts.kubernetes;
     this.#defaultRuntime = opts.defaultRuntime ?? 'process';
     this.#leadership = opts.leadership ?? new SoleLeadership();
-    this.#cluster = this.#leadership.fence !== undefined || opts.leadership ? (isLeaseStore(this.#store) ? this.#store : undefined) : undefined;
+    this.#cluster = opts.leadership && isLeaseStore(this.#store) ? this.#store : undefined;
   }
 
   /** The runtime a service's replicas use; ADM_INVALID when it cannot be had here. */
@@ -446,9 +460,10 @@ export class ServiceController {
     this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#unsubscribe?.();
-    if (this.#cluster) {
+    if (this.#cluster && !this.#ownWorkDir) {
       // Several controllers share the store: hand the running replicas over instead of
-      // stopping them, so a gateway restart or roll costs the services nothing.
+      // stopping them, so a gateway restart or roll costs the services nothing. (Not from a
+      // private per-process work dir, which no successor could find.)
       for (const svc of this.#services.values()) for (const r of svc.replicas) r.abandon();
       this.#services.clear();
       this.#acting = false;
@@ -465,6 +480,9 @@ export class ServiceController {
     );
     await Promise.allSettled([...this.#validations]);
     this.#services.clear();
+    this.#acting = false;
+    await this.#leadership.stop();
+    if (this.#ownWorkDir) await rm(this.#ownWorkDir, { recursive: true, force: true }).catch(() => undefined);
   }
 
   // ---------------------------------------------------------------- API operations

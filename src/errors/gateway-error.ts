@@ -30,6 +30,8 @@ export const STATUS_BY_CODE = {
   ADM_INVALID: 400,
   ADM_CONFLICT: 409,
   ADM_BODY_TOO_LARGE: 413,
+  // A Host the admin listener does not answer to (DNS rebinding defence, RFC 9110 §15.5.20).
+  ADM_MISDIRECTED: 421,
   // The store (Redis) cannot be reached: retry later; nothing was written.
   ADM_STORE_UNAVAILABLE: 503,
   ADM_INTERNAL: 500,
@@ -61,6 +63,7 @@ export const DEFAULT_MESSAGE: Record<GatewayErrorCode, string> = {
   ADM_INVALID: 'invalid request',
   ADM_CONFLICT: 'conflict',
   ADM_BODY_TOO_LARGE: 'request body is over the limit',
+  ADM_MISDIRECTED: 'this admin listener does not answer to that Host (see ADMIN_ALLOWED_HOSTS)',
   ADM_STORE_UNAVAILABLE: 'the store is unreachable; nothing was changed, retry later',
   ADM_INTERNAL: 'internal error',
 };

@@ -169,7 +169,7 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
         state.weight = route.weight;
         state.status = route.status;
       } else {
-        state = new RouteState(route, (origin) => this.pools.acquire(origin, connectMs), key);
+        state = new RouteState(route, (origin, protocol) => this.pools.acquire(origin, connectMs, protocol), key);
       }
       routes.push(state);
       if (route.status === 'healthy' && route.weight > 0) candidates.push(state);

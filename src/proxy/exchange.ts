@@ -6,6 +6,7 @@ import type { AccessRequest } from '../auth/access.js';
 import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
 import { fromUndici, upstreamFailureKind, type UpstreamFailureKind } from '../errors/from-undici.js';
 import { toHttp } from '../errors/to-http.js';
+import { grpcErrorHeaders, isGrpcContentType } from '../errors/to-grpc.js';
 import { NOOP_SPAN, type RequestSpan } from '../obs/tracing.js';
 import { HOP_BY_HOP, connectionListedHeaders, dropListed, isSafeRequestId } from '../lib/headers.js';
 import type { RouteState } from '../upstream/route-state.js';
@@ -68,6 +69,15 @@ function onUpgradeResponseFinish(this: TaggedResponse): void {
 
 const CLIENT_GONE = 499;
 
+/** An upstream response with more header lines than UPSTREAM_MAX_HEADER_COUNT (a protocol failure: 502). */
+class UpstreamHeaderCountError extends Error {
+  readonly code = 'UND_ERR_HEADERS_OVERFLOW';
+  constructor(count: number) {
+    super(`upstream sent ${count} response header lines`);
+    this.name = 'UpstreamHeaderCountError';
+  }
+}
+
 /**
  * One proxied request, from the first header byte to the last response byte. It is also the
  * undici dispatch handler (legacy callback API, which undici calls without an adapter), so a
@@ -102,6 +112,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   #bytes = 0;
   #ttfbMs = -1;
   #status = 0;
+  /** grpc-status/grpc-message of an HTTP/2 answer's headers (a trailers-only gRPC answer). */
+  #grpcStatus: Record<string, string> | null = null;
   #errCode: string | undefined;
   #span: RequestSpan = NOOP_SPAN;
   #closeReason: string | undefined;
@@ -270,7 +282,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     // Private endpoints keep their token to themselves; public ones pass Authorization through.
     if (runtime.isPublic && head.authorization !== undefined) headers.push('authorization', head.authorization);
     const peer = this.#req.socket.remoteAddress ?? '';
-    const forwarded = forwardedFor(head, peer, ctx.isTrustedProxy(peer));
+    const forwarded = forwardedFor(head, peer, ctx.isTrustedProxy(peer), (this.#req.socket as { encrypted?: boolean }).encrypted === true);
     headers.push('x-forwarded-for', forwarded.forFor, 'x-forwarded-proto', forwarded.proto, 'x-request-id', this.requestId, 'via', VIA_ENTRY);
     if (head.host) headers.push('x-forwarded-host', head.host);
 
@@ -385,6 +397,11 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (statusCode < 200) return true; // 1xx from the upstream: node:http sends its own 100-continue.
+    if (rawHeaders.length > this.#ctx.maxUpstreamHeaderCount * 2) {
+      // Bounded like the client side (Envoy's max_response_headers_count): onError answers 502.
+      this.#abort?.(new UpstreamHeaderCountError(rawHeaders.length / 2));
+      return false;
+    }
     this.#resume = resume;
     this.#ttfbMs = performance.now() - this.#startMs;
     this.#ctx.outlier.recordSuccess(this.#route!);
@@ -402,11 +419,14 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       out.push(name, rawHeaders[i + 1].toString('latin1'));
     }
     if (listed !== null) dropListed(out, listed);
+    if (this.#req.httpVersionMajor === 2) this.#grpcStatus = grpcStatusIn(out);
     out.push('x-request-id', this.requestId);
-    if (this.#ctx.draining) out.push('connection', 'close');
+    const h2 = this.#req.httpVersionMajor === 2;
+    // HTTP/2 has no Connection header (GOAWAY does its job) and no reason phrase.
+    if (this.#ctx.draining && !h2) out.push('connection', 'close');
     this.#status = statusCode;
     try {
-      res.writeHead(statusCode, statusText || undefined, out);
+      res.writeHead(statusCode, h2 ? undefined : statusText || undefined, out);
     } catch (err) {
       // The upstream sent something node:http refuses to write (a bad header value).
       this.#abort?.(err as Error);
@@ -446,11 +466,16 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       if (HOP_BY_HOP.has(lower) || lower === 'x-request-id') continue;
       head += `${name}: ${value}\r\n`;
     }
-    if (statusCode !== 101 || upgradeValue.trim().toLowerCase() !== 'websocket' || accept.trim() !== websocketAccept(this.#secWebSocketKey() ?? '')) {
+    if (
+      statusCode !== 101 ||
+      raw.length > this.#ctx.maxUpstreamHeaderCount * 2 ||
+      upgradeValue.trim().toLowerCase() !== 'websocket' ||
+      accept.trim() !== websocketAccept(this.#secWebSocketKey() ?? '')
+    ) {
       socket.destroy();
       this.#releaseRoute();
       this.#ctx.metrics.upstreamErrors.labels(this.#runtime?.shared.label ?? 'unknown', 'protocol').inc();
-      this.fail(new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: 'upstream 101 without a matching Upgrade and Sec-WebSocket-Accept' }));
+      this.fail(new GatewayError('GW_UPSTREAM_UNAVAILABLE', { detail: 'upstream 101 without a matching Upgrade and Sec-WebSocket-Accept, or with too many headers' }));
       return;
     }
     // The tunnel stays outstanding on its route (balancing, per-route limits) until it closes,
@@ -517,13 +542,26 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     return this.#res.write(chunk);
   }
 
-  onComplete(trailers: string[] | Buffer[] | null): void {
+  onComplete(trailers: string[] | Buffer[] | Record<string, string | string[]> | null): void {
     const res = this.#res;
-    if (trailers && trailers.length > 0 && res.chunkedEncoding) {
-      const t: Record<string, string> = {};
-      for (let i = 0; i < trailers.length; i += 2) t[trailers[i].toString()] = trailers[i + 1].toString();
+    // Trailers (gRPC's grpc-status lives there) reach an HTTP/2 client always, an HTTP/1.1 one
+    // only in a chunked response. An HTTP/1.1 upstream gives a flat list, an HTTP/2 one an object.
+    if (trailers !== null && (res.chunkedEncoding || this.#req.httpVersionMajor === 2)) {
+      let t: Record<string, string | string[]> | null = null;
+      if (Array.isArray(trailers)) {
+        if (trailers.length > 0) {
+          t = {};
+          for (let i = 0; i < trailers.length; i += 2) t[trailers[i].toString()] = trailers[i + 1].toString();
+        }
+      } else if (Object.keys(trailers).length > 0) {
+        t = trailers;
+      }
+      // A gRPC "trailers-only" answer carries grpc-status in its headers and ends the stream on
+      // them; relayed through node's compat API the headers and the end travel apart, so the
+      // status must be repeated in trailers for the client to find it.
+      if (t === null && this.#grpcStatus !== null && this.#req.httpVersionMajor === 2) t = this.#grpcStatus;
       try {
-        res.addTrailers(t);
+        if (t !== null) res.addTrailers(t);
       } catch {
         // A trailer node refuses is dropped; the body is already complete.
       }
@@ -595,7 +633,9 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   }
 
   clientClosed(): void {
-    if (this.#finished || this.#res.writableFinished) return;
+    // node's HTTP/2 compat response reports writableFinished once its stream is reset, so
+    // there only our own bookkeeping says whether the answer was complete.
+    if (this.#finished || (this.#res.writableFinished && this.#req.httpVersionMajor !== 2)) return;
     this.#clientGone = true;
     if (this.#holdTimer !== null) {
       this.#unhold();
@@ -626,11 +666,29 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       this.#finish();
       return;
     }
+    const h2 = this.#req.httpVersionMajor === 2;
+    if (isGrpcContentType(this.#req.headers['content-type'])) {
+      const grpc: Record<string, string | number> = grpcErrorHeaders(http, isGatewayError(err) ? err.message : 'internal error');
+      grpc['x-request-id'] = this.requestId;
+      if (h2) {
+        // node's compat API cannot end a stream on its HEADERS frame (a trailers-only answer),
+        // so the status also goes in trailers, where every gRPC client looks for it.
+        res.writeHead(200, { 'content-type': 'application/grpc', 'x-request-id': this.requestId });
+        res.addTrailers({ 'grpc-status': String(grpc['grpc-status']), 'grpc-message': String(grpc['grpc-message']) });
+      } else {
+        if (this.#closeConnection || (this.#head.hasBody && !this.#req.complete)) grpc.connection = 'close';
+        res.writeHead(200, grpc);
+      }
+      res.end();
+      this.#finish();
+      return;
+    }
     const headers: Record<string, string | number> = http.headers;
     headers['x-request-id'] = this.requestId;
     headers['content-length'] = Buffer.byteLength(http.body);
-    // An unread request body would have to be drained first to keep the connection; close it instead.
-    if (this.#closeConnection || (this.#head.hasBody && !this.#req.complete) || this.#ctx.draining) {
+    // An unread request body would have to be drained first to keep the connection; close it
+    // instead. (HTTP/2 streams are independent: the rest of the body is reset, not the connection.)
+    if (!h2 && (this.#closeConnection || (this.#head.hasBody && !this.#req.complete) || this.#ctx.draining)) {
       headers.connection = 'close';
       (this.#req.socket as TaggedSocket)[kRefusedConnection] = true;
     }
@@ -689,4 +747,14 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     }
     ctx.onRequestFinished();
   }
+}
+
+/** The gRPC status fields among response headers, or null when there are none. */
+function grpcStatusIn(headers: string[]): Record<string, string> | null {
+  let found: Record<string, string> | null = null;
+  for (let i = 0; i < headers.length; i += 2) {
+    const lower = headers[i].toLowerCase();
+    if (lower === 'grpc-status' || lower === 'grpc-message') (found ??= {})[lower] = headers[i + 1];
+  }
+  return found;
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ServerResponse, createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Http2SecureServer, Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { AccessChecker } from '../auth/access.js';
@@ -14,7 +15,7 @@ import { EndpointCache } from '../routing/endpoint-cache.js';
 import type { Store } from '../store/store.js';
 import { OutlierDetector } from '../upstream/outlier-detector.js';
 import { PoolRegistry } from '../upstream/pool-registry.js';
-import { Addresser } from './addressing.js';
+import { Addresser, isValidHostValue } from './addressing.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
 import { Exchange } from './exchange.js';
 import type { ProxyContext } from './proxy-context.js';
@@ -22,6 +23,8 @@ import { writeRawError } from './raw-response.js';
 import { statusClass } from './endpoint-runtime.js';
 import { TunnelSet } from './tunnel.js';
 import { isWebSocketUpgrade, plainRequestHead } from './upgrade.js';
+import type { CertificateStore } from '../tls/certificates.js';
+import { createSecureDataServer } from '../tls/secure-server.js';
 
 export interface GatewayServerOptions {
   settings: Settings;
@@ -35,6 +38,10 @@ export interface GatewayServerOptions {
   isTrustedProxy?: (address: string) => boolean;
   /** One span per request (obs/otel.ts when OTEL_EXPORTER_OTLP_ENDPOINT is set); no-op otherwise. */
   tracer?: RequestTracer;
+  /** TLS_CERT_FILE & co: the listener speaks TLS with HTTP/2 and HTTP/1.1 (ALPN). */
+  certificates?: CertificateStore;
+  /** UPSTREAM_CA_FILE's PEM text: trusted for https:// routes besides the system CAs. */
+  upstreamCa?: string;
 }
 
 const kOverCap = Symbol('modelgate.overCap');
@@ -46,6 +53,11 @@ type OverCapSocket = Socket & { [kOverCap]?: boolean; [kReinjected]?: boolean };
 const TUNNEL_REVALIDATE_MS = 1000;
 
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+/**
+ * The public /readyz says only that the store is down: the store's own reason names its address
+ * (Redis host:port, the data folder). That detail goes to the logs and the admin /healthz.
+ */
+const PUBLIC_STORE_DOWN = 'store unreachable';
 
 /** Status and code for the errors node:http's parser raises before a request exists. */
 function clientErrorFor(err: NodeJS.ErrnoException): { status: number; code: GatewayErrorCode } {
@@ -64,7 +76,13 @@ function clientErrorFor(err: NodeJS.ErrnoException): { status: number; code: Gat
  * this instance's route-table snapshot. Owns the pools and the drain.
  */
 export class GatewayServer {
-  readonly server: Server;
+  readonly server: Server | Http2SecureServer;
+  /** Open HTTP/2 client sessions (TLS listener only), closed gracefully on drain. */
+  readonly #sessions = new Set<Http2Session>();
+  /** Every accepted socket of the TLS listener (it has no closeAllConnections). */
+  readonly #tlsSockets = new Set<Socket>();
+  /** GATEWAY_HTTP_PORT's listener, when TLS runs and a plain port is kept too. */
+  #plain: Server | null = null;
   readonly endpoints: EndpointCache<EndpointRuntime>;
   readonly pools: PoolRegistry;
   /** Open WebSocket tunnels. */
@@ -83,6 +101,7 @@ export class GatewayServer {
       connectTimeoutMs: s.CONNECT_TIMEOUT_MS,
       headersTimeoutMs: s.FIRST_BYTE_TIMEOUT_MS,
       bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
+      extraCa: opts.upstreamCa,
     });
     const labeler = new EndpointLabeler(s.METRICS_ENDPOINT_LABEL_CAP);
     const compiler = new EndpointRuntimeCompiler(
@@ -134,6 +153,7 @@ export class GatewayServer {
       maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
       bodyLimitBytes: s.BODY_LIMIT_BYTES,
       maxHeaderCount: s.MAX_HEADER_COUNT,
+      maxUpstreamHeaderCount: s.UPSTREAM_MAX_HEADER_COUNT,
       holdTimeoutMs: s.HOLD_TIMEOUT_MS,
       retryMax: s.RETRY_MAX,
       routeQueueMax: s.UPSTREAM_POOL_CONNECTIONS + s.UPSTREAM_PENDING_MAX,
@@ -164,7 +184,60 @@ export class GatewayServer {
       },
     };
 
-    this.server = createServer(
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
+    if (opts.certificates) {
+      const secure = createSecureDataServer(
+        {
+          certificates: opts.certificates,
+          maxHeaderBytes: s.MAX_HEADER_BYTES,
+          h2: {
+            maxConcurrentStreams: s.H2_MAX_CONCURRENT_STREAMS,
+            maxHeaderListBytes: s.MAX_HEADER_BYTES,
+            maxEarlyResets: s.H2_MAX_EARLY_RESETS,
+            resetWindowMs: 10_000,
+          },
+          onRapidReset: (session) => {
+            metrics.gatewayErrors.labels('GW_BAD_REQUEST').inc();
+            logger.warn({ peer: session.socket?.remoteAddress }, 'closed an HTTP/2 connection: too many streams reset before their response (rapid reset)');
+          },
+        },
+        handler,
+      );
+      // HTTP/1.1 connections on the TLS port run node:http's parser, which reads these from the server.
+      const asHttp1 = secure as unknown as Server;
+      asHttp1.headersTimeout = s.HEADERS_TIMEOUT_MS;
+      asHttp1.requestTimeout = s.REQUEST_BODY_TIMEOUT_MS;
+      asHttp1.keepAliveTimeout = s.KEEP_ALIVE_TIMEOUT_MS;
+      secure.on('session', (session: Http2Session) => {
+        this.#sessions.add(session);
+        session.once('close', () => this.#sessions.delete(session));
+      });
+      secure.on('secureConnection', (socket: TLSSocket) => {
+        this.#tlsSockets.add(socket);
+        socket.once('close', () => this.#tlsSockets.delete(socket));
+      });
+      // A failed handshake (plain HTTP to the TLS port, an old protocol version) is the
+      // client's problem: close quietly.
+      secure.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
+      // Rotation: new handshakes get the new files; open connections keep theirs.
+      opts.certificates.watch(
+        (pair) => {
+          secure.setSecureContext({ cert: pair.cert, key: pair.key });
+          logger.info({ not_after: pair.notAfter.toISOString(), sni_names: opts.certificates?.sniNames.length }, 'TLS certificates reloaded');
+        },
+        (err) => logger.error({ err_message: err.message }, 'TLS certificates not reloaded; the previous ones stay in use'),
+      );
+      this.server = secure;
+    } else {
+      this.server = this.#plainServer(handler);
+    }
+    this.#wire(this.server, opts.certificates !== undefined);
+  }
+
+  /** The node:http listener (the data plane without TLS, or GATEWAY_HTTP_PORT beside it). */
+  #plainServer(handler: (req: IncomingMessage, res: ServerResponse) => void): Server {
+    const s = this.#opts.settings;
+    return createServer(
       {
         maxHeaderSize: s.MAX_HEADER_BYTES,
         headersTimeout: s.HEADERS_TIMEOUT_MS,
@@ -180,18 +253,55 @@ export class GatewayServer {
         insecureHTTPParser: false,
         noDelay: true,
       },
-      (req, res) => this.#handle(req, res),
+      handler,
     );
+  }
+
+  /** Connection admission and the errors node raises before a request exists, for either listener. */
+  #wire(server: Server | Http2SecureServer, tls: boolean): void {
+    const s = this.#opts.settings;
     // Not server.maxConnections: node would drop the socket without a word. Over the cap a
     // connection gets the design's 503 GW_OVERLOADED and is closed.
-    this.server.prependListener('connection', (socket: Socket) => this.#admitConnection(socket, s.MAX_CONNECTIONS));
+    server.prependListener('connection', (socket: Socket) => this.#admitConnection(socket, s.MAX_CONNECTIONS, tls));
     // node keeps at most this many header lines (and silently drops the rest); one more than
     // the limit lets the Exchange see the excess and answer 431 instead.
-    this.server.maxHeadersCount = s.MAX_HEADER_COUNT + 1;
+    (server as Server).maxHeadersCount = s.MAX_HEADER_COUNT + 1;
     // CONNECT is never proxied; without a listener node would just drop the socket.
-    this.server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseConnect(socket));
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
-    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#handleUpgrade(req, socket, head));
+    server.on('connect', (_req: IncomingMessage, socket: Socket) => this.#refuseConnect(socket));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#handleUpgrade(server, req, socket, head));
+  }
+
+  /**
+   * GATEWAY_HTTP_PORT beside the TLS listener: the same gateway in plain HTTP, or (redirect)
+   * only /healthz and /readyz, every other request sent to https:// with a 308 (method and
+   * body kept, unlike 301).
+   */
+  async listenPlain(port: number, host: string, redirectToPort: number | null): Promise<AddressInfo> {
+    const proxy = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
+    const handler =
+      redirectToPort === null
+        ? proxy
+        : (req: IncomingMessage, res: ServerResponse) => {
+            const path = req.url ?? '/';
+            if (path === '/healthz' || path === '/readyz') return proxy(req, res);
+            const hostHeader = req.headers.host;
+            if (!hostHeader || !isValidHostValue(hostHeader)) return proxy(req, res); // the Exchange answers 400
+            const bare = hostHeader.startsWith('[') ? hostHeader.slice(0, hostHeader.indexOf(']') + 1) : hostHeader.split(':')[0];
+            const location = `https://${bare}${redirectToPort === 443 ? '' : `:${redirectToPort}`}${path.startsWith('/') ? path : '/'}`;
+            res.writeHead(308, { location, 'content-length': 0, 'cache-control': 'no-store' });
+            res.end();
+          };
+    const plain = this.#plainServer(handler);
+    this.#wire(plain, false);
+    this.#plain = plain;
+    return new Promise((resolve, reject) => {
+      plain.once('error', reject);
+      plain.listen(port, host, () => {
+        plain.off('error', reject);
+        resolve(plain.address() as AddressInfo);
+      });
+    });
   }
 
   /**
@@ -200,7 +310,7 @@ export class GatewayServer {
    * given back to node:http without its Upgrade header, so it is parsed and proxied as the plain
    * request it falls back to, body limits and all.
    */
-  #handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+  #handleUpgrade(server: Server | Http2SecureServer, req: IncomingMessage, socket: Socket, head: Buffer): void {
     // An upgrade pipelined behind a request whose response is still being written: the two
     // cannot share the socket, and a client that waits for its answers never does this.
     const pending = (socket as Socket & { _httpMessage?: unknown })._httpMessage;
@@ -213,7 +323,7 @@ export class GatewayServer {
       if (head.length > 0) socket.unshift(head);
       socket.unshift(plainRequestHead(req));
       // node:http takes a plain socket on 'connection', a TLS one (https) on 'secureConnection'.
-      this.server.emit(socket instanceof TLSSocket ? 'secureConnection' : 'connection', socket);
+      server.emit(socket instanceof TLSSocket ? 'secureConnection' : 'connection', socket);
       return;
     }
     socket.setNoDelay(true);
@@ -228,10 +338,16 @@ export class GatewayServer {
     new Exchange(this.#ctx, req, res).begin();
   }
 
-  #admitConnection(socket: Socket, max: number): void {
+  #admitConnection(socket: Socket, max: number, tls: boolean): void {
     if ((socket as OverCapSocket)[kReinjected] === true) return;
     if (this.#connections >= max) {
       (socket as OverCapSocket)[kOverCap] = true;
+      // Before the handshake there is no way to send an HTTP answer over TLS.
+      if (tls) {
+        this.#opts.metrics.gatewayErrors.labels('GW_OVERLOADED').inc();
+        socket.destroy();
+        return;
+      }
       socket.on('error', () => socket.destroy());
       this.#writeRawError(socket, new GatewayError('GW_OVERLOADED', { retryAfterSeconds: 1, detail: 'connection limit' }));
       return;
@@ -287,13 +403,31 @@ export class GatewayServer {
       body = { status: 'ready', store: 'up' };
     } else if (this.endpoints.size > 0 || this.endpoints.lastResyncOk > 0) {
       status = 200;
-      body = { status: 'degraded', store: 'down', reason: health.reason };
+      body = { status: 'degraded', store: 'down', reason: PUBLIC_STORE_DOWN };
     } else {
       status = 503;
-      body = { status: 'unavailable', store: 'down', reason: health.reason };
+      body = { status: 'unavailable', store: 'down', reason: PUBLIC_STORE_DOWN };
     }
     res.writeHead(status, JSON_HEADERS);
     res.end(JSON.stringify(body));
+  }
+
+  #closeIdle(): void {
+    (this.server as Server).closeIdleConnections?.();
+    this.#plain?.close();
+    this.#plain?.closeIdleConnections();
+    // GOAWAY: the client opens no new stream here; the ones in flight finish.
+    for (const session of this.#sessions) session.close();
+  }
+
+  #closeAll(): void {
+    if (this.server instanceof Object && 'closeAllConnections' in this.server && typeof this.server.closeAllConnections === 'function') {
+      this.server.closeAllConnections();
+    }
+    for (const session of this.#sessions) session.destroy();
+    for (const socket of this.#tlsSockets) socket.destroy();
+    this.#plain?.close();
+    this.#plain?.closeAllConnections();
   }
 
   /** Requests in flight on this instance (excluding held ones). */
@@ -329,7 +463,7 @@ export class GatewayServer {
     // A WebSocket has no end to wait for: its clients are told to go (1001) and reconnect elsewhere.
     this.tunnels.closeAll();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
+    this.#closeIdle();
     if (this.#ctx.inFlight > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -340,10 +474,11 @@ export class GatewayServer {
         });
       });
     }
-    this.server.closeAllConnections();
+    this.#closeAll();
     this.tunnels.closeAll();
     await closed;
     this.endpoints.stop();
+    this.#opts.certificates?.close();
     await this.pools.closeAll();
     await this.#ctx.tracer.shutdown().catch(() => {});
   }
@@ -352,10 +487,11 @@ export class GatewayServer {
   async close(): Promise<void> {
     this.#ctx.draining = true;
     this.endpoints.stop();
-    this.server.closeAllConnections();
+    this.#closeAll();
     this.tunnels.closeAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.pools.destroyAll();
+    this.#opts.certificates?.close();
     await this.#ctx.tracer.shutdown().catch(() => {});
   }
 }

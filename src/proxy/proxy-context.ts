@@ -23,6 +23,8 @@ export interface ProxyContext {
   readonly bodyLimitBytes: number;
   /** MAX_HEADER_COUNT: more header lines → 431. */
   readonly maxHeaderCount: number;
+  /** UPSTREAM_MAX_HEADER_COUNT: an upstream response with more header lines → 502. */
+  readonly maxUpstreamHeaderCount: number;
   readonly holdTimeoutMs: number;
   readonly retryMax: number;
   /** Requests one route may have outstanding: its pool's connections plus UPSTREAM_PENDING_MAX waiting. */

@@ -79,18 +79,26 @@ export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): R
   if (raw.length > maxHeaderCount * 2) {
     throw new GatewayError('GW_HEADERS_TOO_LARGE', { message: `more than ${maxHeaderCount} header lines` });
   }
-  // HTTP/2.0 or 0.9 in a request line: not HTTP/1.x framing (llhttp lets 2.0 through).
-  if (req.httpVersionMajor !== 1) throw headRefusal('unsupported HTTP version');
+  // HTTP/2.0 or 0.9 in an HTTP/1 request line: not HTTP/1.x framing (llhttp lets 2.0 through).
+  // A real HTTP/2 stream (TLS listener, ALPN h2) arrives through node's compat API with `stream`.
+  const h2 = req.httpVersionMajor === 2 && (req as { stream?: unknown }).stream !== undefined;
+  if (req.httpVersionMajor !== 1 && !h2) throw headRefusal('unsupported HTTP version');
   const head = new RequestHead();
   const out = head.forward;
   const isOptions = req.method === 'OPTIONS';
   let connection: string | undefined;
   let hostCount = 0;
+  let authority: string | undefined;
   let origin = false;
   let requestMethod = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const value = raw[i + 1];
+    if (h2 && name.charCodeAt(0) === 58 /* : */) {
+      // Pseudo-headers: node has validated them; :authority plays Host's part (RFC 9113 §8.3.1).
+      if (name === ':authority') authority = value;
+      continue;
+    }
     const lower = name.toLowerCase();
     switch (lower) {
       case 'host':
@@ -149,10 +157,21 @@ export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): R
         out.push(name, value);
     }
   }
+  if (authority !== undefined) {
+    // RFC 9113 §8.3.1: a Host that differs from :authority is malformed; :authority wins.
+    if (hostCount > 0 && head.host !== authority) throw headRefusal('Host differs from :authority');
+    head.host = authority;
+    hostCount = 1;
+  }
+  if (h2 && head.transferEncoding === undefined && head.contentLength < 0 && (req as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders === false) {
+    // An HTTP/2 body needs no Content-Length (gRPC never sends one): forward it with
+    // chunked framing, under the same body limit as a chunked HTTP/1.1 body.
+    head.transferEncoding = 'chunked';
+  }
   // RFC 9112 §3.2: 400 for more than one Host, an invalid Host, or an HTTP/1.1 request without one.
   if (hostCount > 1) throw headRefusal('more than one Host header');
   if (hostCount === 0 ? req.httpVersionMinor >= 1 : !isValidHostValue(head.host!)) throw headRefusal('missing or malformed Host header');
-  if (head.transferEncoding !== undefined) {
+  if (head.transferEncoding !== undefined && !h2) {
     // RFC 9112 §6.1: only `chunked` is understood (llhttp accepts e.g. `gzip, chunked`, whose
     // coding would be lost when re-framed), and Transfer-Encoding in HTTP/1.0 is faulty framing.
     if (req.httpVersionMinor === 0) throw headRefusal('Transfer-Encoding in an HTTP/1.0 request');
@@ -171,10 +190,12 @@ export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): R
 /**
  * The X-Forwarded-For and X-Forwarded-Proto values sent upstream. A client's own values count
  * only when its peer is a trusted proxy (TRUSTED_PROXIES), which appends to them; anyone else
- * gets the address the gateway saw and `http` (the gateway itself speaks plain HTTP).
+ * gets the address the gateway saw and the scheme of the listener (`https` on the TLS one).
  */
-export function forwardedFor(head: RequestHead, peer: string, trusted: boolean): { forFor: string; proto: string } {
+export function forwardedFor(head: RequestHead, peer: string, trusted: boolean, secure = false): { forFor: string; proto: string } {
   const client = peer.startsWith('::ffff:') ? peer.slice(7) : peer;
+  // The gateway terminated TLS itself: that is the scheme the client used, whoever the peer is.
+  if (secure) return { forFor: trusted && head.xForwardedFor !== undefined ? `${head.xForwardedFor}, ${client}` : client, proto: 'https' };
   if (!trusted) return { forFor: client, proto: 'http' };
   const claimed = head.xForwardedProto?.trim().toLowerCase();
   return {

@@ -66,12 +66,31 @@ export const timeoutsSchema = z.preprocess(
 );
 export type EndpointTimeouts = z.infer<typeof timeoutsSchema>;
 
-export const routeSchema = z.object({
-  id: routeIdSchema,
-  url: routeUrlSchema,
-  weight: weightSchema.default(1),
-  status: z.enum(ROUTE_STATUSES).default('healthy'),
-});
+/**
+ * How the gateway talks to a route: HTTP/1.1 (default; TLS when the URL is https://), `h2c`
+ * (HTTP/2 over cleartext, prior knowledge) or `h2` (HTTP/2 over TLS, https:// only). gRPC
+ * services need one of the HTTP/2 ones.
+ */
+export const ROUTE_PROTOCOLS = ['http1', 'h2c', 'h2'] as const;
+export type RouteProtocol = (typeof ROUTE_PROTOCOLS)[number];
+
+export const routeSchema = z
+  .object({
+    id: routeIdSchema,
+    url: routeUrlSchema,
+    weight: weightSchema.default(1),
+    status: z.enum(ROUTE_STATUSES).default('healthy'),
+    protocol: z.enum(ROUTE_PROTOCOLS).optional(),
+  })
+  .superRefine(checkRouteProtocol);
+
+/** `h2c` is cleartext and `h2` is TLS: each must match the URL's scheme. */
+export function checkRouteProtocol(route: { url: string; protocol?: RouteProtocol }, ctx: z.RefinementCtx): void {
+  if (route.protocol === undefined || route.protocol === 'http1') return;
+  const https = route.url.startsWith('https:');
+  if (route.protocol === 'h2c' && https) ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'h2c is HTTP/2 without TLS: use an http:// URL, or protocol "h2" for https://' });
+  if (route.protocol === 'h2' && !https) ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'h2 is HTTP/2 over TLS: use an https:// URL, or protocol "h2c" for http://' });
+}
 export type Route = z.infer<typeof routeSchema>;
 
 export const limitsSchema = z

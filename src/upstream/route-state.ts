@@ -1,5 +1,5 @@
-import type { Pool } from 'undici';
-import type { Route } from '../schema/route-table.js';
+import type { LazyPool } from './pool-registry.js';
+import type { Route, RouteProtocol } from '../schema/route-table.js';
 
 /**
  * The runtime side of one route on this instance: its pool, outstanding requests and passive
@@ -13,7 +13,7 @@ export class RouteState {
   readonly key: string;
   /** Path prefix of the route URL without a trailing slash ('' for none). */
   readonly basePath: string;
-  readonly pool: Pool;
+  readonly pool: LazyPool;
   weight: number;
   status: Route['status'];
   /** Requests sent and not finished (open WebSocket tunnels included). */
@@ -27,20 +27,20 @@ export class RouteState {
   /** Smooth weighted round-robin state. */
   currentWeight = 0;
 
-  /** `pool` is the route's pool, or a function that acquires one for the route's origin. */
-  constructor(route: Route, pool: Pool | ((origin: string) => Pool), key = RouteState.key(route)) {
+  /** `pool` is the route's pool, or a function that acquires one for the route's origin and protocol. */
+  constructor(route: Route, pool: LazyPool | ((origin: string, protocol: RouteProtocol) => LazyPool), key = RouteState.key(route)) {
     const url = new URL(route.url);
     this.id = route.id;
     this.url = route.url;
     this.key = key;
     this.basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/+$/, '');
-    this.pool = typeof pool === 'function' ? pool(url.origin) : pool;
+    this.pool = typeof pool === 'function' ? pool(url.origin, route.protocol ?? 'http1') : pool;
     this.weight = route.weight;
     this.status = route.status;
   }
 
   static key(route: Route): string {
-    return `${route.id}\u0000${route.url}`;
+    return `${route.id}\u0000${route.url}\u0000${route.protocol ?? 'http1'}`;
   }
 
   isEjected(now: number): boolean {

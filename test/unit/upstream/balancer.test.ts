@@ -1,9 +1,9 @@
-import type { Pool } from 'undici';
+import type { LazyPool } from '../../../src/upstream/pool-registry.js';
 import { describe, expect, it } from 'vitest';
 import { Candidates, P2C_BALANCER, ROUND_ROBIN_BALANCER } from '../../../src/upstream/balancer.js';
 import { RouteState } from '../../../src/upstream/route-state.js';
 
-const NO_POOL = null as unknown as Pool; // the balancer never touches the pool
+const NO_POOL = null as unknown as LazyPool; // the balancer never touches the pool
 
 function route(id: string, weight = 1): RouteState {
   return new RouteState({ id, url: `http://127.0.0.1:1/${id}`, weight, status: 'healthy' }, NO_POOL);

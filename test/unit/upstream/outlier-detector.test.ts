@@ -1,9 +1,9 @@
-import type { Pool } from 'undici';
+import type { LazyPool } from '../../../src/upstream/pool-registry.js';
 import { describe, expect, it } from 'vitest';
 import { OutlierDetector } from '../../../src/upstream/outlier-detector.js';
 import { RouteState } from '../../../src/upstream/route-state.js';
 
-const NO_POOL = null as unknown as Pool;
+const NO_POOL = null as unknown as LazyPool;
 const route = () => new RouteState({ id: 'r', url: 'http://127.0.0.1:1', weight: 1, status: 'healthy' }, NO_POOL);
 
 describe('outlier detector', () => {
