@@ -11,7 +11,7 @@ export class FileTail {
   readonly #split: ReturnType<typeof lineSplitter>;
   #position: number;
   #timer: NodeJS.Timeout | undefined;
-  #reading = false;
+  #reading: Promise<void> | null = null;
 
   constructor(path: string, onLine: (line: string) => void, opts: { fromEnd?: number; intervalMs?: number } = {}) {
     this.#path = path;
@@ -21,9 +21,12 @@ export class FileTail {
     this.#timer.unref();
   }
 
-  async poll(): Promise<void> {
-    if (this.#reading) return;
-    this.#reading = true;
+  poll(): Promise<void> {
+    this.#reading ??= this.#read().finally(() => (this.#reading = null));
+    return this.#reading;
+  }
+
+  async #read(): Promise<void> {
     let file: FileHandle | undefined;
     try {
       file = await open(this.#path, 'r');
@@ -38,7 +41,6 @@ export class FileTail {
       // not there yet, or removed with the replica's directory
     } finally {
       await file?.close().catch(() => undefined);
-      this.#reading = false;
     }
   }
 
@@ -46,6 +48,8 @@ export class FileTail {
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+    // A read in progress may have stopped short of the last bytes: read once more after it.
+    await this.#reading;
     await this.poll();
     this.#split.end();
   }
