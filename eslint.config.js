@@ -9,12 +9,13 @@ import layers from './scripts/eslint-layers.js';
 const FOUNDATION = ['errors', 'obs', 'config', 'lib'];
 const LAYERS = {
   '.': '*',
-  proxy: ['auth', 'routing', 'upstream', 'store', 'schema', 'tls', ...FOUNDATION],
+  proxy: ['auth', 'routing', 'traffic', 'upstream', 'store', 'schema', 'tls', ...FOUNDATION],
   admin: ['auth', 'controller', 'control', 'store', 'schema', 'tls', ...FOUNDATION],
   cli: ['auth', 'store', 'schema', ...FOUNDATION],
-  cluster: ['store', ...FOUNDATION],
+  cluster: ['store', 'traffic', ...FOUNDATION],
   controller: ['control', 'store', 'schema', ...FOUNDATION],
   control: ['store', 'schema', ...FOUNDATION],
+  traffic: ['auth', 'upstream', 'store', 'schema', ...FOUNDATION],
   auth: ['store', 'schema', ...FOUNDATION],
   routing: ['store', 'schema', ...FOUNDATION],
   upstream: ['schema', ...FOUNDATION],

@@ -6,6 +6,8 @@ declare module 'autocannon' {
     amount?: number;
     headers?: Record<string, string>;
     pipelining?: number;
+    method?: string;
+    body?: string;
     requests?: { path?: string; method?: string; headers?: Record<string, string>; setupRequest?: (req: any, context: any) => any }[];
   }
   interface Histogram {

@@ -1,7 +1,9 @@
 /**
  * `npm run bench` (about 8 minutes) / `npm run bench -- --quick` (under 2 minutes) /
  * `npm run bench -- --profile` (a CPU profile of the public endpoint under load, summarised) /
- * `npm run bench -- failover` (one of three routes killed and restarted under load).
+ * `npm run bench -- failover` (one of three routes killed and restarted under load) /
+ * `npm run bench -- traffic` (the hot-path cost of caps, rate limits and metering, bench/traffic.ts) /
+ * `npm run bench -- autoscale [--ramp-seconds 180]` (burst → new replica, failed requests over a ramp).
  *
  * Every system runs in its own process against the same upstream process, on loopback. Systems
  * are primed, then measured in alternating rounds (rotated order) and the median of the rounds
@@ -238,13 +240,19 @@ async function main(): Promise<void> {
   log(`wrote ${file}`);
 }
 
-// `npm run bench -- failover`: the kill-a-route-under-load run (bench/failover.ts) on its own.
-// `npm run bench -- tls`: TLS HTTP/1.1 and HTTP/2 against nginx with the same certificate (bench/tls.ts).
+// `npm run bench -- failover`: the kill-a-route-under-load run (bench/failover.ts) on its own;
+// `npm run bench -- autoscale`: burst and load ramp against an autoscaled service (bench/autoscale.ts);
+// `npm run bench -- tls`: TLS HTTP/1.1 and HTTP/2 against nginx with the same certificate (bench/tls.ts);
+// `npm run bench -- traffic`: the hot-path cost of caps, rate limits and metering (bench/traffic.ts).
 const run = process.argv.includes('failover')
   ? () => import('./failover.js').then(() => undefined)
-  : process.argv.includes('tls')
-    ? () => import('./tls.js').then(() => new Promise<void>(() => {}))
-    : main;
+  : process.argv.includes('autoscale')
+    ? () => import('./autoscale.js').then(() => undefined)
+    : process.argv.includes('tls')
+      ? () => import('./tls.js').then(() => new Promise<void>(() => {}))
+      : process.argv.includes('traffic')
+        ? () => import('./traffic.js').then(() => undefined)
+        : main;
 
 run().then(
   () => {

@@ -15,6 +15,10 @@ const small = (() => {
 })();
 const big = Buffer.from(`{"upstream":"${name}","pad":"${'y'.repeat(16 * 1024 - 28 - name.length)}"}`);
 
+const completion = Buffer.from(
+  `{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello from ${name}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}`,
+);
+
 const server = createServer((req, res) => {
   const url = req.url ?? '/';
   if (url.startsWith('/sse')) {
@@ -26,6 +30,13 @@ const server = createServer((req, res) => {
       else setTimeout(send, 5);
     };
     send();
+    return;
+  }
+  if (url.startsWith('/v1/chat/completions')) {
+    // An OpenAI-style answer with usage, for the traffic-control benchmark (bench/traffic.ts).
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': completion.length });
+    res.end(completion);
     return;
   }
   // Drain any request body before answering.

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Builds dist/ from src/ only when a source is newer than the last build, so `npm start` is a
-// plain `node dist/main.js` after the first time. Run by `prepare` (npm ci) and `start`.
+// Builds dist/ from src/ (and the console, console/ → dist/console/) only when a source is newer
+// than the last build, so `npm start` is a plain `node dist/main.js` after the first time. Run by
+// `prepare` (npm ci) and `start`.
 //
 // The stamp takes the time the last build *started*: a file saved while tsc ran is newer and is
 // built on the next start. dist/ is compiled over in place (a gateway starting at the same time
@@ -9,7 +10,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
-const SOURCES = ['src', 'tsconfig.json', 'tsconfig.build.json'];
+const SOURCES = ['src', 'console', 'tsconfig.json', 'tsconfig.build.json'];
+/** The console's bundle (console/build.mjs), not compiled from src/. */
+const CONSOLE_OUT = join('dist', 'console');
 const STAMP = join('dist', '.build-stamp');
 
 function newestMtime(path) {
@@ -25,6 +28,7 @@ function newestMtime(path) {
 function pruneOrphans(dir) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
+    if (path === CONSOLE_OUT) continue;
     if (entry.isDirectory()) {
       pruneOrphans(path);
       if (readdirSync(path).length === 0) rmSync(path, { recursive: true });
@@ -47,9 +51,13 @@ if (!existsSync(TSC)) {
   process.exit(1);
 }
 const started = new Date();
-process.stderr.write('modelgate: compiling src/ to dist/ (sources changed since the last build)\n');
+process.stderr.write('modelgate: compiling src/ and console/ to dist/ (sources changed since the last build)\n');
 const tsc = spawnSync(process.execPath, [TSC, '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
 if (tsc.status !== 0) process.exit(tsc.status ?? 1);
 pruneOrphans('dist');
+if (existsSync(join('console', 'build.mjs'))) {
+  const bundle = spawnSync(process.execPath, [join('console', 'build.mjs')], { stdio: 'inherit' });
+  if (bundle.status !== 0) process.exit(bundle.status ?? 1);
+}
 writeFileSync(STAMP, '');
 utimesSync(STAMP, started, started);

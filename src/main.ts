@@ -15,10 +15,14 @@ import { OwnAddresses } from './admin/own-addresses.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
 import { servicesRoutes } from './admin/services-routes.js';
 import { tokensRoutes } from './admin/tokens-routes.js';
+import { usageRoutes } from './admin/usage-routes.js';
 import { ServiceController } from './controller/service-controller.js';
 import { createAccessLogger, createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
-import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
+import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, serveStatsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
+import { collectEndpointStats, mergeEndpointStats } from './obs/endpoint-stats.js';
+import { consoleRoutes } from './admin/console-routes.js';
+import { statsRoutes } from './admin/stats-routes.js';
 import { GatewayServer } from './proxy/gateway-server.js';
 import { createStore } from './store/create-store.js';
 import { IpcStore } from './store/ipc-store.js';
@@ -125,6 +129,8 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       accessLogger: opts.accessLogger,
       isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
       tracer,
+      // Workers on the embedded store share caps and rate limits through the primary.
+      limitsChannel: role === 'worker' && !settings.REDIS_URL ? process : undefined,
       certificates: dataPlaneCertificates(settings),
       upstreamCa: settings.UPSTREAM_CA_FILE ? readCaFile(settings.UPSTREAM_CA_FILE) : undefined,
     });
@@ -135,7 +141,10 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       plainHttpUrl = `http://${settings.GATEWAY_HOST}:${plain.port}`;
     }
   }
-  if (role === 'worker') serveMetricsToPrimary(metrics.registry);
+  if (role === 'worker') {
+    serveMetricsToPrimary(metrics.registry);
+    serveStatsToPrimary((name) => collectEndpointStats(name, metrics, gateway));
+  }
   if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
 
   // Routes back to these listeners are refused (a proxy loop); the admin port is added once bound.
@@ -149,7 +158,7 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
   const leadership = isLeaseStore(store) ? new LeaseLeadership({ store, logger, ttlMs: settings.CONTROLLER_LEASE_MS }) : undefined;
   const kubernetes = () => new KubernetesRuntime({ namespace: settings.KUBERNETES_NAMESPACE, kubeconfig: settings.KUBECONFIG, logger });
   const controller = settings.CONTROLLER_ENABLED
-    ? new ServiceController({ store, settings, logger, endpointUrl, leadership, kubernetes, defaultRuntime: settings.CONTROLLER_RUNTIME })
+    ? new ServiceController({ store, settings, logger, endpointUrl, metrics, leadership, kubernetes, defaultRuntime: settings.CONTROLLER_RUNTIME })
     : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
@@ -161,8 +170,19 @@ export async function startGateway(settings: Settings, logger: Logger, opts: Sta
       onDeleted: controller ? async (name) => void (await controller.terminate(name)) : undefined,
     }),
     tokensRoutes({ store, issuer: auth.issuer, maxLifetimeSeconds: auth.maxLifetimeSeconds, revocations: auth.revocations, clock: auth.clock }),
+    usageRoutes({ store, flushUsage: gateway ? () => gateway!.traffic.flushUsage() : undefined }),
   ];
   if (controller) mounts.push(servicesRoutes(controller));
+  mounts.push(
+    consoleRoutes(),
+    statsRoutes({
+      store,
+      // A cluster primary proxies nothing itself: its workers' numbers are summed.
+      collect: pool
+        ? async (name) => mergeEndpointStats(await pool!.collectEndpointStats(name), name)
+        : (name) => collectEndpointStats(name, metrics, gateway),
+    }),
+  );
   const adminApp = createAdminApp(
     {
       adminToken: secrets.adminToken,

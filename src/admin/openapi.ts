@@ -1,7 +1,8 @@
 import { z } from 'zod';
+import { autoscalingSchema } from '../controller/autoscale/spec.js';
 import { createServiceSchema, patchServiceSchema, validateServiceSchema } from '../controller/service-spec.js';
 import { STATUS_BY_CODE } from '../errors/gateway-error.js';
-import { routeTableSchema } from '../schema/route-table.js';
+import { rateLimitSchema, routeTableSchema } from '../schema/route-table.js';
 import { endpointBodySchema, routePatchSchema, routesBodySchema } from './endpoints-routes.js';
 import { issueBodySchema } from './tokens-routes.js';
 
@@ -27,11 +28,26 @@ const errorSchema = z
 
 const endpointSchema = routeTableSchema.extend({ url: z.string() }).strict();
 
-const tokenIssuedSchema = z.object({ token: z.string(), jti: z.string(), expires_at: z.string(), sub: z.string() }).strict();
+/** Present only when the token was issued with them (docs/traffic-control.md). */
+const tokenTraffic = { priority: z.number().int().min(0).max(9).optional(), rate_limit: rateLimitSchema.optional() };
+
+const tokenIssuedSchema = z.object({ token: z.string(), jti: z.string(), expires_at: z.string(), sub: z.string(), ...tokenTraffic }).strict();
 
 const tokenListSchema = z
   .object({
-    tokens: z.array(z.object({ jti: z.string(), sub: z.string(), created_at: z.string(), expires_at: z.string(), revoked: z.boolean() }).strict()),
+    tokens: z.array(z.object({ jti: z.string(), sub: z.string(), created_at: z.string(), expires_at: z.string(), revoked: z.boolean(), ...tokenTraffic }).strict()),
+  })
+  .strict();
+
+const usageTotals = { prompt_tokens: z.number().int(), completion_tokens: z.number().int(), requests: z.number().int() };
+const usageReportSchema = z
+  .object({
+    endpoint: z.string(),
+    from: z.string(),
+    to: z.string(),
+    group_by: z.enum(['token', 'sub']).nullable(),
+    ...usageTotals,
+    groups: z.array(z.object({ token: z.string().optional(), sub: z.string().optional(), ...usageTotals }).strict()).optional(),
   })
   .strict();
 
@@ -39,7 +55,7 @@ const serviceSchema = z.looseObject({
   name: z.string(),
   endpoint_id: z.string(),
   url: z.string().optional(),
-  status: z.enum(['PROVISIONING', 'HEALTHY', 'DEGRADED', 'UNHEALTHY', 'TERMINATING']),
+  status: z.enum(['PROVISIONING', 'HEALTHY', 'DEGRADED', 'UNHEALTHY', 'TERMINATING', 'IDLE']),
   replicas: z.number().int(),
   healthy_replicas: z.number().int(),
   public: z.boolean(),
@@ -60,6 +76,20 @@ const serviceSchema = z.looseObject({
       last_error: z.string().nullable(),
     }),
   ),
+  /** Present when the controller scales the service. */
+  autoscaling: z
+    .looseObject({
+      ...autoscalingSchema.shape,
+      status: z
+        .object({
+          desired: z.number().int(),
+          current: z.number().int(),
+          panicking: z.boolean(),
+          last_decision: z.object({ at: z.string(), from: z.number().int(), to: z.number().int(), reason: z.string() }).strict().nullable(),
+        })
+        .strict(),
+    })
+    .optional(),
 });
 
 const controllerSchema = z
@@ -73,7 +103,37 @@ const controllerSchema = z
   })
   .strict();
 
+const serviceEventsSchema = z
+  .object({
+    events: z.array(
+      z
+        .object({
+          at: z.string(),
+          kind: z.enum(['scale', 'restart', 'health']),
+          message: z.string(),
+          from: z.number().int().optional(),
+          to: z.number().int().optional(),
+          reason: z.string().optional(),
+          replica: z.string().optional(),
+          status: z.string().optional(),
+        })
+        .strict(),
+    ),
+  })
+  .strict();
+
 const healthSchema = z.looseObject({ status: z.string() });
+
+/** GET /v1/endpoints/{name}/stats (src/obs/endpoint-stats.ts): cumulative, the reader takes differences. */
+const endpointStatsSchema = z.object({
+  endpoint: z.string(),
+  at: z.number(),
+  requests: z.record(z.string(), z.number()),
+  latency: z.object({ le: z.array(z.number()), counts: z.array(z.number()), sum: z.number(), count: z.number() }),
+  errors: z.record(z.string(), z.number()),
+  in_flight: z.number(),
+  routes: z.array(z.object({ id: z.string(), in_flight: z.number() })),
+});
 
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
   const out = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
@@ -124,13 +184,16 @@ export function buildOpenApi(): Record<string, unknown> {
         TokenRequest: jsonSchema(issueBodySchema, 'input'),
         TokenIssued: jsonSchema(tokenIssuedSchema, 'output'),
         TokenList: jsonSchema(tokenListSchema, 'output'),
+        UsageReport: jsonSchema(usageReportSchema, 'output'),
         ServiceCreate: jsonSchema(createServiceSchema, 'input'),
         ServicePatch: jsonSchema(patchServiceSchema, 'input'),
         ServiceValidate: jsonSchema(validateServiceSchema, 'input'),
         Service: jsonSchema(serviceSchema, 'output'),
+        ServiceEvents: jsonSchema(serviceEventsSchema, 'output'),
         ServiceList: { type: 'object', properties: { services: { type: 'array', items: ref('Service') } }, required: ['services'] },
         Controller: jsonSchema(controllerSchema, 'output'),
         Health: jsonSchema(healthSchema, 'output'),
+        EndpointStats: jsonSchema(endpointStatsSchema, 'output'),
       },
     },
     paths: {
@@ -185,6 +248,27 @@ export function buildOpenApi(): Record<string, unknown> {
         post: op('Issue a token', { '201': { description: 'the token (shown once)', ...json('TokenIssued') }, '404': errorResponse('ADM_NOT_FOUND') }, body('TokenRequest', false)),
         get: op('List token metadata (never the token strings)', { '200': { description: 'tokens', ...json('TokenList') }, '404': errorResponse('ADM_NOT_FOUND') }),
       },
+      '/v1/endpoints/{name}/usage': {
+        parameters: [nameParam],
+        get: op(
+          'Metered LLM usage of an endpoint: totals, optionally per token (jti) or per sub',
+          { '200': { description: 'usage', ...json('UsageReport') }, '404': errorResponse('ADM_NOT_FOUND') },
+          {
+            parameters: [
+              { name: 'from', in: 'query', required: false, schema: { type: 'string' }, description: 'RFC 3339 or epoch seconds; default to - 24 h' },
+              { name: 'to', in: 'query', required: false, schema: { type: 'string' }, description: 'RFC 3339 or epoch seconds; default now' },
+              { name: 'group_by', in: 'query', required: false, schema: { type: 'string', enum: ['token', 'sub'] } },
+            ],
+          },
+        ),
+      },
+      '/v1/endpoints/{name}/stats': {
+        parameters: [nameParam],
+        get: op('Live numbers for the console charts: cumulative requests, latency histogram, errors by code, in flight per route', {
+          '200': { description: 'this gateway\'s numbers (summed over its workers)', ...json('EndpointStats') },
+          '404': errorResponse('ADM_NOT_FOUND'),
+        }),
+      },
       '/v1/endpoints/{name}/tokens/{jti}': {
         parameters: [nameParam, jtiParam],
         delete: op('Revoke a token everywhere within 1 s', { '204': { description: 'revoked' }, '404': errorResponse('ADM_NOT_FOUND') }),
@@ -208,8 +292,14 @@ export function buildOpenApi(): Record<string, unknown> {
         get: op('One service with its replicas', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, {
           parameters: [{ name: 'logs', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 500 } }],
         }),
-        patch: op('Change replicas/public/env (rolling)', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, body('ServicePatch')),
+        patch: op('Change replicas/public/env/resources (rolling) or autoscaling (null: fixed replicas again)', { '200': { description: 'the service', ...json('Service') }, '404': errorResponse('ADM_NOT_FOUND') }, body('ServicePatch')),
         delete: op('Drain and stop a service', { '204': { description: 'stopped' }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/services/{name}/events': {
+        parameters: [nameParam],
+        get: op('Recent scaling decisions, replica restarts and health changes, newest first (at most 200)', { '200': { description: 'events', ...json('ServiceEvents') }, '404': errorResponse('ADM_NOT_FOUND') }, {
+          parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 200 } }],
+        }),
       },
       '/v1/services/{name}/errors/clear': {
         parameters: [nameParam],

@@ -12,6 +12,7 @@ import { parseJsonBody, parseParam } from './validate.js';
  */
 
 const logLinesSchema = z.coerce.number().int().min(0).max(500);
+const eventLimitSchema = z.coerce.number().int().min(1).max(200);
 
 export function servicesRoutes(controller: ServiceController): AdminMount {
   return (app) => {
@@ -62,6 +63,12 @@ export function servicesRoutes(controller: ServiceController): AdminMount {
       const name = parseParam(endpointNameSchema, 'name', c.req.param('name'));
       const logs = c.req.query('logs');
       return c.json(await controller.read(name, logs === undefined ? 20 : parseParam(logLinesSchema, 'logs', logs)));
+    });
+
+    app.get('/v1/services/:name/events', (c) => {
+      const name = parseParam(endpointNameSchema, 'name', c.req.param('name'));
+      const limit = c.req.query('limit');
+      return c.json({ events: controller.events(name, limit === undefined ? undefined : parseParam(eventLimitSchema, 'limit', limit)) });
     });
 
     app.patch('/v1/services/:name', async (c) => {

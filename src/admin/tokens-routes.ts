@@ -4,7 +4,7 @@ import { resolveExpiry } from '../auth/expiry.js';
 import type { Clock } from '../auth/clock.js';
 import type { TokenIssuer } from '../auth/issuer.js';
 import type { RevocationSet } from '../auth/revocation-set.js';
-import { endpointNameSchema, parseStoredRouteTable, type RouteTable } from '../schema/route-table.js';
+import { endpointNameSchema, parseStoredRouteTable, rateLimitSchema, type RouteTable } from '../schema/route-table.js';
 import { getEndpointOrThrow } from '../control/endpoint-ops.js';
 import type { Store, TokenRecord } from '../store/store.js';
 import type { AdminMount } from './mount.js';
@@ -24,6 +24,9 @@ export const issueBodySchema = z
     duration: z.union([z.string().max(32), z.number()]).optional(),
     valid_until: z.union([z.number(), z.string().max(32)]).optional(),
     sub: subSchema.optional(),
+    /** Queue priority: higher leaves the queue first (default 5). */
+    priority: z.number().int().min(0).max(9).optional(),
+    rate_limit: rateLimitSchema.optional(),
   })
   .strict();
 
@@ -45,6 +48,14 @@ export interface TokensRoutesDeps {
 function parseTable(raw: string): RouteTable | null {
   const result = parseStoredRouteTable(raw);
   return result.ok ? result.table : null;
+}
+
+/** A token's priority and rate_limit as issued (absent: default priority 5, no limit). */
+function trafficFields(record: TokenRecord): { priority?: number; rate_limit?: TokenRecord['rate_limit'] } {
+  const out: { priority?: number; rate_limit?: TokenRecord['rate_limit'] } = {};
+  if (record.priority !== undefined) out.priority = record.priority;
+  if (record.rate_limit !== undefined) out.rate_limit = record.rate_limit;
+  return out;
 }
 
 function iso(epochSeconds: number): string {
@@ -71,16 +82,24 @@ export function tokensRoutes(deps: TokensRoutesDeps): AdminMount {
       const nowMs = now();
       const exp = resolveExpiry(body, { nowMs, maxLifetimeSeconds: deps.maxLifetimeSeconds });
       const sub = body.sub ?? DEFAULT_SUBJECT;
-      const issued = await deps.issuer.issue({ endpointId: table.id, sub, exp });
-      await deps.store.putToken({
+      const issued = await deps.issuer.issue({ endpointId: table.id, sub, exp, priority: body.priority, rateLimit: body.rate_limit });
+      const record: TokenRecord = {
         jti: issued.jti,
         endpoint: table.name,
         endpoint_id: table.id,
         sub,
         exp,
         created_at: iso(issued.iat),
-      });
-      return c.json({ token: issued.token, jti: issued.jti, expires_at: iso(exp), sub }, 201, { 'cache-control': 'no-store' });
+      };
+      if (body.priority !== undefined) record.priority = body.priority;
+      if (body.rate_limit !== undefined) record.rate_limit = body.rate_limit;
+      await deps.store.putToken(record);
+      return c.json(
+        // Traffic fields only when set, so the answer stays the design's shape for everyone else.
+        { token: issued.token, jti: issued.jti, expires_at: iso(exp), sub, ...trafficFields(record) },
+        201,
+        { 'cache-control': 'no-store' },
+      );
     });
 
     app.get('/v1/endpoints/:name/tokens', async (c) => {
@@ -92,7 +111,14 @@ export function tokensRoutes(deps: TokensRoutesDeps): AdminMount {
       const tokens = records
         .filter((r) => belongsTo(r, table) && r.exp > nowSec)
         .sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.jti < b.jti ? -1 : 1))
-        .map((r) => ({ jti: r.jti, sub: r.sub, created_at: r.created_at, expires_at: iso(r.exp), revoked: revokedIds.has(r.jti) }));
+        .map((r) => ({
+          jti: r.jti,
+          sub: r.sub,
+          created_at: r.created_at,
+          expires_at: iso(r.exp),
+          revoked: revokedIds.has(r.jti),
+          ...trafficFields(r),
+        }));
       return c.json({ tokens });
     });
 

@@ -223,6 +223,7 @@ export class TokenAccessChecker implements AccessChecker {
     const aud = entry.aud;
     if (aud !== endpoint.id && (typeof aud === 'string' || !aud.includes(endpoint.id))) throw this.#refuse(policy, 'forbidden');
     request.subject = entry.sub;
+    request.token = entry;
   }
 
   #refuse(policy: EndpointPolicy, refusal: Refusal): GatewayError {

@@ -1,4 +1,5 @@
 import type { RouteTable } from '../schema/route-table.js';
+import type { CachedToken } from './token-cache.js';
 
 /**
  * What the data plane knows about a request when it asks whether it may reach an endpoint.
@@ -20,6 +21,8 @@ export interface AccessRequest {
    * log's `client_id` (never the raw token). Left untouched for public endpoints.
    */
   subject?: string;
+  /** Set with `subject`: the verified token (priority and rate limits for traffic control). */
+  token?: CachedToken;
 }
 
 /**

@@ -11,7 +11,15 @@ export interface IssueRequest {
   sub: string;
   /** Epoch seconds. */
   exp: number;
+  /** Queue priority 0-9 (claim `mg_priority`); absent = default 5. */
+  priority?: number;
+  /** Per-token limits (claim `mg_rate_limit`), so the data plane reads them from the verified token. */
+  rateLimit?: { requests_per_minute?: number; tokens_per_minute?: number };
 }
+
+/** Private claims for traffic control (docs/traffic-control.md). */
+export const PRIORITY_CLAIM = 'mg_priority';
+export const RATE_LIMIT_CLAIM = 'mg_rate_limit';
 
 export interface IssuedToken {
   token: string;
@@ -36,7 +44,12 @@ export class TokenIssuer {
   async issue(req: IssueRequest): Promise<IssuedToken> {
     const jti = randomUUID();
     const iat = Math.floor(this.#clock.now() / 1000);
-    const token = await new SignJWT({})
+    const claims: Record<string, unknown> = {};
+    if (req.priority !== undefined) claims[PRIORITY_CLAIM] = req.priority;
+    if (req.rateLimit !== undefined && (req.rateLimit.requests_per_minute !== undefined || req.rateLimit.tokens_per_minute !== undefined)) {
+      claims[RATE_LIMIT_CLAIM] = req.rateLimit;
+    }
+    const token = await new SignJWT(claims)
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setIssuer(MODELGATE_ISSUER)
       .setAudience(req.endpointId)

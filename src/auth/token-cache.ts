@@ -9,7 +9,15 @@ export interface CachedToken {
   readonly sub: string | undefined;
   /** Epoch ms after which the token is expired, leeway included. */
   readonly expiredAfterMs: number;
+  /** Queue priority 0-9 (DEFAULT_PRIORITY when the token names none). */
+  readonly priority: number;
+  /** Per-minute limits from the token's claims; 0 = none. */
+  readonly rpm: number;
+  readonly tpm: number;
 }
+
+/** Priority of a request whose token names none (and of public endpoints' callers). */
+export const DEFAULT_PRIORITY = 5;
 
 export interface TokenCacheOptions {
   /** TOKEN_CACHE_MAX; 0 turns both caches off. */
@@ -81,7 +89,15 @@ export class TokenCache {
 
   /** Stores verified claims and returns the entry (also usable when caching is off). */
   remember(token: string, claims: VerifiedClaims, nowMs: number): CachedToken {
-    const entry: CachedToken = { aud: claims.aud, jti: claims.jti, sub: claims.sub, expiredAfterMs: claims.exp * 1000 + this.#leewayMs };
+    const entry: CachedToken = {
+      aud: claims.aud,
+      jti: claims.jti,
+      sub: claims.sub,
+      expiredAfterMs: claims.exp * 1000 + this.#leewayMs,
+      priority: claims.priority ?? DEFAULT_PRIORITY,
+      rpm: claims.rpm ?? 0,
+      tpm: claims.tpm ?? 0,
+    };
     const ttl = Math.min(entry.expiredAfterMs - nowMs, this.#maxTtlMs);
     if (this.#verified !== null && ttl > 0) this.#verified.set(token, entry, { ttl });
     return entry;

@@ -1,7 +1,7 @@
 import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
 import { SYSTEM_CLOCK, type Clock } from './clock.js';
 import type { ExternalKeySource } from './external-keys.js';
-import { MODELGATE_ISSUER } from './issuer.js';
+import { MODELGATE_ISSUER, PRIORITY_CLAIM, RATE_LIMIT_CLAIM } from './issuer.js';
 import { errorCodeOf, fromJose, isKeyFetchFailure, isKeyMismatch, type AuthFailureCode } from './jose-errors.js';
 
 /** `exp` leeway on every check, cached or not (DESIGN: 30 s). */
@@ -17,6 +17,11 @@ export interface VerifiedClaims {
   jti?: string;
   iss?: string;
   iat?: number;
+  /** Queue priority 0-9 from `mg_priority` (absent or malformed: the default). */
+  priority?: number;
+  /** Per-minute limits from `mg_rate_limit` (0 = none). */
+  rpm?: number;
+  tpm?: number;
 }
 
 /** Why a token was refused; the checker turns it into the endpoint's GatewayError. */
@@ -155,7 +160,29 @@ function normalizeClaims(payload: JWTPayload, requireJti: boolean, latestIat: nu
   if (jti !== undefined) claims.jti = jti;
   if (iss !== undefined) claims.iss = iss;
   if (typeof iat === 'number') claims.iat = iat;
+  readTrafficClaims(payload, claims);
   return claims;
+}
+
+function positiveInt(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : undefined;
+}
+
+/**
+ * Traffic-control claims are advisory to verification: a malformed one is ignored (the token
+ * still authenticates) rather than refusing a caller over a limit it cannot fix.
+ */
+function readTrafficClaims(payload: JWTPayload, claims: VerifiedClaims): void {
+  const priority = payload[PRIORITY_CLAIM];
+  if (typeof priority === 'number' && Number.isInteger(priority) && priority >= 0 && priority <= 9) claims.priority = priority;
+  const limit = payload[RATE_LIMIT_CLAIM];
+  if (limit !== null && typeof limit === 'object' && !Array.isArray(limit)) {
+    const l = limit as Record<string, unknown>;
+    const rpm = positiveInt(l.requests_per_minute);
+    const tpm = positiveInt(l.tokens_per_minute);
+    if (rpm !== undefined) claims.rpm = rpm;
+    if (tpm !== undefined) claims.tpm = tpm;
+  }
 }
 
 /** Header and claims of a token without verifying it (CLI display only); null when not a JWT. */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError, type CliCommand } from './cli-io.js';
 import { AdminClient, nameArg, parseCommandArgs, printJson, table } from './admin-client.js';
@@ -9,6 +10,13 @@ const SERVICE_USAGE = `usage:
   modelgate service ls                               list services and their status
   modelgate service get NAME [--logs N]              one service with its replicas
   modelgate service rm NAME                          drain and stop a service
+  modelgate service autoscale NAME --min N --max N [--target N]
+                           [--stable-window S] [--panic-window S] [--scale-down-delay S]
+                           [--scale-to-zero-grace S] [--rule JSON]... [--rules-file FILE]
+                                                     let the controller scale the service
+  modelgate service autoscale NAME --off             back to the fixed replica count
+  modelgate service events NAME                      recent scaling decisions, restarts,
+                                                     health changes (newest first)
 options:
       --admin-url URL     admin API (default http://ADMIN_HOST:ADMIN_PORT)
       --admin-token T     admin token (default ADMIN_TOKEN, then DATA_DIR/admin-token)
@@ -29,6 +37,7 @@ interface ReplicaView {
 }
 interface ServiceView {
   name: string;
+  autoscaling?: { min_replicas: number; max_replicas: number; target_in_flight?: number; status: { desired: number; current: number; last_decision: { at: string; from: number; to: number; reason: string } | null } };
   status: string;
   replicas: number;
   healthy_replicas: number;
@@ -48,6 +57,13 @@ function printService(io: { stdout(t: string): void }, s: ServiceView): void {
     ),
   );
   if (s.error) io.stdout(`error: ${s.error}\n`);
+  const a = s.autoscaling;
+  if (a) {
+    const target = a.target_in_flight === undefined ? '' : `, target ${a.target_in_flight} in flight per replica`;
+    io.stdout(`autoscaling: ${a.min_replicas}-${a.max_replicas} replicas${target}; desired ${a.status.desired}, current ${a.status.current}\n`);
+    const d = a.status.last_decision;
+    if (d) io.stdout(`last decision: ${d.at} ${d.from} → ${d.to}: ${d.reason}\n`);
+  }
   if (s.routes.length > 0) {
     io.stdout('\n');
     io.stdout(
@@ -77,6 +93,16 @@ export const serviceCommand: CliCommand = {
       definition: { type: 'string' },
       env: { type: 'string', multiple: true },
       logs: { type: 'string' },
+      min: { type: 'string' },
+      max: { type: 'string' },
+      target: { type: 'string' },
+      'stable-window': { type: 'string' },
+      'panic-window': { type: 'string' },
+      'scale-down-delay': { type: 'string' },
+      'scale-to-zero-grace': { type: 'string' },
+      rule: { type: 'string', multiple: true },
+      'rules-file': { type: 'string' },
+      off: { type: 'boolean' },
     });
     if (values.help) {
       io.stdout(SERVICE_USAGE);
@@ -139,8 +165,71 @@ export const serviceCommand: CliCommand = {
         else io.stdout(`service ${decodeURIComponent(name)} stopped and removed\n`);
         return 0;
       }
+      case 'autoscale': {
+        const name = nameArg(positionals);
+        const { body } = await client().call('PATCH', `/v1/services/${name}`, { autoscaling: values.off ? null : autoscalingFromFlags(values) });
+        if (values.json) printJson(io, body);
+        else printService(io, body as ServiceView);
+        return 0;
+      }
+      case 'events': {
+        const name = nameArg(positionals);
+        const { body } = await client().call('GET', `/v1/services/${name}/events`);
+        if (values.json) printJson(io, body);
+        else {
+          const events = (body as { events: { at: string; kind: string; message: string }[] }).events;
+          io.stdout(table(['AT', 'KIND', 'EVENT'], events.map((e) => [e.at, e.kind, e.message])));
+        }
+        return 0;
+      }
       default:
-        throw new UsageError(`unknown subcommand "${sub}" (create, ls, get, rm)`);
+        throw new UsageError(`unknown subcommand "${sub}" (create, ls, get, rm, autoscale, events)`);
     }
   },
 };
+
+const NUMBER_FLAGS: [flag: string, field: string][] = [
+  ['min', 'min_replicas'],
+  ['max', 'max_replicas'],
+  ['target', 'target_in_flight'],
+  ['stable-window', 'stable_window_s'],
+  ['panic-window', 'panic_window_s'],
+  ['scale-down-delay', 'scale_down_delay_s'],
+  ['scale-to-zero-grace', 'scale_to_zero_grace_s'],
+];
+
+/** The `autoscaling` object from the flags; the API checks the values (ADM_INVALID names them). */
+function autoscalingFromFlags(values: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [flag, field] of NUMBER_FLAGS) {
+    const raw = values[flag] as string | undefined;
+    if (raw === undefined) continue;
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${flag} must be a number`);
+    out[field] = n;
+  }
+  if (out.min_replicas === undefined || out.max_replicas === undefined) throw new UsageError('--min N and --max N are required (or --off)');
+  const rules: unknown[] = [];
+  const file = values['rules-file'] as string | undefined;
+  if (file !== undefined) {
+    // A rules export of the seed system: a JSON array of rules (or {"rules": [...]}).
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new UsageError(`--rules-file ${file}: ${(err as Error).message}`);
+    }
+    const list = Array.isArray(parsed) ? parsed : (parsed as { rules?: unknown })?.rules;
+    if (!Array.isArray(list)) throw new UsageError(`--rules-file ${file}: expected a JSON array of rules`);
+    rules.push(...list);
+  }
+  for (const text of (values.rule as string[] | undefined) ?? []) {
+    try {
+      rules.push(JSON.parse(text));
+    } catch (err) {
+      throw new UsageError(`--rule: not JSON (${(err as Error).message})`);
+    }
+  }
+  if (rules.length > 0) out.rules = rules;
+  return out;
+}

@@ -8,6 +8,7 @@ import { savedSecret, savedSecretHint, settingsFrom } from './cli-settings.js';
 
 const USAGE = `usage:
   modelgate token create --endpoint NAME [--ttl 1h | --expires-at RFC3339] [--sub S]
+                         [--priority 0-9] [--requests-per-minute N] [--tokens-per-minute N]
                          [--admin-url URL] [--admin-token T] [--json] [--config FILE]
       Issues a token through the admin API (ADMIN_TOKEN from the environment or
       --admin-token; URL default http://ADMIN_HOST:ADMIN_PORT). Prints the token alone on
@@ -33,6 +34,12 @@ function parse(args: string[], options: ParseArgsConfig['options'], allowPositio
   }
 }
 
+/** The server validates ranges; this only turns the text into a number (or refuses it). */
+function wholeNumber(flag: string, text: string): number {
+  if (!/^\d+$/.test(text)) throw new UsageError(`${flag} must be a whole number`);
+  return Number(text);
+}
+
 async function create(args: string[], io: CliIo): Promise<number> {
   const { values } = parse(
     args,
@@ -41,6 +48,9 @@ async function create(args: string[], io: CliIo): Promise<number> {
       ttl: { type: 'string' },
       'expires-at': { type: 'string' },
       sub: { type: 'string' },
+      priority: { type: 'string' },
+      'requests-per-minute': { type: 'string' },
+      'tokens-per-minute': { type: 'string' },
       'admin-url': { type: 'string' },
       'admin-token': { type: 'string' },
       json: { type: 'boolean' },
@@ -51,8 +61,17 @@ async function create(args: string[], io: CliIo): Promise<number> {
   const endpoint = values.endpoint as string | undefined;
   if (!endpoint) throw new UsageError('--endpoint NAME is required');
   if (values.ttl !== undefined && values['expires-at'] !== undefined) throw new UsageError('give --ttl or --expires-at, not both');
-  const body: Record<string, string> = {};
+  const body: Record<string, unknown> = {};
   if (values.ttl !== undefined) body.duration = values.ttl as string;
+  if (values.priority !== undefined) body.priority = wholeNumber('--priority', values.priority as string);
+  const rpm = values['requests-per-minute'] as string | undefined;
+  const tpm = values['tokens-per-minute'] as string | undefined;
+  if (rpm !== undefined || tpm !== undefined) {
+    body.rate_limit = {
+      ...(rpm !== undefined ? { requests_per_minute: wholeNumber('--requests-per-minute', rpm) } : {}),
+      ...(tpm !== undefined ? { tokens_per_minute: wholeNumber('--tokens-per-minute', tpm) } : {}),
+    };
+  }
   if (values['expires-at'] !== undefined) body.expires_at = values['expires-at'] as string;
   if (values.sub !== undefined) body.sub = values.sub as string;
   const client = AdminClient.from(values, io);

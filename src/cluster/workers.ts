@@ -1,8 +1,10 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { MetricObjectWithValues, MetricValue, Registry } from 'prom-client';
+import type { EndpointStats } from '../obs/endpoint-stats.js';
 import type { Logger } from '../obs/logger.js';
 import { serveStoreOverIpc } from '../store/ipc-store.js';
+import { PrimaryLimits, serveLimitsOverIpc } from '../traffic/ipc-limits.js';
 import type { Store } from '../store/store.js';
 
 /**
@@ -15,7 +17,8 @@ import type { Store } from '../store/store.js';
  * Messages: worker → primary `worker.hello` (listening for messages), primary → worker
  * `worker.init` (secrets, once), worker → primary `worker.ready` (its gateway port), primary →
  * worker `worker.drain`, primary → worker `metrics.get` / worker → primary `metrics.reply`
- * (the admin listener's /metrics sums every worker's data-plane metrics).
+ * (the admin listener's /metrics sums every worker's data-plane metrics), and `stats.get` /
+ * `stats.reply` for one endpoint's console numbers (GET /v1/endpoints/{name}/stats).
  */
 
 type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
@@ -27,6 +30,17 @@ interface MetricsReply {
   mg: 'metrics.reply';
   id: number;
   metrics: MetricsJson;
+}
+
+interface StatsGet {
+  mg: 'stats.get';
+  id: number;
+  endpoint: string;
+}
+interface StatsReply {
+  mg: 'stats.reply';
+  id: number;
+  stats: EndpointStats | null;
 }
 
 /** WORKERS → number of data-plane processes (0 = one per core; 1 = no cluster). */
@@ -74,6 +88,7 @@ export class WorkerPool {
   #draining = false;
   #metricsRequest = 0;
   #restartDelayMs = RESTART_BASE_MS;
+  readonly #limits = new PrimaryLimits();
 
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
@@ -105,7 +120,15 @@ export class WorkerPool {
     const worker = cluster.fork();
     const entry = { worker, detach: null as (() => void) | null, startedAt: Date.now() };
     this.#workers.set(worker.id, entry);
-    if (this.#opts.store) entry.detach = serveStoreOverIpc(this.#opts.store, worker);
+    if (this.#opts.store) {
+      const detachStore = serveStoreOverIpc(this.#opts.store, worker);
+      // Caps and rate limits of all workers are counted here; a dead worker's slots free at once.
+      const detachLimits = serveLimitsOverIpc(this.#limits, worker);
+      entry.detach = () => {
+        detachStore();
+        detachLimits();
+      };
+    }
     const init: WorkerInit = { mg: 'worker.init', tokenSecret: this.#opts.tokenSecret, redisUrl: this.#opts.redisUrl };
     // The worker asks once its listener is in place (a message sent earlier could be lost).
     worker.on('message', (m: unknown) => {
@@ -144,28 +167,46 @@ export class WorkerPool {
 
   /** Every live worker's metrics (a worker that does not answer within timeoutMs is left out). */
   async collectMetrics(timeoutMs = 2_000): Promise<MetricsJson[]> {
+    return this.#ask<MetricsJson>((id) => ({ mg: 'metrics.get', id }) satisfies MetricsGet, (m, id) => (isMsg<MetricsReply>(m, 'metrics.reply') && m.id === id ? m.metrics : undefined), timeoutMs);
+  }
+
+  /** Every live worker's numbers for one endpoint (console charts). */
+  async collectEndpointStats(endpoint: string, timeoutMs = 2_000): Promise<EndpointStats[]> {
+    const replies = await this.#ask<EndpointStats | null>(
+      (id) => ({ mg: 'stats.get', id, endpoint }) satisfies StatsGet,
+      (m, id) => (isMsg<StatsReply>(m, 'stats.reply') && m.id === id ? m.stats : undefined),
+      timeoutMs,
+    );
+    return replies.filter((s): s is EndpointStats => s !== null);
+  }
+
+  /** Sends a request to every live worker and gathers the replies that come within timeoutMs. */
+  async #ask<T>(request: (id: number) => object, reply: (m: unknown, id: number) => T | undefined, timeoutMs: number): Promise<T[]> {
     const replies = [...this.#workers.values()].map(({ worker }) => {
-      if (worker.isDead()) return Promise.resolve(null);
+      if (worker.isDead()) return Promise.resolve<{ value: T } | null>(null);
       const id = ++this.#metricsRequest;
-      return new Promise<MetricsJson | null>((resolve) => {
+      return new Promise<{ value: T } | null>((resolve) => {
         const timer = setTimeout(() => finish(null), timeoutMs);
         const onMessage = (m: unknown) => {
-          if (isMsg<MetricsReply>(m, 'metrics.reply') && m.id === id) finish(m.metrics);
+          const value = reply(m, id);
+          if (value !== undefined) finish({ value });
         };
-        const finish = (value: MetricsJson | null) => {
+        const finish = (value: { value: T } | null) => {
           clearTimeout(timer);
           worker.off('message', onMessage);
           resolve(value);
         };
         worker.on('message', onMessage);
         try {
-          worker.send({ mg: 'metrics.get', id } satisfies MetricsGet);
+          worker.send(request(id));
         } catch {
           finish(null);
         }
       });
     });
-    return (await Promise.all(replies)).filter((m): m is MetricsJson => m !== null);
+    const answered: T[] = [];
+    for (const r of await Promise.all(replies)) if (r !== null) answered.push(r.value);
+    return answered;
   }
 
   /** Asks every worker to drain (each finishes its in-flight requests), waits for them to exit. */
@@ -222,6 +263,17 @@ export function serveMetricsToPrimary(registry: Registry): void {
     registry.getMetricsAsJSON().then(
       (metrics) => process.send?.({ mg: 'metrics.reply', id: m.id, metrics } satisfies MetricsReply),
       () => process.send?.({ mg: 'metrics.reply', id: m.id, metrics: [] } satisfies MetricsReply),
+    );
+  });
+}
+
+/** Worker side: answers the primary's per-endpoint stats requests. */
+export function serveStatsToPrimary(collect: (endpoint: string) => Promise<EndpointStats>): void {
+  process.on('message', (m: unknown) => {
+    if (!isMsg<StatsGet>(m, 'stats.get') || typeof m.endpoint !== 'string') return;
+    collect(m.endpoint).then(
+      (stats) => process.send?.({ mg: 'stats.reply', id: m.id, stats } satisfies StatsReply),
+      () => process.send?.({ mg: 'stats.reply', id: m.id, stats: null } satisfies StatsReply),
     );
   });
 }

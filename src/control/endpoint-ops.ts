@@ -1,6 +1,6 @@
 import { randomUUID, randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { BalancerKind, EndpointLimits, EndpointTimeouts, Route, RouteProtocol, RouteStatus, RouteTable } from '../schema/route-table.js';
+import type { BalancerKind, EndpointLimits, EndpointTimeouts, RateLimit, Route, RouteProtocol, RouteStatus, RouteTable, UsageOptions } from '../schema/route-table.js';
 import type { Store } from '../store/store.js';
 
 /**
@@ -21,8 +21,12 @@ export interface EndpointInput {
   routes?: RouteInput[];
   timeouts?: EndpointTimeouts;
   limits?: EndpointLimits;
+  rate_limit?: RateLimit;
+  usage?: UsageOptions;
   allowed_cidrs?: string[];
   balancer?: BalancerKind;
+  /** Controller only (never from the admin API): see RouteTable.autoscaled. */
+  autoscaled?: boolean;
 }
 
 export function newRouteId(): string {
@@ -61,8 +65,12 @@ export function putEndpoint(store: Store, name: string, input: EndpointInput) {
     };
     if (input.timeouts) table.timeouts = input.timeouts;
     if (input.limits) table.limits = input.limits;
+    if (input.rate_limit) table.rate_limit = input.rate_limit;
+    if (input.usage) table.usage = input.usage;
     if (input.allowed_cidrs) table.allowed_cidrs = input.allowed_cidrs;
     if (input.balancer) table.balancer = input.balancer;
+    // Owned by the controller: a PUT by an operator does not switch its service's autoscaling off.
+    if (current?.autoscaled) table.autoscaled = true;
     return table;
   });
 }
@@ -84,8 +92,12 @@ export async function patchEndpoint(store: Store, name: string, input: EndpointI
       if (input.routes !== undefined) next.routes = materializeRoutes(input.routes, current.routes);
       if (input.timeouts !== undefined) next.timeouts = input.timeouts;
       if (input.limits !== undefined) next.limits = input.limits;
+      if (input.rate_limit !== undefined) next.rate_limit = input.rate_limit;
+      if (input.usage !== undefined) next.usage = input.usage;
       if (input.allowed_cidrs !== undefined) next.allowed_cidrs = input.allowed_cidrs;
       if (input.balancer !== undefined) next.balancer = input.balancer;
+      if (input.autoscaled === true) next.autoscaled = true;
+      else if (input.autoscaled === false) delete next.autoscaled;
       return next;
     },
     { expectedVersion, fence },

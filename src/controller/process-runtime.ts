@@ -9,6 +9,7 @@ import { ArgumentMapper, replacePort } from './arguments.js';
 import { CgroupLimiter } from './cgroup.js';
 import { FileTail } from './file-tail.js';
 import { createOverlay } from './model-overlay.js';
+import { DEFAULT_MOUNT_DESTINATION } from './service-spec.js';
 import { PortAllocator } from './port-allocator.js';
 import { runPreStartActions } from './pre-start-actions.js';
 import type { RunAs } from './run-as.js';
@@ -148,7 +149,9 @@ export class ProcessRuntime implements ReplicaRuntime {
 
     const { model } = spec;
     const service = model.service;
-    const mapper = new ArgumentMapper({ [model.model_path]: modelDir, '/home/work': homeDir }, { model_path: modelDir, port: String(port), home: homeDir });
+    // The mount destination (seed: "Model Destination For Model Folder") is the model folder too.
+    const paths: Record<string, string> = { [spec.mountDestination ?? DEFAULT_MOUNT_DESTINATION]: modelDir, [model.model_path]: modelDir, '/home/work': homeDir };
+    const mapper = new ArgumentMapper(paths, { model_path: modelDir, port: String(port), home: homeDir });
     const env: Record<string, string> = {
       ...this.#baseEnv,
       ...(runAs ? { USER: runAs.name, LOGNAME: runAs.name } : {}),

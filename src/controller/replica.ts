@@ -35,6 +35,7 @@ export const DEFAULT_POLICY: ReplicaPolicy = {
 export interface ReplicaLaunch {
   serviceName: string;
   modelFolder: string;
+  mountDestination?: string;
   model: ModelEntry;
   env: Record<string, string>;
   resources?: ReplicaResources;
@@ -239,9 +240,10 @@ export class Replica {
 
   /**
    * Stops supervision and the process. With `drainMs`, the route is first marked terminating
-   * (weight 0) and left that long so requests in flight finish.
+   * (weight 0) and left that long so requests in flight finish; with `until`, then longer while
+   * requests are still reported on it.
    */
-  async stop(drainMs = 0): Promise<void> {
+  async stop(drainMs = 0, until?: DrainUntil): Promise<void> {
     if (this.#stopped) {
       await this.#loop;
       return;
@@ -252,7 +254,14 @@ export class Replica {
     try {
       await this.#onChange(this);
     } catch {}
-    if (drainMs > 0 && wasHealthy) await sleep(drainMs);
+    if (drainMs > 0 && wasHealthy) {
+      await sleep(drainMs);
+      if (until) {
+        // Past the grace, wait for the gateways to report the route's last request done.
+        const deadline = Date.now() + until.maxMs;
+        while (Date.now() < deadline && !(await until.drained().catch(() => true))) await sleep(250);
+      }
+    }
     this.#stopped = true;
     this.#abort.abort();
     await this.#loop;
@@ -286,6 +295,12 @@ export class Replica {
     if (logLines > 0) view.log_tail = this.log.tail(logLines);
     return view;
   }
+}
+
+/** A drain that lasts until `drained()` says the route has no request left (at most maxMs more). */
+export interface DrainUntil {
+  drained: () => Promise<boolean>;
+  maxMs: number;
 }
 
 function sleep(ms: number): Promise<void> {

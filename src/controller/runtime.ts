@@ -26,6 +26,8 @@ export interface ReplicaSpec {
   replicaId: string;
   /** Real folder holding the model definition and files (the definition's model_path maps to it). */
   modelFolder: string;
+  /** Another absolute path mapped to the model folder, besides the definition's model_path (default /models). */
+  mountDestination?: string;
   model: ModelEntry;
   /** The service's extra environment. */
   env: Record<string, string>;

@@ -4,9 +4,14 @@ import { resolve } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import { GatewayError, type FieldError } from '../errors/gateway-error.js';
 import type { Logger } from '../obs/logger.js';
+import type { Metrics } from '../obs/metrics.js';
 import type { RouteTable } from '../schema/route-table.js';
 import { newRouteId, patchEndpoint } from '../control/endpoint-ops.js';
 import { isLeaseStore, type LeaseStore, type Store, type StoreEvent } from '../store/store.js';
+import { clamp, ServiceAutoscaler, type LastDecision } from './autoscale/autoscaler.js';
+import { MetricsCollector } from './autoscale/collector.js';
+import { EventLog, type ServiceEvent } from './autoscale/events.js';
+import type { AutoscalingSpec } from './autoscale/spec.js';
 import { probeOnce, TCP_CHECK } from './health-prober.js';
 import { SoleLeadership, type Leadership } from './leadership.js';
 import { DefinitionError, loadModelDefinition, type LoadedDefinition } from './model-definition.js';
@@ -17,6 +22,7 @@ import { DEFAULT_POLICY, Replica, type ReplicaLaunch, type ReplicaPolicy, type R
 import type { ReplicaRef, ReplicaResources, ReplicaRuntime } from './runtime.js';
 import { prepareWorkDir } from './work-dir.js';
 import {
+  DEFAULT_MOUNT_DESTINATION,
   parseMemory,
   serviceSpecSchema,
   type CreateServiceInput,
@@ -37,7 +43,8 @@ import {
  * replica can never block the loop.
  */
 
-export type ServiceStatus = 'PROVISIONING' | 'HEALTHY' | 'DEGRADED' | 'UNHEALTHY' | 'TERMINATING';
+/** IDLE: autoscaled to zero replicas; the next request wakes it. */
+export type ServiceStatus = 'PROVISIONING' | 'HEALTHY' | 'DEGRADED' | 'UNHEALTHY' | 'TERMINATING' | 'IDLE';
 
 export interface ServiceView {
   name: string;
@@ -50,6 +57,8 @@ export interface ServiceView {
   public: boolean;
   model_folder: string;
   model_definition_path: string | null;
+  /** Another path the replicas see the model folder at (seed: Model Destination For Model Folder). */
+  model_mount_destination: string;
   model_name: string | null;
   env: Record<string, string>;
   resources: (Resources & { memory_bytes?: number }) | null;
@@ -63,6 +72,8 @@ export interface ServiceView {
   error: string | null;
   created_at: string;
   routes: ReplicaView[];
+  /** Present when the controller scales the service (docs/model-services.md, autoscaling). */
+  autoscaling?: AutoscalingSpec & { status: { desired: number; current: number; panicking: boolean; last_decision: LastDecision | null } };
 }
 
 export type ValidateEvent =
@@ -88,6 +99,12 @@ export interface ServiceControllerOptions {
   endpointUrl?: (name: string) => string;
   /** Who may act (start/stop replicas, write route tables); default: this process alone. */
   leadership?: Leadership;
+  /** How often autoscaled services are decided (default 1 s). */
+  autoscaleIntervalMs?: number;
+  /** Autoscaled services: how long past the drain grace a replica may finish its requests (default 60 s). */
+  scaleDownDrainMaxMs?: number;
+  /** modelgate_service_desired_replicas / _current_replicas. */
+  metrics?: Metrics;
 }
 
 /**
@@ -122,6 +139,13 @@ interface ServiceState {
   reconcileQueued: boolean;
   /** Last status published to the store (skip identical writes). */
   published?: string;
+  /** Present when `spec.autoscaling` is: owns the replica count. */
+  autoscaler?: ServiceAutoscaler;
+  /** A decision is being collected/made (one at a time per service). */
+  scaling: boolean;
+  /** A wake arrived while deciding: decide again right after. */
+  wakePending: boolean;
+  events: EventLog;
 }
 
 const VALIDATE_SERVICE = '_validate';
@@ -154,6 +178,7 @@ function launchOf(spec: ServiceSpec, loaded: LoadedDefinition): ReplicaLaunch {
     model: loaded.model,
     env: spec.env,
     resources: replicaResources(spec.resources),
+    mountDestination: spec.model_mount_destination,
     container: spec.image ? { image: spec.image, modelVolume: spec.model_volume } : undefined,
   };
 }
@@ -180,6 +205,12 @@ export class ServiceController {
   readonly #creating = new Set<string>();
   readonly #validations = new Set<Promise<unknown>>();
   #timer: NodeJS.Timeout | undefined;
+  #autoscaleTimer: NodeJS.Timeout | undefined;
+  #unsubscribe: (() => void) | undefined;
+  readonly #autoscaleIntervalMs: number;
+  readonly #scaleDownDrainMaxMs: number;
+  readonly #collector: MetricsCollector;
+  readonly #metrics?: Metrics;
   #stopped = false;
   readonly #leadership: Leadership;
   /** Set with a shared store: the leader publishes status there, followers read it. */
@@ -187,7 +218,6 @@ export class ServiceController {
   /** This instance currently acts on services (leader, restore done or in progress). */
   #acting = false;
   #takeover: Promise<void> = Promise.resolve();
-  #unsubscribe: (() => void) | undefined;
   #ownWorkDir: string | null = null;
 
   constructor(opts: ServiceControllerOptions) {
@@ -197,6 +227,10 @@ export class ServiceController {
     this.#drainGraceMs = opts.drainGraceMs ?? 3_000;
     this.#reconcileIntervalMs = opts.reconcileIntervalMs ?? 5_000;
     this.#endpointUrl = opts.endpointUrl;
+    this.#autoscaleIntervalMs = opts.autoscaleIntervalMs ?? 1_000;
+    this.#scaleDownDrainMaxMs = opts.scaleDownDrainMaxMs ?? 60_000;
+    this.#collector = new MetricsCollector(opts.store);
+    this.#metrics = opts.metrics;
     const s = opts.settings;
     this.#advertiseHost = s.CONTROLLER_ADVERTISE_HOST ?? '127.0.0.1';
     const workDir = opts.runtime ? null : prepareWorkDir(s);
@@ -248,13 +282,26 @@ export class ServiceController {
       }
     }, this.#reconcileIntervalMs);
     this.#timer.unref();
+    this.#autoscaleTimer = setInterval(() => {
+      for (const svc of this.#services.values()) if (svc.autoscaler) void this.#autoscale(svc, false);
+    }, this.#autoscaleIntervalMs);
+    this.#autoscaleTimer.unref();
+    this.#unsubscribe = this.#store.subscribe((event) => {
+      if (event.kind === 'wake') {
+        // A gateway holds a request for a service at zero (this process or another instance);
+        // only the leader has the service to wake.
+        const svc = this.#services.get(event.name);
+        if (svc?.autoscaler) void this.#autoscale(svc, true);
+        return;
+      }
+      if (this.#cluster) this.#onStoreEvent(event);
+    });
     if (!this.#cluster) {
       // One process, one controller: it always acts, and replicas died with the last run.
       this.#acting = true;
       await this.#restoreAll(false);
       return;
     }
-    this.#unsubscribe = this.#store.subscribe((event) => this.#onStoreEvent(event));
     this.#leadership.onChange((leading) => {
       this.#takeover = this.#takeover.then(() => (leading ? this.#becomeLeader() : this.#stepDown())).catch((err: unknown) => this.#logger.error({ err }, 'leadership change failed'));
     });
@@ -332,7 +379,12 @@ export class ServiceController {
         svc.definitionError = (err as Error).message;
       }
       const roll = !sameJson(spec.env, svc.spec.env) || !sameJson(spec.resources, svc.spec.resources) || (loaded !== undefined && loaded.text !== svc.loaded?.text);
+      const autoscalingChanged = !sameJson(spec.autoscaling, svc.spec.autoscaling);
       svc.spec = spec;
+      if (autoscalingChanged) {
+        this.#setAutoscaling(svc);
+        await svc.sync().catch(() => undefined);
+      }
       if (loaded) {
         svc.loaded = loaded;
         svc.definitionError = undefined;
@@ -436,7 +488,10 @@ export class ServiceController {
         ? (({ version: _v, ...rest }) => rest)(current)
         : { id: spec.endpoint_id, name: spec.name, public: spec.public, routes: [], created_at: spec.created_at };
       const keep = current ? current.routes.filter((r) => adopted.some((a) => a.id === r.id)) : [];
-      return { ...base, routes: keep, updated_at: new Date().toISOString() };
+      const next: Omit<RouteTable, 'version'> = { ...base, routes: keep, updated_at: new Date().toISOString() };
+      if (spec.autoscaling) next.autoscaled = true;
+      else delete next.autoscaled;
+      return next;
     }, { fence: this.#leadership.fence });
     const svc = this.#newState(spec);
     svc.generation = generation;
@@ -459,6 +514,7 @@ export class ServiceController {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
+    if (this.#autoscaleTimer) clearInterval(this.#autoscaleTimer);
     this.#unsubscribe?.();
     if (this.#cluster && !this.#ownWorkDir) {
       // Several controllers share the store: hand the running replicas over instead of
@@ -501,12 +557,15 @@ export class ServiceController {
       const now = new Date().toISOString();
       const { table } = await this.#store.updateEndpoint(name, (current) => {
         if (current) throw new GatewayError('ADM_CONFLICT', { message: `name ${name} is taken by an existing endpoint` });
-        return { id: randomUUID(), name, public: input.public, routes: [], created_at: now, updated_at: now };
+        const created: Omit<RouteTable, 'version'> = { id: randomUUID(), name, public: input.public, routes: [], created_at: now, updated_at: now };
+        if (input.autoscaling) created.autoscaled = true;
+        return created;
       });
       const spec: ServiceSpec = {
         name,
         model_folder: modelFolder,
         model_definition_path: input.model_definition_path,
+        model_mount_destination: input.model_mount_destination,
         replicas: input.replicas,
         public: input.public,
         env: input.env,
@@ -517,6 +576,11 @@ export class ServiceController {
         endpoint_id: table.id,
         created_at: now,
       };
+      if (input.autoscaling) {
+        spec.autoscaling = input.autoscaling;
+        // The first count: `replicas` within the bounds (at least one, to see the model start).
+        spec.autoscaling_desired = clamp(input.replicas, Math.max(1, input.autoscaling.min_replicas), input.autoscaling.max_replicas);
+      }
       try {
         await this.#store.putService({ name, spec, updated_at: now });
       } catch (err) {
@@ -601,6 +665,13 @@ export class ServiceController {
         if (input.env !== undefined) next.env = input.env;
         if (input.resources === null) delete next.resources;
         else if (input.resources !== undefined) next.resources = input.resources;
+        if (input.autoscaling === null) {
+          delete next.autoscaling;
+          delete next.autoscaling_desired;
+        } else if (input.autoscaling !== undefined) {
+          next.autoscaling = input.autoscaling;
+          next.autoscaling_desired = clamp(spec.autoscaling_desired ?? spec.replicas, input.autoscaling.min_replicas, input.autoscaling.max_replicas);
+        }
         return next;
       });
     }
@@ -616,14 +687,25 @@ export class ServiceController {
         if (input.resources === null) delete next.resources;
         else next.resources = input.resources;
       }
+      if (input.autoscaling === null) {
+        delete next.autoscaling;
+        delete next.autoscaling_desired;
+      } else if (input.autoscaling !== undefined) {
+        next.autoscaling = input.autoscaling;
+        const from = svc.autoscaler?.desired ?? this.#liveCount(svc);
+        next.autoscaling_desired = clamp(from, input.autoscaling.min_replicas, input.autoscaling.max_replicas);
+      }
       const roll = !sameJson(next.env, svc.spec.env) || !sameJson(next.resources, svc.spec.resources) || loaded.text !== svc.loaded?.text || svc.definitionError !== undefined;
       if (input.public !== undefined) await patchEndpoint(this.#store, name, { public: input.public });
       await this.#store.putService({ name, spec: next, updated_at: new Date().toISOString() });
+      const wasAutoscaled = svc.spec.autoscaling !== undefined;
       svc.spec = next;
       svc.loaded = loaded;
       svc.definitionError = undefined;
       if (roll) svc.generation++;
-      this.#logger.info({ service: name, replicas: next.replicas, rolling: roll }, 'service modified');
+      if (input.autoscaling !== undefined) this.#setAutoscaling(svc);
+      if (wasAutoscaled !== (next.autoscaling !== undefined)) await svc.sync().catch(() => undefined);
+      this.#logger.info({ service: name, replicas: this.#desired(svc), autoscaling: next.autoscaling !== undefined, rolling: roll }, 'service modified');
       this.#kick(svc);
       return this.#view(svc, 0);
     });
@@ -683,6 +765,8 @@ export class ServiceController {
       await this.#store.deleteEndpoint(name).catch((err: unknown) => this.#logger.warn({ err, service: name }, 'could not delete endpoint'));
       await this.#store.deleteService(name);
       this.#services.delete(name);
+      this.#metrics?.serviceDesiredReplicas.remove(name);
+      this.#metrics?.serviceCurrentReplicas.remove(name);
       this.#logger.info({ service: name }, 'service terminated');
     })();
     await svc.terminating;
@@ -734,7 +818,7 @@ export class ServiceController {
       id,
       generation: 0,
       runtime: this.#runtime,
-      launch: { serviceName: VALIDATE_SERVICE, modelFolder: resolve(input.model_folder), model: loaded.model, env: input.env, resources: replicaResources(input.resources) },
+      launch: { serviceName: VALIDATE_SERVICE, modelFolder: resolve(input.model_folder), mountDestination: input.model_mount_destination, model: loaded.model, env: input.env, resources: replicaResources(input.resources) },
       policy: { ...this.#policy, startAttempts: 1 },
       onChange: async (r) => {
         if (r.status === 'healthy') settle({ healthy: true, error: null });
@@ -777,9 +861,119 @@ export class ServiceController {
       lock: Promise.resolve(),
       sync: () => Promise.resolve(),
       reconcileQueued: false,
+      scaling: false,
+      wakePending: false,
+      events: new EventLog(),
     };
     svc.sync = serialize(() => this.#writeRoutes(svc));
+    this.#setAutoscaling(svc);
     return svc;
+  }
+
+  // ---------------------------------------------------------------- autoscaling
+
+  /** Replicas wanted now: the autoscaler's decision, or the fixed count. */
+  #desired(svc: ServiceState): number {
+    return svc.autoscaler ? svc.autoscaler.desired : svc.spec.replicas;
+  }
+
+  #liveCount(svc: ServiceState): number {
+    return svc.replicas.filter((r) => !r.retiring).length;
+  }
+
+  /** Takes `spec.autoscaling` (and the recorded count) into the service's autoscaler. */
+  #setAutoscaling(svc: ServiceState): void {
+    const auto = svc.spec.autoscaling;
+    if (!auto) {
+      if (svc.autoscaler) this.#metrics?.serviceDesiredReplicas.labels(svc.spec.name).set(svc.spec.replicas);
+      svc.autoscaler = undefined;
+      return;
+    }
+    const recorded = svc.spec.autoscaling_desired ?? clamp(svc.spec.replicas, auto.min_replicas, auto.max_replicas);
+    if (svc.autoscaler) svc.autoscaler.setSpec(auto);
+    else svc.autoscaler = new ServiceAutoscaler(auto, recorded);
+    this.#metrics?.serviceDesiredReplicas.labels(svc.spec.name).set(svc.autoscaler.desired);
+  }
+
+  /** Recent events of a service, newest first. */
+  events(name: string, limit?: number): ServiceEvent[] {
+    return this.#require(name).events.list(limit);
+  }
+
+  /**
+   * One autoscaling round for a service: collect, decide, apply. `wake`: a gateway holds a
+   * request for it, which counts as demand even before its load report arrives. Rounds of one
+   * service never overlap; a wake during a round gets a round of its own right after.
+   */
+  async #autoscale(svc: ServiceState, wake: boolean): Promise<void> {
+    if (svc.scaling) {
+      if (wake) svc.wakePending = true;
+      return;
+    }
+    if (!svc.autoscaler || svc.terminating || this.#stopped || this.#services.get(svc.spec.name) !== svc) return;
+    svc.scaling = true;
+    try {
+      const autoscaler = svc.autoscaler;
+      const live = svc.replicas.filter((r) => !r.retiring);
+      const ready = live.filter((r) => r.status === 'healthy');
+      this.#collector.forget(new Set(live.map((r) => r.id)));
+      let collected;
+      try {
+        collected = await this.#collector.collect(
+          svc.spec.name,
+          autoscaler.spec,
+          ready.map((r) => ({ id: r.id, pid: r.pid, url: `http://127.0.0.1:${r.port}` })),
+        );
+      } catch (err) {
+        // Without the store's load reports there is nothing to decide from (a wake still wakes).
+        if (!wake) {
+          this.#logger.debug({ service: svc.spec.name, err_message: (err as Error).message }, 'autoscaling: no load reports this round');
+          return;
+        }
+        collected = { in_flight: 0, queued: 0, rps: 0, p99_latency_ms: null };
+      }
+      if (svc.autoscaler !== autoscaler || svc.terminating) return;
+      if (wake) collected.queued = Math.max(1, collected.queued);
+      const change = autoscaler.tick(Date.now(), { ...collected, ready: ready.length });
+      this.#metrics?.serviceDesiredReplicas.labels(svc.spec.name).set(autoscaler.desired);
+      this.#metrics?.serviceCurrentReplicas.labels(svc.spec.name).set(live.length);
+      if (change) await this.#applyDecision(svc, change);
+    } catch (err) {
+      this.#logger.error({ err, service: svc.spec.name }, 'autoscaling round failed');
+    } finally {
+      svc.scaling = false;
+      if (svc.wakePending) {
+        svc.wakePending = false;
+        void this.#autoscale(svc, true);
+      }
+    }
+  }
+
+  async #applyDecision(svc: ServiceState, change: LastDecision): Promise<void> {
+    const name = svc.spec.name;
+    svc.events.add({ kind: 'scale', message: `scale ${change.from} → ${change.to}: ${change.reason}`, from: change.from, to: change.to, reason: change.reason });
+    this.#logger.info({ service: name, from: change.from, to: change.to, reason: change.reason }, 'autoscaling decision');
+    this.#kick(svc);
+    // Recorded, so a restarted controller resumes at this count instead of starting over.
+    await this.#locked(svc, async () => {
+      if (svc.terminating || !svc.autoscaler) return;
+      const next: ServiceSpec = { ...svc.spec, autoscaling_desired: svc.autoscaler.desired };
+      await this.#store.putService({ name, spec: next, updated_at: new Date().toISOString() });
+      svc.spec = next;
+    }).catch((err: unknown) => this.#logger.warn({ service: name, err_message: (err as Error).message }, 'could not record the autoscaling decision'));
+  }
+
+  /** Restarts and health changes of a replica, for the service's events. */
+  #noteReplica(svc: ServiceState, replica: Replica, seen: { status: string; restarts: number }): void {
+    if (replica.restarts > seen.restarts) {
+      seen.restarts = replica.restarts;
+      svc.events.add({ kind: 'restart', message: `replica ${replica.id} restarted (restart ${replica.restarts})`, replica: replica.id });
+    }
+    if (replica.status !== seen.status) {
+      seen.status = replica.status;
+      const why = (replica.status === 'unhealthy' || replica.status === 'failed_to_start') && replica.lastError ? `: ${replica.lastError}` : '';
+      svc.events.add({ kind: 'health', message: `replica ${replica.id} ${replica.status}${why}`, replica: replica.id, status: replica.status });
+    }
   }
 
   #require(name: string): ServiceState {
@@ -801,7 +995,7 @@ export class ServiceController {
       .map((r) => ({ id: r.id, url: `http://${this.#routeHost(r)}:${r.port}`, weight: r.status === 'terminating' ? 0 : 1, status: r.status }));
     if (!this.#acting) return;
     try {
-      await patchEndpoint(this.#store, svc.spec.name, { routes }, undefined, this.#leadership.fence);
+      await patchEndpoint(this.#store, svc.spec.name, { routes, autoscaled: svc.spec.autoscaling !== undefined }, undefined, this.#leadership.fence);
       await this.#publish(svc);
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'ADM_NOT_FOUND') {
@@ -855,8 +1049,10 @@ export class ServiceController {
 
   #reconcile(svc: ServiceState): void {
     if (svc.terminating || this.#stopped || !this.#acting || !svc.loaded || this.#services.get(svc.spec.name) !== svc) return;
-    const desired = svc.spec.replicas;
+    const desired = this.#desired(svc);
     const live = svc.replicas.filter((r) => !r.retiring);
+    this.#metrics?.serviceDesiredReplicas.labels(svc.spec.name).set(desired);
+    this.#metrics?.serviceCurrentReplicas.labels(svc.spec.name).set(live.length);
     const current = live.filter((r) => r.generation === svc.generation);
     const old = live.filter((r) => r.generation !== svc.generation);
     const healthy = (r: Replica) => r.status === 'healthy';
@@ -894,13 +1090,15 @@ export class ServiceController {
   }
 
   #spawn(svc: ServiceState): void {
+    const seen = { status: '', restarts: 0 };
     const replica = new Replica({
       id: newRouteId(),
       generation: svc.generation,
       runtime: this.#runtimeFor(svc.spec),
       launch: launchOf(svc.spec, svc.loaded!),
       policy: this.#policy,
-      onChange: async () => {
+      onChange: async (r) => {
+        this.#noteReplica(svc, r, seen);
         this.#kick(svc);
         await svc.sync();
       },
@@ -914,7 +1112,10 @@ export class ServiceController {
     const drains = drain && replica.status === 'healthy';
     if (drains) svc.draining++;
     try {
-      await replica.stop(drains ? this.#drainGraceMs : 0);
+      // An autoscaled service's gateways report requests per route: its drain lasts until the
+      // replica's last request is done (within scaleDownDrainMaxMs), not a fixed time.
+      const until = drains && svc.autoscaler ? { drained: async () => (await this.#collector.routeInFlight(svc.spec.name, replica.id)) === 0, maxMs: this.#scaleDownDrainMaxMs } : undefined;
+      await replica.stop(drains ? this.#drainGraceMs : 0, until);
     } finally {
       if (drains) svc.draining--;
       svc.replicas = svc.replicas.filter((r) => r !== replica);
@@ -929,7 +1130,9 @@ export class ServiceController {
   #status(svc: ServiceState, live: Replica[]): { status: ServiceStatus; healthy: number } {
     const healthy = live.filter((r) => r.status === 'healthy').length;
     if (svc.terminating) return { status: 'TERMINATING', healthy };
-    if (healthy >= svc.spec.replicas) return { status: 'HEALTHY', healthy };
+    const desired = this.#desired(svc);
+    if (desired === 0 && svc.autoscaler && live.length === 0) return { status: 'IDLE', healthy };
+    if (healthy >= desired) return { status: 'HEALTHY', healthy };
     if (healthy > 0) return { status: 'DEGRADED', healthy };
     if (svc.definitionError) return { status: 'UNHEALTHY', healthy };
     if (live.length > 0 && live.every((r) => r.failing)) return { status: 'UNHEALTHY', healthy };
@@ -950,11 +1153,12 @@ export class ServiceController {
       name: spec.name,
       endpoint_id: spec.endpoint_id,
       status,
-      replicas: spec.replicas,
+      replicas: this.#desired(svc),
       healthy_replicas: healthy,
       public: spec.public,
       model_folder: spec.model_folder,
       model_definition_path: svc.loaded?.file ?? spec.model_definition_path ?? null,
+      model_mount_destination: spec.model_mount_destination ?? DEFAULT_MOUNT_DESTINATION,
       model_name: svc.loaded?.model.name ?? null,
       env: spec.env,
       resources,
@@ -967,6 +1171,12 @@ export class ServiceController {
       routes: svc.replicas.map((r) => r.view(logLines, this.#routeHost(r))),
     };
     if (this.#endpointUrl) view.url = this.#endpointUrl(spec.name);
+    if (svc.autoscaler && spec.autoscaling) {
+      view.autoscaling = {
+        ...spec.autoscaling,
+        status: { desired: svc.autoscaler.desired, current: live.length, panicking: svc.autoscaler.panicking, last_decision: svc.autoscaler.lastDecision },
+      };
+    }
     return view;
   }
 }

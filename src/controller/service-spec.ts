@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { endpointNameSchema } from '../schema/route-table.js';
+import { autoscalingSchema } from './autoscale/spec.js';
 
 /**
  * A service's desired state: what the admin API accepts and what the store keeps
@@ -65,6 +66,13 @@ export const envSchema = z
 
 const folderSchema = z.string().min(1, 'required').max(4096);
 const definitionPathSchema = z.string().min(1).max(4096);
+/** The seed guide's "Model Destination For Model Folder": another path the replica sees the model folder at. */
+export const DEFAULT_MOUNT_DESTINATION = '/models';
+const mountDestinationSchema = z
+  .string()
+  .max(4096)
+  .regex(/^\/[^\0]*$/, 'must be an absolute path (e.g. /models)')
+  .refine((p) => p !== '/', 'must not be /');
 export const replicasSchema = z.number().int('must be an integer').min(1).max(64);
 
 export const createServiceSchema = z
@@ -72,10 +80,13 @@ export const createServiceSchema = z
     name: endpointNameSchema,
     model_folder: folderSchema,
     model_definition_path: definitionPathSchema.optional(),
+    model_mount_destination: mountDestinationSchema.optional(),
     replicas: replicasSchema.default(1),
     public: z.boolean().default(false),
     env: envSchema.default({}),
     resources: resourcesSchema.optional(),
+    /** Present: the controller owns the replica count (`replicas` is only the first count). */
+    autoscaling: autoscalingSchema.optional(),
     /** Default: CONTROLLER_RUNTIME. */
     runtime: runtimeSchema.optional(),
     image: imageSchema.optional(),
@@ -91,6 +102,8 @@ export const patchServiceSchema = z
     public: z.boolean().optional(),
     env: envSchema.optional(),
     resources: resourcesSchema.nullable().optional(),
+    /** null: back to a fixed `replicas`. */
+    autoscaling: autoscalingSchema.nullable().optional(),
   })
   .strict();
 export type PatchServiceInput = z.infer<typeof patchServiceSchema>;
@@ -99,6 +112,7 @@ export const validateServiceSchema = z
   .object({
     model_folder: folderSchema,
     model_definition_path: definitionPathSchema.optional(),
+    model_mount_destination: mountDestinationSchema.optional(),
     env: envSchema.default({}),
     resources: resourcesSchema.optional(),
     /** Upper bound for the whole run; default: the health window + 30 s, at most 600 s. */
@@ -113,10 +127,14 @@ export const serviceSpecSchema = z.object({
   /** Absolute. */
   model_folder: z.string(),
   model_definition_path: z.string().optional(),
+  model_mount_destination: z.string().optional(),
   replicas: z.number().int().min(1),
   public: z.boolean(),
   env: z.record(z.string(), z.string()),
   resources: resourcesSchema.optional(),
+  autoscaling: autoscalingSchema.optional(),
+  /** The autoscaler's last decided count, so a restarted controller resumes from it. */
+  autoscaling_desired: z.number().int().min(0).optional(),
   runtime: runtimeSchema.optional(),
   image: z.string().optional(),
   model_volume: modelVolumeSchema.optional(),

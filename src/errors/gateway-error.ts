@@ -87,6 +87,8 @@ export interface GatewayErrorOptions {
   /** RFC 6750 error attribute for the challenge (`invalid_token`). */
   challengeError?: string;
   challengeDescription?: string;
+  /** Extra response headers (the IETF RateLimit fields of a 429). */
+  headers?: Record<string, string>;
   /** The client connection must close after this error: its framing can no longer be trusted. */
   closeConnection?: boolean;
 }
@@ -100,6 +102,7 @@ export class GatewayError extends Error {
   readonly realm?: string;
   readonly challengeError?: string;
   readonly challengeDescription?: string;
+  readonly headers?: Record<string, string>;
   readonly closeConnection: boolean;
 
   constructor(code: GatewayErrorCode, opts: GatewayErrorOptions = {}) {
@@ -113,6 +116,7 @@ export class GatewayError extends Error {
     this.realm = opts.realm;
     this.challengeError = opts.challengeError;
     this.challengeDescription = opts.challengeDescription;
+    this.headers = opts.headers;
     this.closeConnection = opts.closeConnection === true || code === 'GW_HEADERS_TOO_LARGE';
   }
 }

@@ -32,6 +32,7 @@ export function toHttp(err: unknown, requestId: string, internalCode: 'GW_INTERN
   if (gerr.status === 401 || (gerr.status === 403 && gerr.code === 'GW_AUTH_FORBIDDEN')) {
     headers['www-authenticate'] = challengeFor(gerr);
   }
+  if (gerr.headers !== undefined) Object.assign(headers, gerr.headers);
   if (gerr.retryAfterSeconds !== undefined) headers['retry-after'] = String(Math.max(0, Math.ceil(gerr.retryAfterSeconds)));
   const error: Record<string, unknown> = { code: gerr.code, message: gerr.message, request_id: requestId };
   if (gerr.details && gerr.details.length > 0) error.details = gerr.details;

@@ -29,6 +29,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly endpointErrors = new Counter({
+    name: 'modelgate_endpoint_errors_total',
+    help: 'Errors the gateway answered itself, by endpoint and code (requests that reached an endpoint)',
+    labelNames: ['endpoint', 'code'] as const,
+    registers: [this.registry],
+  });
+
   readonly upstreamErrors = new Counter({
     name: 'modelgate_upstream_errors_total',
     help: 'Upstream failures by endpoint and kind (connect, reset, timeout)',
@@ -66,6 +73,20 @@ export class Metrics {
     name: 'modelgate_route_table_version',
     help: 'Version of the route table this instance serves, per endpoint',
     labelNames: ['endpoint'] as const,
+    registers: [this.registry],
+  });
+
+  readonly serviceDesiredReplicas = new Gauge({
+    name: 'modelgate_service_desired_replicas',
+    help: 'Replicas a model service should run (the autoscaler decision, or its fixed count)',
+    labelNames: ['service'] as const,
+    registers: [this.registry],
+  });
+
+  readonly serviceCurrentReplicas = new Gauge({
+    name: 'modelgate_service_current_replicas',
+    help: 'Replicas of a model service running or starting (draining ones excluded)',
+    labelNames: ['service'] as const,
     registers: [this.registry],
   });
 
@@ -138,6 +159,55 @@ export class Metrics {
       const at = this.lastResyncAt();
       this.storeResyncAge.set(at > 0 ? (Date.now() - at) / 1000 : -1);
     },
+  });
+
+  readonly llmTokens = new Counter({
+    name: 'modelgate_llm_tokens_total',
+    help: 'LLM tokens metered from upstream usage, by endpoint and kind (prompt, completion)',
+    labelNames: ['endpoint', 'kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly llmTimeToFirstToken = new Histogram({
+    name: 'modelgate_llm_time_to_first_token_seconds',
+    help: 'Time from request start to the first streamed body byte of an LLM response',
+    labelNames: ['endpoint'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
+  readonly llmOutputTokensPerSecond = new Histogram({
+    name: 'modelgate_llm_output_tokens_per_second',
+    help: 'Completion tokens per second of generation (first body byte to end), per response',
+    labelNames: ['endpoint'] as const,
+    buckets: [1, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560],
+    registers: [this.registry],
+  });
+
+  readonly trafficQueued = new Gauge({
+    name: 'modelgate_traffic_queued_requests',
+    help: 'Requests waiting for a slot under max_in_flight_per_route',
+    registers: [this.registry],
+  });
+
+  readonly trafficRejected = new Counter({
+    name: 'modelgate_traffic_rejected_total',
+    help: 'Requests refused by traffic control, by reason (queue_full, queue_timeout, rate_limited)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly trafficLocalFallback = new Gauge({
+    name: 'modelgate_traffic_local_fallback',
+    help: '1 while a shared limit (slots, rate) is counted per instance because Redis is unreachable',
+    labelNames: ['limiter'] as const,
+    registers: [this.registry],
+  });
+
+  readonly usageFlushFailures = new Counter({
+    name: 'modelgate_usage_flush_failures_total',
+    help: 'Failed writes of metered usage to the store (kept and retried)',
+    registers: [this.registry],
   });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {

@@ -5,6 +5,9 @@ import { Candidates, P2C_BALANCER, ROUND_ROBIN_BALANCER, type Balancer } from '.
 import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { RouteState } from '../upstream/route-state.js';
 import type { EndpointLabeler, Metrics } from '../obs/metrics.js';
+import { TrafficPolicy } from '../traffic/policy.js';
+import { LoadMeter } from './load-meter.js';
+import type { LoadReporter } from './load-reporter.js';
 
 /** Anything waiting in an endpoint's hold queue. */
 export interface HeldRequest {
@@ -54,6 +57,10 @@ class LabelChildren {
     counter.inc();
     this.#durations[i].observe(seconds);
   }
+
+  recordError(code: string): void {
+    this.metrics.endpointErrors.labels(this.label, code).inc();
+  }
 }
 
 /** One LabelChildren per distinct endpoint label (bounded by the labeler's cap). */
@@ -79,6 +86,10 @@ export class EndpointMetricsRegistry {
 export class EndpointShared {
   inFlight = 0;
   readonly label: string;
+  /** Autoscaled endpoints only (set when the table is compiled): rps and latency for the autoscaler. */
+  load: LoadMeter | null = null;
+  /** Last wake request for this endpoint (performance.now()). */
+  lastWakeAt = -Infinity;
   readonly #children: LabelChildren;
   // Allocated on first use: most endpoints never hold a request, and a million-endpoint
   // snapshot should not carry a million empty arrays.
@@ -102,6 +113,12 @@ export class EndpointShared {
   /** Counts a finished request. */
   record(status: number, seconds: number): void {
     this.#children.record(status, seconds);
+    if (this.load !== null) this.load.record(seconds);
+  }
+
+  /** Counts an error the gateway answered for this endpoint (error path only). */
+  recordError(code: string): void {
+    this.#children.recordError(code);
   }
 }
 
@@ -123,6 +140,10 @@ export class EndpointRuntime {
   readonly maxConcurrent: number;
   readonly maxHeld: number;
   readonly balancer: Balancer;
+  /** Caps, queue, rate limits and metering, compiled once per table version (src/traffic/). */
+  readonly traffic: TrafficPolicy;
+  /** The controller scales this endpoint's service: held requests wake it, load is reported. */
+  readonly autoscaled: boolean;
 
   constructor(
     readonly table: RouteTable,
@@ -140,6 +161,8 @@ export class EndpointRuntime {
     this.maxConcurrent = table.limits?.max_concurrent ?? defaults.maxConcurrentPerEndpoint;
     this.maxHeld = table.limits?.max_held ?? defaults.holdQueueMax;
     this.balancer = table.balancer === 'round_robin' ? ROUND_ROBIN_BALANCER : P2C_BALANCER;
+    this.traffic = new TrafficPolicy(table);
+    this.autoscaled = table.autoscaled === true;
   }
 }
 
@@ -152,6 +175,8 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
     private readonly defaults: RuntimeDefaults,
     metrics: Metrics,
     labeler: EndpointLabeler,
+    /** Where autoscaled endpoints are registered for load reports; null: none reported. */
+    private readonly loadReporter: LoadReporter | null = null,
   ) {
     this.registry = new EndpointMetricsRegistry(metrics, labeler);
   }
@@ -178,17 +203,27 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
     if (previousByKey) for (const state of previousByKey.values()) this.pools.release(state.pool);
     const sameEndpoint = previous && previous.id === table.id;
     const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.registry);
+    if (this.loadReporter !== null && table.autoscaled !== true && shared.load !== null) {
+      shared.load = null;
+      this.loadReporter.endpoints.delete(table.name);
+    }
     // Bounded like every endpoint label (METRICS_ENDPOINT_LABEL_CAP): one series per endpoint
     // for a million endpoints would cost memory on every instance and flood /metrics.
     if (shared.label !== 'other') this.registry.metrics.routeTableVersion.labels(shared.label).set(table.version);
     // The snapshot keeps what the data plane reads; the route list lives on in `routes`.
     const { routes: _routes, created_at: _created, ...kept } = table;
     const slim: RouteTable = { ...kept, routes: NO_ROUTES };
-    return new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.defaults);
+    const runtime = new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.defaults);
+    if (this.loadReporter !== null && table.autoscaled === true) {
+      shared.load ??= new LoadMeter();
+      this.loadReporter.endpoints.set(table.name, runtime);
+    }
+    return runtime;
   }
 
   dispose(runtime: EndpointRuntime): void {
     for (const state of runtime.routes) this.pools.release(state.pool);
+    if (this.loadReporter?.endpoints.get(runtime.name) === runtime) this.loadReporter.endpoints.delete(runtime.name);
   }
 
   tableOf(runtime: EndpointRuntime): RouteTable {

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { AccessRequest } from '../auth/access.js';
+import type { CachedToken } from '../auth/token-cache.js';
 import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
 import { fromUndici, upstreamFailureKind, type UpstreamFailureKind } from '../errors/from-undici.js';
 import { toHttp } from '../errors/to-http.js';
@@ -10,6 +11,7 @@ import { grpcErrorHeaders, isGrpcContentType } from '../errors/to-grpc.js';
 import { NOOP_SPAN, type RequestSpan } from '../obs/tracing.js';
 import { HOP_BY_HOP, connectionListedHeaders, dropListed, isSafeRequestId } from '../lib/headers.js';
 import type { RouteState } from '../upstream/route-state.js';
+import type { TrafficHost, TrafficTicket } from '../traffic/traffic-control.js';
 import { AddressKind } from './addressing.js';
 import { BodyLimiter } from './body-limiter.js';
 import type { EndpointRuntime, HeldRequest } from './endpoint-runtime.js';
@@ -68,6 +70,7 @@ function onUpgradeResponseFinish(this: TaggedResponse): void {
 }
 
 const CLIENT_GONE = 499;
+const CONTENT_LENGTH: Set<string> = new Set(['content-length']);
 
 /** An upstream response with more header lines than UPSTREAM_MAX_HEADER_COUNT (a protocol failure: 502). */
 class UpstreamHeaderCountError extends Error {
@@ -83,7 +86,7 @@ class UpstreamHeaderCountError extends Error {
  * undici dispatch handler (legacy callback API, which undici calls without an adapter), so a
  * request costs one object plus undici's own.
  */
-export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, TunnelOwner, OpenTunnel {
+export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, TunnelOwner, OpenTunnel, TrafficHost {
   readonly #ctx: ProxyContext;
   readonly #req: IncomingMessage;
   readonly #res: TaggedResponse;
@@ -104,7 +107,11 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   #abort: ((err?: Error) => void) | null = null;
   #resume: (() => void) | null = null;
   #drainListening = false;
-  #body: Readable | null = null;
+  #body: Readable | Buffer | null = null;
+  /** The verified token (priority, rate limits); undefined for public endpoints. */
+  #token: CachedToken | undefined;
+  /** Traffic control state (src/traffic/); null for requests it has nothing to do with. */
+  #ticket: TrafficTicket | null = null;
   #holdTimer: NodeJS.Timeout | null = null;
   #counted = false;
   #finished = false;
@@ -233,13 +240,13 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   #withEndpoint(runtime: EndpointRuntime): void {
     this.#runtime = runtime;
     let check: void | Promise<void>;
+    const access: AccessRequest = {
+      authorization: this.#head.authorization,
+      remoteAddress: this.#req.socket.remoteAddress ?? '',
+      xForwardedFor: this.#head.xForwardedFor,
+      isPreflight: this.#head.isPreflight,
+    };
     try {
-      const access: AccessRequest = {
-        authorization: this.#head.authorization,
-        remoteAddress: this.#req.socket.remoteAddress ?? '',
-        xForwardedFor: this.#head.xForwardedFor,
-        isPreflight: this.#head.isPreflight,
-      };
       if (this.#upgrade !== null) {
         access.queryToken = this.#queryToken;
         this.#access = access;
@@ -249,10 +256,13 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       this.fail(err);
       return;
     }
-    if (check === undefined) this.#admitted();
-    else
+    if (check === undefined) {
+      this.#token = access.token;
+      this.#admitted();
+    } else
       check.then(
         () => {
+          this.#token = access.token;
           if (!this.#clientGone) this.#admitted();
         },
         (err) => this.fail(err),
@@ -286,24 +296,84 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     headers.push('x-forwarded-for', forwarded.forFor, 'x-forwarded-proto', forwarded.proto, 'x-request-id', this.requestId, 'via', VIA_ENTRY);
     if (head.host) headers.push('x-forwarded-host', head.host);
 
+    // Traffic control (caps, queue, rate limits, metering): the policy was compiled with the table.
+    const ticket = ctx.traffic.ticketFor(runtime.traffic, this.#token, this.#method, this.#path);
+    if (ticket !== null) {
+      this.#ticket = ticket;
+      ctx.traffic.admit(ticket, this, this.#req, head.contentLength, head.hasBody);
+      return;
+    }
+    this.#attachBody();
+    this.#dispatch();
+  }
+
+  #attachBody(): void {
+    const head = this.#head;
     if (head.hasBody) {
-      this.#body = head.contentLength >= 0 ? this.#req : this.#req.pipe(new BodyLimiter(ctx.bodyLimitBytes));
+      this.#body = head.contentLength >= 0 ? this.#req : this.#req.pipe(new BodyLimiter(this.#ctx.bodyLimitBytes));
+    }
+  }
+
+  /** Traffic control let the request in (its rate limits passed). */
+  trafficAdmitted(): void {
+    if (this.#finished || this.#clientGone) return;
+    const body = this.#ticket!.body;
+    if (body === null) this.#attachBody();
+    else if (Buffer.isBuffer(body)) {
+      // The body was read (and maybe rewritten): its length is what it is now.
+      const forward = this.#head.forward;
+      dropListed(forward, CONTENT_LENGTH);
+      forward.push('content-length', String(body.length));
+      this.#body = body;
+    } else {
+      // Past the inspection bound: the rest streams, still under the body limit.
+      this.#body = this.#head.contentLength >= 0 ? body : body.pipe(new BodyLimiter(this.#ctx.bodyLimitBytes));
     }
     this.#dispatch();
   }
 
-  #dispatch(): void {
-    const runtime = this.#runtime!;
-    const route = runtime.balancer.pick(runtime.candidates, Date.now(), this.#tried, this.#tried2);
-    if (route === null) {
-      if (this.#attempt === 0) this.#hold();
-      // No other route to retry on: report the last connect failure (refused → 502, connect timeout → 504).
-      else this.fail(fromUndici(this.#retryCause, 'connect'));
+  /** Traffic control found no usable route: the ordinary no-route path. */
+  trafficHold(): void {
+    if (this.#finished) return;
+    this.#noRoute();
+  }
+
+  /** Traffic control took a slot on `route`. */
+  trafficDispatch(route: RouteState): void {
+    if (this.#finished || this.#clientGone) {
+      this.#ctx.traffic.releaseSlot(this.#ticket!);
+      if (!this.#finished) this.#finish();
       return;
     }
+    this.#send(route);
+  }
+
+  #noRoute(): void {
+    if (this.#attempt === 0) this.#hold();
+    // No other route to retry on: report the last connect failure (refused → 502, connect timeout → 504).
+    else this.fail(fromUndici(this.#retryCause, 'connect'));
+  }
+
+  #dispatch(): void {
+    const runtime = this.#runtime!;
+    if (this.#ticket !== null) {
+      this.#ctx.traffic.pick(this.#ticket, runtime, this.#tried, this.#tried2);
+      return;
+    }
+    const route = runtime.balancer.pick(runtime.candidates, Date.now(), this.#tried, this.#tried2);
+    if (route === null) {
+      this.#noRoute();
+      return;
+    }
+    this.#send(route);
+  }
+
+  #send(route: RouteState): void {
+    const runtime = this.#runtime!;
     // Bounded upstream queue: past its pool's connections, a route takes only so many waiting
     // requests (a loop or a stalled replica must not grow an unbounded queue in undici).
     if (route.outstanding - route.tunnels >= this.#ctx.routeQueueMax) {
+      if (this.#ticket !== null) this.#ctx.traffic.releaseSlot(this.#ticket);
       this.fail(new GatewayError('GW_OVERLOADED', { retryAfterSeconds: 1, detail: 'upstream queue full' }));
       return;
     }
@@ -334,6 +404,9 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   #hold(): void {
     const runtime = this.#runtime!;
     const ctx = this.#ctx;
+    // No replica to send to: an autoscaled service may be at zero (or all starting); wake it
+    // even when this request cannot wait.
+    if (runtime.autoscaled) ctx.wakeScaled(runtime);
     if (ctx.holdTimeoutMs === 0) {
       this.fail(new GatewayError('GW_NO_HEALTHY_ROUTE', { retryAfterSeconds: 1 }));
       return;
@@ -408,9 +481,12 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     const res = this.#res;
     const out: string[] = [];
     let listed: Set<string> | null = null;
+    const ticket = this.#ticket;
+    let contentType: string | undefined;
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = rawHeaders[i].toString('latin1');
       const lower = name.toLowerCase();
+      if (ticket !== null && lower === 'content-type') contentType = rawHeaders[i + 1].toString('latin1');
       if (lower === 'connection') {
         listed = connectionListedHeaders(rawHeaders[i + 1].toString('latin1'));
         continue;
@@ -419,6 +495,12 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       out.push(name, rawHeaders[i + 1].toString('latin1'));
     }
     if (listed !== null) dropListed(out, listed);
+    if (ticket !== null) {
+      const extra = this.#ctx.traffic.onResponseHead(ticket, statusCode, contentType);
+      if (extra !== null) for (let i = 0; i < extra.length; i++) out.push(extra[i]);
+      // Filtering the usage chunk changes the length: let node frame the body itself.
+      if (ticket.meter !== null && ticket.injectedUsage) dropListed(out, CONTENT_LENGTH);
+    }
     if (this.#req.httpVersionMajor === 2) this.#grpcStatus = grpcStatusIn(out);
     out.push('x-request-id', this.requestId);
     const h2 = this.#req.httpVersionMajor === 2;
@@ -538,12 +620,25 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   }
 
   onData(chunk: Buffer): boolean {
+    const ticket = this.#ticket;
+    if (ticket !== null) {
+      const out = this.#ctx.traffic.onResponseData(ticket, chunk);
+      if (out === null) return true;
+      chunk = out;
+    }
     this.#bytes += chunk.length;
     return this.#res.write(chunk);
   }
 
   onComplete(trailers: string[] | Buffer[] | Record<string, string | string[]> | null): void {
     const res = this.#res;
+    if (this.#ticket !== null) {
+      const rest = this.#ctx.traffic.onResponseEnd(this.#ticket);
+      if (rest !== null) {
+        this.#bytes += rest.length;
+        res.write(rest);
+      }
+    }
     // Trailers (gRPC's grpc-status lives there) reach an HTTP/2 client always, an HTTP/1.1 one
     // only in a chunked response. An HTTP/1.1 upstream gives a flat list, an HTTP/2 one an object.
     if (trailers !== null && (res.chunkedEncoding || this.#req.httpVersionMajor === 2)) {
@@ -657,6 +752,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     this.#errCode = http.code;
     this.#status = http.status;
     this.#ctx.metrics.gatewayErrors.labels(http.code).inc();
+    this.#runtime?.shared.recordError(http.code);
     if (this.#clientGone || res.destroyed) {
       this.#finish();
       return;
@@ -703,6 +799,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       route.outstanding--;
       if (this.#tunnel !== null) route.tunnels--;
       this.#route = null;
+      if (this.#ticket !== null) this.#ctx.traffic.releaseSlot(this.#ticket);
     }
   }
 
@@ -717,6 +814,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       runtime!.shared.inFlight--;
       ctx.metrics.inFlight.dec();
     }
+    const ticket = this.#ticket;
+    if (ticket !== null) ctx.traffic.finish(ticket, this.#ttfbMs >= 0);
     const tunnel = this.#tunnel;
     if (tunnel !== null) this.#bytes = tunnel.bytesOut;
     const status = this.#clientGone && tunnel === null ? CLIENT_GONE : this.#status;
@@ -738,6 +837,11 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
         ttfb_ms: this.#ttfbMs < 0 ? undefined : Math.round(this.#ttfbMs * 1000) / 1000,
         err_code: this.#errCode,
       };
+      if (ticket !== null) {
+        line.priority = ticket.priority;
+        if (ticket.prompt >= 0) line.prompt_tokens = ticket.prompt;
+        if (ticket.completion >= 0) line.completion_tokens = ticket.completion;
+      }
       if (this.#upgrade !== null) {
         line.upgrade = 'websocket';
         line.bytes_in = tunnel?.bytesIn ?? 0;

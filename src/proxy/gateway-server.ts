@@ -14,10 +14,13 @@ import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
 import { EndpointCache } from '../routing/endpoint-cache.js';
 import type { Store } from '../store/store.js';
 import { OutlierDetector } from '../upstream/outlier-detector.js';
+import type { LimitsChannel } from '../traffic/ipc-limits.js';
+import { TrafficControl } from '../traffic/traffic-control.js';
 import { PoolRegistry } from '../upstream/pool-registry.js';
 import { Addresser, isValidHostValue } from './addressing.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
 import { Exchange } from './exchange.js';
+import { LoadReporter } from './load-reporter.js';
 import type { ProxyContext } from './proxy-context.js';
 import { writeRawError } from './raw-response.js';
 import { statusClass } from './endpoint-runtime.js';
@@ -36,6 +39,8 @@ export interface GatewayServerOptions {
   accessLogger?: Logger;
   /** Whether a socket peer may set X-Forwarded-For (TRUSTED_PROXIES). */
   isTrustedProxy?: (address: string) => boolean;
+  /** Cluster worker on the embedded store: traffic limits are counted by the primary over this channel. */
+  limitsChannel?: LimitsChannel;
   /** One span per request (obs/otel.ts when OTEL_EXPORTER_OTLP_ENDPOINT is set); no-op otherwise. */
   tracer?: RequestTracer;
   /** TLS_CERT_FILE & co: the listener speaks TLS with HTTP/2 and HTTP/1.1 (ALPN). */
@@ -85,8 +90,11 @@ export class GatewayServer {
   #plain: Server | null = null;
   readonly endpoints: EndpointCache<EndpointRuntime>;
   readonly pools: PoolRegistry;
+  readonly traffic: TrafficControl;
   /** Open WebSocket tunnels. */
   readonly tunnels: TunnelSet;
+  /** Load of autoscaled endpoints for the controller (docs/model-services.md, autoscaling). */
+  readonly loadReporter: LoadReporter;
   readonly #ctx: ProxyContext;
   readonly #opts: GatewayServerOptions;
   #drainWaiters: (() => void)[] = [];
@@ -104,6 +112,8 @@ export class GatewayServer {
       extraCa: opts.upstreamCa,
     });
     const labeler = new EndpointLabeler(s.METRICS_ENDPOINT_LABEL_CAP);
+    const loadReporter = new LoadReporter({ store, logger });
+    this.loadReporter = loadReporter;
     const compiler = new EndpointRuntimeCompiler(
       this.pools,
       {
@@ -115,6 +125,7 @@ export class GatewayServer {
       },
       metrics,
       labeler,
+      loadReporter,
     );
     this.endpoints = new EndpointCache({
       store,
@@ -140,6 +151,16 @@ export class GatewayServer {
     });
     metrics.lastResyncAt = () => this.endpoints.lastResyncOk;
 
+    this.traffic = new TrafficControl({
+      store,
+      logger,
+      metrics,
+      redis: s.REDIS_URL ? { url: s.REDIS_URL, prefix: s.REDIS_PREFIX } : undefined,
+      ipc: opts.limitsChannel,
+      bodyLimitBytes: s.BODY_LIMIT_BYTES,
+    });
+    this.traffic.labelOf = (name) => labeler.label(name);
+
     const unroutedRequests = metrics.requests;
     const unroutedDurations = metrics.requestDuration;
     this.#ctx = {
@@ -149,6 +170,7 @@ export class GatewayServer {
       metrics,
       logger,
       tracer: opts.tracer ?? NOOP_TRACER,
+      traffic: this.traffic,
       outlier: new OutlierDetector({ failuresToEject: s.EJECT_AFTER_FAILURES, baseMs: s.EJECT_BASE_MS, maxMs: s.EJECT_MAX_MS }),
       maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
       bodyLimitBytes: s.BODY_LIMIT_BYTES,
@@ -175,6 +197,7 @@ export class GatewayServer {
         unroutedRequests.labels('none', cls).inc();
         unroutedDurations.labels('none', cls).observe(seconds);
       },
+      wakeScaled: (runtime) => loadReporter.wake(runtime.name, runtime.shared),
       onRequestFinished: () => {
         if (this.#ctx.inFlight === 0 && this.#drainWaiters.length > 0) {
           const waiters = this.#drainWaiters;
@@ -435,12 +458,21 @@ export class GatewayServer {
     return this.#ctx.inFlight;
   }
 
+  /** In flight now for one endpoint and each of its routes on this instance (console charts); null when not loaded here. */
+  endpointLoad(name: string): { inFlight: number; routes: { id: string; in_flight: number }[] } | null {
+    const runtime = this.endpoints.get(name);
+    if (!runtime) return null;
+    return { inFlight: runtime.shared.inFlight, routes: runtime.routes.map((r) => ({ id: r.id, in_flight: r.outstanding })) };
+  }
+
   get draining(): boolean {
     return this.#ctx.draining;
   }
 
   start(): void {
     this.endpoints.start();
+    this.traffic.start();
+    this.loadReporter.start();
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
@@ -477,7 +509,9 @@ export class GatewayServer {
     this.#closeAll();
     this.tunnels.closeAll();
     await closed;
+    this.loadReporter.stop();
     this.endpoints.stop();
+    await this.traffic.stop();
     this.#opts.certificates?.close();
     await this.pools.closeAll();
     await this.#ctx.tracer.shutdown().catch(() => {});
@@ -486,11 +520,13 @@ export class GatewayServer {
   /** Immediate stop (tests). */
   async close(): Promise<void> {
     this.#ctx.draining = true;
+    this.loadReporter.stop();
     this.endpoints.stop();
     this.#closeAll();
     this.tunnels.closeAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.pools.destroyAll();
+    await this.traffic.stop();
     this.#opts.certificates?.close();
     await this.#ctx.tracer.shutdown().catch(() => {});
   }

@@ -5,6 +5,7 @@ import type { Metrics } from '../obs/metrics.js';
 import type { RequestTracer } from '../obs/tracing.js';
 import type { EndpointCache } from '../routing/endpoint-cache.js';
 import type { OutlierDetector } from '../upstream/outlier-detector.js';
+import type { TrafficControl } from '../traffic/traffic-control.js';
 import type { Addresser } from './addressing.js';
 import type { EndpointRuntime } from './endpoint-runtime.js';
 import type { TunnelSet } from './tunnel.js';
@@ -19,6 +20,7 @@ export interface ProxyContext {
   /** NOOP_TRACER unless OTEL_EXPORTER_OTLP_ENDPOINT is set. */
   readonly tracer: RequestTracer;
   readonly outlier: OutlierDetector;
+  readonly traffic: TrafficControl;
   readonly maxConcurrent: number;
   readonly bodyLimitBytes: number;
   /** MAX_HEADER_COUNT: more header lines → 431. */
@@ -44,4 +46,6 @@ export interface ProxyContext {
   respondReadyz(res: ServerResponse): void;
   recordUnrouted(status: number, seconds: number): void;
   onRequestFinished(): void;
+  /** A request is held for an autoscaled endpoint (its service may be at zero replicas). */
+  wakeScaled(runtime: EndpointRuntime): void;
 }

@@ -93,13 +93,44 @@ export function checkRouteProtocol(route: { url: string; protocol?: RouteProtoco
 }
 export type Route = z.infer<typeof routeSchema>;
 
+/** Requests over `max_in_flight_per_route` wait here (docs/traffic-control.md). */
+export const queueSchema = z
+  .object({
+    max_length: z.number().int().min(0).max(1_000_000).optional(),
+    max_wait_ms: z.number().int().min(0).max(3_600_000).optional(),
+  })
+  .strict();
+
 export const limitsSchema = z
   .object({
     max_concurrent: z.number().int().min(1).max(1_000_000).optional(),
     max_held: z.number().int().min(0).max(1_000_000).optional(),
+    /** At most this many requests at once on each route, counted across every gateway instance. */
+    max_in_flight_per_route: z.number().int().min(1).max(100_000).optional(),
+    queue: queueSchema.optional(),
   })
   .strict();
 export type EndpointLimits = z.infer<typeof limitsSchema>;
+
+/** Per minute, for a token (its claims) or for an endpoint's callers together. */
+export const rateLimitSchema = z
+  .object({
+    requests_per_minute: z.number().int().min(1).max(100_000_000).optional(),
+    tokens_per_minute: z.number().int().min(1).max(10_000_000_000).optional(),
+  })
+  .strict();
+export type RateLimit = z.infer<typeof rateLimitSchema>;
+
+/** LLM usage metering options (docs/traffic-control.md). */
+export const usageOptionsSchema = z
+  .object({
+    /** Read `usage` from responses to POST requests (default true). */
+    meter: z.boolean().optional(),
+    /** Ask streamed completions for a usage chunk and hide it from clients that did not ask. */
+    request_in_stream: z.boolean().optional(),
+  })
+  .strict();
+export type UsageOptions = z.infer<typeof usageOptionsSchema>;
 
 const cidrSchema = z.string().max(64);
 
@@ -112,8 +143,15 @@ export const routeTableSchema = z.object({
   routes: z.array(routeSchema).max(10_000).default([]),
   timeouts: timeoutsSchema.optional(),
   limits: limitsSchema.optional(),
+  rate_limit: rateLimitSchema.optional(),
+  usage: usageOptionsSchema.optional(),
   allowed_cidrs: z.array(cidrSchema).max(1024).optional(),
   balancer: z.enum(BALANCERS).optional(),
+  /**
+   * Written by the model-service controller for a service with `autoscaling`: gateways then
+   * report this endpoint's load and wake its service when a request is held.
+   */
+  autoscaled: z.boolean().optional(),
   created_at: z.string().optional(),
   updated_at: z.string().optional(),
 });

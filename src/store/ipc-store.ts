@@ -1,6 +1,8 @@
 import { GatewayError, isGatewayError, type GatewayErrorCode } from '../errors/gateway-error.js';
 import type { RouteTable } from '../schema/route-table.js';
 import { storeUnavailable } from './records.js';
+import type { UsageIncrement, UsageQuery, UsageReport } from './usage.js';
+import { parseLoadReport, type LoadReport } from './load-board.js';
 import type { RevokedToken, ServiceRecord, Store, StoreEvent, StoreHealth, TokenRecord } from './store.js';
 
 /**
@@ -32,7 +34,11 @@ type RemoteOp =
   | 'putService'
   | 'getService'
   | 'listServices'
-  | 'deleteService';
+  | 'deleteService'
+  | 'addUsage'
+  | 'publishLoad'
+  | 'readLoad'
+  | 'requestWake';
 
 const REMOTE_OPS: ReadonlySet<string> = new Set<RemoteOp>([
   'getEndpointRaw',
@@ -48,6 +54,10 @@ const REMOTE_OPS: ReadonlySet<string> = new Set<RemoteOp>([
   'getService',
   'listServices',
   'deleteService',
+  'addUsage',
+  'publishLoad',
+  'readLoad',
+  'requestWake',
 ]);
 
 type Call = { mg: 'store.call'; id: number; op: RemoteOp; args: unknown[] };
@@ -78,6 +88,11 @@ export function serveStoreOverIpc(store: Store, channel: IpcChannel): () => void
     if (!REMOTE_OPS.has(m.op)) {
       send({ mg: 'store.reply', id: m.id, ok: false, message: `store operation ${String(m.op)} is not available over IPC` });
       return;
+    }
+    if (m.op === 'publishLoad') {
+      // A worker's reports are believed only as well-formed numbers.
+      const reports = Array.isArray(m.args[0]) ? m.args[0].map(parseLoadReport).filter((r): r is LoadReport => r !== null) : [];
+      m.args = [reports, typeof m.args[1] === 'number' ? m.args[1] : 3_000];
     }
     const fn = (store as unknown as Record<RemoteOp, (...args: unknown[]) => Promise<unknown>>)[m.op];
     fn.apply(store, m.args).then(
@@ -234,5 +249,24 @@ export class IpcStore implements Store {
   }
   deleteService(name: string): Promise<boolean> {
     return this.#call('deleteService', [name]);
+  }
+
+  addUsage(increments: UsageIncrement[]): Promise<void> {
+    return this.#call('addUsage', [increments]);
+  }
+
+  /** The usage API is served by the primary's admin API, never by a worker. */
+  queryUsage(_query: UsageQuery): Promise<UsageReport> {
+    return Promise.reject(new GatewayError('ADM_INTERNAL', { message: 'usage queries are not available over IPC' }));
+  }
+
+  publishLoad(reports: LoadReport[], ttlMs: number): Promise<void> {
+    return this.#call('publishLoad', [reports, ttlMs]);
+  }
+  readLoad(endpoint: string): Promise<LoadReport[]> {
+    return this.#call('readLoad', [endpoint]);
+  }
+  requestWake(name: string): Promise<void> {
+    return this.#call('requestWake', [name]);
   }
 }

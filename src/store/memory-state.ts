@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseStoredRouteTable } from '../schema/route-table.js';
 import { serviceRecordSchema, tokenRecordSchema } from './records.js';
 import type { ServiceRecord, TokenRecord } from './store.js';
+import { MINUTE, USAGE_RETENTION_MS } from './usage.js';
 
 /**
  * The embedded store's data and the operations that change it. Every change is one `StateOp`:
@@ -17,6 +18,8 @@ export const stateOpSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('revoke'), jti: z.string().min(1), exp: z.number() }),
   z.object({ op: z.literal('service.put'), record: serviceRecordSchema }),
   z.object({ op: z.literal('service.del'), name: z.string().min(1) }),
+  // Absolute counter values after an addition (not the increment), so a replay stays harmless.
+  z.object({ op: z.literal('usage.set'), endpoint: z.string().min(1), minute: z.number().int(), fields: z.record(z.string(), z.number()) }),
 ]);
 export type StateOp = z.infer<typeof stateOpSchema>;
 
@@ -31,6 +34,8 @@ export const snapshotSchema = z.object({
   tokens: z.array(tokenRecordSchema),
   revoked: z.array(z.object({ jti: z.string().min(1), exp: z.number() })),
   services: z.array(serviceRecordSchema),
+  /** endpoint → epoch minute → usage field → value (store/usage.ts). Optional: older snapshots lack it. */
+  usage: z.record(z.string(), z.record(z.string(), z.record(z.string(), z.number()))).optional(),
 });
 export type Snapshot = z.infer<typeof snapshotSchema>;
 
@@ -42,6 +47,8 @@ export class MemoryState {
   readonly tokensByEndpoint = new Map<string, Set<string>>();
   readonly revoked = new Map<string, number>();
   readonly services = new Map<string, ServiceRecord>();
+  /** endpoint → epoch minute → usage field → value. */
+  readonly usage = new Map<string, Map<number, Map<string, number>>>();
 
   apply(op: StateOp): void {
     switch (op.op) {
@@ -71,6 +78,14 @@ export class MemoryState {
       case 'service.del':
         this.services.delete(op.name);
         break;
+      case 'usage.set': {
+        let byMinute = this.usage.get(op.endpoint);
+        if (byMinute === undefined) this.usage.set(op.endpoint, (byMinute = new Map()));
+        let fields = byMinute.get(op.minute);
+        if (fields === undefined) byMinute.set(op.minute, (fields = new Map()));
+        for (const [field, value] of Object.entries(op.fields)) fields.set(field, value);
+        break;
+      }
     }
   }
 
@@ -84,6 +99,11 @@ export class MemoryState {
       if (set && set.size === 0) this.tokensByEndpoint.delete(record.endpoint);
     }
     for (const [jti, exp] of this.revoked) if (exp <= nowSec) this.revoked.delete(jti);
+    const oldestMinute = Math.floor((nowSec * 1000 - USAGE_RETENTION_MS) / MINUTE);
+    for (const [endpoint, byMinute] of this.usage) {
+      for (const minute of byMinute.keys()) if (minute < oldestMinute) byMinute.delete(minute);
+      if (byMinute.size === 0) this.usage.delete(endpoint);
+    }
   }
 
   toSnapshot(seq: number, nowSec: number): Snapshot {
@@ -99,7 +119,18 @@ export class MemoryState {
       tokens: [...this.tokens.values()],
       revoked: [...this.revoked].map(([jti, exp]) => ({ jti, exp })),
       services: [...this.services.values()],
+      usage: this.#usageSnapshot(),
     };
+  }
+
+  #usageSnapshot(): NonNullable<Snapshot['usage']> {
+    const out: NonNullable<Snapshot['usage']> = {};
+    for (const [endpoint, byMinute] of this.usage) {
+      const minutes: Record<string, Record<string, number>> = {};
+      for (const [minute, fields] of byMinute) minutes[String(minute)] = Object.fromEntries(fields);
+      out[endpoint] = minutes;
+    }
+    return out;
   }
 
   /** Loads a validated snapshot; returns a problem description instead of throwing. */
@@ -117,6 +148,12 @@ export class MemoryState {
     for (const record of snap.tokens) this.apply({ op: 'token.put', record });
     for (const { jti, exp } of snap.revoked) this.apply({ op: 'revoke', jti, exp });
     for (const record of snap.services) this.apply({ op: 'service.put', record });
+    for (const [endpoint, minutes] of Object.entries(snap.usage ?? {})) {
+      for (const [minute, fields] of Object.entries(minutes)) {
+        const m = Number(minute);
+        if (Number.isInteger(m)) this.apply({ op: 'usage.set', endpoint, minute: m, fields });
+      }
+    }
     return { ok: true, seq: snap.seq };
   }
 }

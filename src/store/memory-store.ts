@@ -1,6 +1,8 @@
 import type { RouteTable } from '../schema/route-table.js';
 import type { Logger } from '../obs/logger.js';
 import { Journal } from './journal.js';
+import { addFields, emptyReport, incrementFields, usageBucketKey, type UsageIncrement, type UsageQuery, type UsageReport } from './usage.js';
+import { LoadBoard, type LoadReport } from './load-board.js';
 import { MemoryState, type StateOp } from './memory-state.js';
 import { nowSeconds, prepareUpdate, storeUnavailable } from './records.js';
 import type {
@@ -36,6 +38,8 @@ export class MemoryStore implements Store {
   readonly #state = new MemoryState();
   readonly #journal: Journal | null;
   readonly #listeners = new Set<(event: StoreEvent) => void>();
+  /** Load reports live in memory only: they expire within seconds anyway. */
+  readonly #load = new LoadBoard();
   readonly #healthListeners = new Set<(health: StoreHealth) => void>();
   #purgeTimer: NodeJS.Timeout | null = null;
   #started = false;
@@ -227,5 +231,44 @@ export class MemoryStore implements Store {
     if (!this.#state.services.has(name)) return false;
     await this.#commit({ op: 'service.del', name }, { kind: 'service', name });
     return true;
+  }
+
+  async addUsage(increments: UsageIncrement[]): Promise<void> {
+    this.#checkWritable();
+    const ops: StateOp[] = [];
+    const byBucket = new Map<string, { endpoint: string; minute: number; fields: Record<string, number> }>();
+    for (const inc of increments) {
+      const key = usageBucketKey(inc);
+      let bucket = byBucket.get(key);
+      if (bucket === undefined) byBucket.set(key, (bucket = { endpoint: inc.endpoint, minute: inc.minute, fields: {} }));
+      const current = this.#state.usage.get(inc.endpoint)?.get(inc.minute);
+      for (const [field, amount] of incrementFields(inc)) {
+        bucket.fields[field] = (bucket.fields[field] ?? current?.get(field) ?? 0) + amount;
+      }
+    }
+    for (const b of byBucket.values()) ops.push({ op: 'usage.set', endpoint: b.endpoint, minute: b.minute, fields: b.fields });
+    await Promise.all(ops.map((op) => this.#commit(op, null)));
+  }
+
+  async queryUsage(query: UsageQuery): Promise<UsageReport> {
+    const report = emptyReport(query.groupBy);
+    const byMinute = this.#state.usage.get(query.endpoint);
+    if (byMinute === undefined) return report;
+    for (const [minute, fields] of byMinute) {
+      if (minute >= query.fromMinute && minute <= query.toMinute) addFields(report, fields, query.groupBy);
+    }
+    return report;
+  }
+
+  async publishLoad(reports: LoadReport[], ttlMs: number): Promise<void> {
+    this.#load.publish(reports, ttlMs);
+  }
+
+  async readLoad(endpoint: string): Promise<LoadReport[]> {
+    return this.#load.read(endpoint);
+  }
+
+  async requestWake(name: string): Promise<void> {
+    setImmediate(() => this.#emit({ kind: 'wake', name }));
   }
 }

@@ -16,6 +16,8 @@ export const tokenRecordSchema = z.object({
   sub: z.string(),
   exp: z.number(),
   created_at: z.string(),
+  priority: z.number().int().min(0).max(9).optional(),
+  rate_limit: z.object({ requests_per_minute: z.number().optional(), tokens_per_minute: z.number().optional() }).optional(),
 });
 
 export const serviceRecordSchema = z.object({
@@ -28,6 +30,7 @@ const eventSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('endpoint'), name: z.string().min(1), version: z.number() }),
   z.object({ kind: z.literal('revoke'), jti: z.string().min(1), exp: z.number().optional() }),
   z.object({ kind: z.literal('service'), name: z.string().min(1) }),
+  z.object({ kind: z.literal('wake'), name: z.string().min(1) }),
   z.object({ kind: z.literal('resync') }),
 ]);
 

@@ -4,7 +4,9 @@ import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
 import { ENDPOINT_NAME_RE, type RouteTable } from '../schema/route-table.js';
 import type { Logger } from '../obs/logger.js';
 import { parseRedisUrl } from '../config/redis-url.js';
+import { parseLoadReport, type LoadReport } from './load-board.js';
 import { ACQUIRE_LEASE_LUA, DELETE_ENDPOINT_LUA, PUT_SERVICE_STATUS_LUA, RELEASE_LEASE_LUA, RENEW_LEASE_LUA, UPDATE_ENDPOINT_LUA } from './redis-scripts.js';
+import { addFields, emptyReport, incrementFields, MINUTE, USAGE_RETENTION_MS, type UsageIncrement, type UsageQuery, type UsageReport } from './usage.js';
 import {
   nowSeconds,
   parseServiceRecord,
@@ -56,6 +58,8 @@ export interface RedisStoreOptions {
 /** Bound on optimistic retries when concurrent writers race on one endpoint. */
 const MAX_UPDATE_ATTEMPTS = 200;
 const SCAN_COUNT = 1000;
+/** Minute buckets read per pipeline by a usage query. */
+const USAGE_QUERY_BATCH = 1440;
 
 class Script {
   readonly sha: string;
@@ -558,6 +562,90 @@ export class RedisStore implements Store, LeaseStore {
     } catch {
       return null;
     }
+  }
+
+  async addUsage(increments: UsageIncrement[]): Promise<void> {
+    if (increments.length === 0) return;
+    const ttlSeconds = Math.ceil(USAGE_RETENTION_MS / 1000);
+    await this.#run('add usage', async (r) => {
+      const pipeline = r.pipeline();
+      const touched = new Set<string>();
+      for (const inc of increments) {
+        const key = this.#usageKey(inc.endpoint, inc.minute);
+        for (const [field, amount] of incrementFields(inc)) pipeline.hincrby(key, field, amount);
+        touched.add(key);
+      }
+      for (const key of touched) pipeline.expire(key, ttlSeconds);
+      throwExecErrors(await pipeline.exec());
+    });
+  }
+
+  async queryUsage(query: UsageQuery): Promise<UsageReport> {
+    const report = emptyReport(query.groupBy);
+    const oldest = Math.floor((Date.now() - USAGE_RETENTION_MS) / MINUTE);
+    const from = Math.max(query.fromMinute, oldest);
+    return this.#run('read usage', async (r) => {
+      for (let start = from; start <= query.toMinute; start += USAGE_QUERY_BATCH) {
+        const pipeline = r.pipeline();
+        const end = Math.min(query.toMinute, start + USAGE_QUERY_BATCH - 1);
+        for (let m = start; m <= end; m++) pipeline.hgetall(this.#usageKey(query.endpoint, m));
+        const results = await pipeline.exec();
+        throwExecErrors(results);
+        for (const [, value] of results!) addFields(report, Object.entries(value as Record<string, string>).map(([k, v]) => [k, Number(v)]), query.groupBy);
+      }
+      return report;
+    });
+  }
+
+  #usageKey(endpoint: string, minute: number): string {
+    return `${this.#prefix}usage:${endpoint}:${minute}`;
+  }
+
+  // Load reports: `{p}load:{endpoint}:{instance}` holds one instance's report (PX ttl, so a
+  // dead instance's counts vanish); the sorted set `{p}load:{endpoint}` indexes the instances
+  // by expiry so a reader never scans the keyspace.
+  async publishLoad(reports: LoadReport[], ttlMs: number): Promise<void> {
+    if (reports.length === 0) return;
+    const expiresAt = Date.now() + ttlMs;
+    await this.#run('publish load', async (r) => {
+      const p = r.pipeline();
+      for (const report of reports) {
+        const index = this.#key('load', report.endpoint);
+        p.set(`${index}:${report.instance}`, JSON.stringify(report), 'PX', ttlMs);
+        p.zadd(index, expiresAt, report.instance);
+        // The index outlives every report in it (reports with a shorter TTL must not cut it short).
+        p.pexpire(index, Math.max(ttlMs * 2, 60_000));
+      }
+      throwExecErrors(await p.exec());
+    });
+  }
+
+  async readLoad(endpoint: string): Promise<LoadReport[]> {
+    const index = this.#key('load', endpoint);
+    return this.#run('read load', async (r) => {
+      // Index entries long past their expiry (with slack for clock skew between machines) go.
+      await r.zremrangebyscore(index, '-inf', String(Date.now() - 10_000));
+      const instances = await r.zrange(index, '0', '-1');
+      if (instances.length === 0) return [];
+      const raws = await r.mget(instances.map((i) => `${index}:${i}`));
+      const out: LoadReport[] = [];
+      for (const raw of raws) {
+        if (raw === null) continue;
+        let value: unknown;
+        try {
+          value = JSON.parse(raw);
+        } catch {
+          continue;
+        }
+        const report = parseLoadReport(value);
+        if (report) out.push(report);
+      }
+      return out;
+    });
+  }
+
+  async requestWake(name: string): Promise<void> {
+    await this.#run('publish wake', (r) => r.publish(this.#channel, JSON.stringify({ kind: 'wake', name })));
   }
 }
 

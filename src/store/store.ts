@@ -1,4 +1,8 @@
 import type { RouteTable } from '../schema/route-table.js';
+import type { UsageIncrement, UsageQuery, UsageReport } from './usage.js';
+import type { LoadReport } from './load-board.js';
+
+export type { LoadReport } from './load-board.js';
 
 /**
  * The state shared by every gateway instance. Two implementations pass one contract suite
@@ -10,6 +14,8 @@ export type StoreEvent =
   | { kind: 'endpoint'; name: string; version: number }
   | { kind: 'revoke'; jti: string; exp?: number }
   | { kind: 'service'; name: string }
+  /** A request waits for a service at zero replicas: its controller should start one. */
+  | { kind: 'wake'; name: string }
   /**
    * The store may have missed events (Redis came back after being unreachable; pub/sub is
    * at-most-once): subscribers should re-read everything they cache.
@@ -26,6 +32,9 @@ export interface TokenRecord {
   exp: number;
   /** RFC 3339. */
   created_at: string;
+  /** As issued (also in the token's claims, where the data plane reads them). */
+  priority?: number;
+  rate_limit?: { requests_per_minute?: number; tokens_per_minute?: number };
 }
 
 export interface RevokedToken {
@@ -96,6 +105,20 @@ export interface Store {
   getService(name: string): Promise<ServiceRecord | null>;
   listServices(): Promise<ServiceRecord[]>;
   deleteService(name: string): Promise<boolean>;
+
+  /** Adds metered LLM usage (a batch from one gateway instance); minute buckets expire after USAGE_RETENTION_MS. */
+  addUsage(increments: UsageIncrement[]): Promise<void>;
+  /** Sums the minute buckets of an endpoint in [fromMinute, toMinute], optionally per token or sub. */
+  queryUsage(query: UsageQuery): Promise<UsageReport>;
+  /**
+   * Load of autoscaled endpoints (autoscaling): each gateway instance publishes its counts at
+   * least once a second; a report expires after `ttlMs` so a dead instance's counts vanish.
+   */
+  publishLoad(reports: LoadReport[], ttlMs: number): Promise<void>;
+  /** The live (unexpired) reports of one endpoint, one per instance. */
+  readLoad(endpoint: string): Promise<LoadReport[]>;
+  /** Publishes a wake event (a request is held for a service at zero replicas). */
+  requestWake(name: string): Promise<void>;
 
   /** Subscribes to change events (at-most-once; readers also resync periodically). */
   subscribe(listener: (event: StoreEvent) => void): () => void;

@@ -18,6 +18,8 @@ export class RouteState {
   status: Route['status'];
   /** Requests sent and not finished (open WebSocket tunnels included). */
   outstanding = 0;
+  /** Slots this instance holds under `limits.max_in_flight_per_route` (src/traffic/). */
+  slotsHeld = 0;
   /** Open WebSocket tunnels among `outstanding`: they left the pool at their 101. */
   tunnels = 0;
   consecutiveFailures = 0;

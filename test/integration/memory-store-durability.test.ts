@@ -266,3 +266,27 @@ describe('resolveSecrets', () => {
     expect(a.tokenSecret).not.toBe(b.tokenSecret);
   });
 });
+
+describe('metered usage in the embedded store', () => {
+  it('survives a restart, through the journal and through a compacted snapshot', async () => {
+    const dir = freshDir();
+    const minute = Math.floor(Date.now() / 60_000);
+    const inc = { endpoint: 'llm', minute, token: 'j1', sub: 'alice', prompt_tokens: 5, completion_tokens: 7, requests: 1 };
+    let store = await MemoryStore.open({ dataDir: dir, logger });
+    await store.addUsage([inc]);
+    await store.addUsage([inc, { ...inc, token: 'j2', sub: 'bob' }]);
+    await store.close();
+    // Replayed twice would double a counter if ops were increments: they carry absolute values.
+    store = await MemoryStore.open({ dataDir: dir, logger, compactBytes: 1 });
+    const q = { endpoint: 'llm', fromMinute: minute, toMinute: minute, groupBy: 'sub' as const };
+    const first = await store.queryUsage(q);
+    expect(first.total).toEqual({ prompt_tokens: 15, completion_tokens: 21, requests: 3 });
+    await store.addUsage([inc]);
+    await store.close();
+    store = await MemoryStore.open({ dataDir: dir, logger });
+    const second = await store.queryUsage(q);
+    expect(second.total).toEqual({ prompt_tokens: 20, completion_tokens: 28, requests: 4 });
+    expect(second.groups!.get('alice')).toEqual({ prompt_tokens: 15, completion_tokens: 21, requests: 3 });
+    await store.close();
+  });
+});

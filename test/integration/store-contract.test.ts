@@ -242,6 +242,27 @@ describe.each(HARNESSES)('Store contract: $name', (harness) => {
     expect((await store.listServices()).map((s) => s.name)).toEqual(['svc-b']);
   });
 
+  it('keeps load reports per instance until their TTL, and publishes wake events', async () => {
+    const report = (instance: string, in_flight: number) => ({ instance, endpoint: 'svc', in_flight, queued: 1, requests: 10, p99_ms: 12.5, interval_ms: 1000 });
+    await store.publishLoad([report('a', 2), report('b', 3)], 60_000);
+    await store.publishLoad([report('a', 4)], 60_000);
+    await store.publishLoad([report('c', 9)], 150);
+    const live = (await store.readLoad('svc')).sort((x, y) => x.instance.localeCompare(y.instance));
+    expect(live.map((r) => [r.instance, r.in_flight])).toEqual([
+      ['a', 4],
+      ['b', 3],
+      ['c', 9],
+    ]);
+    expect(live[0]).toEqual(report('a', 4));
+    // A dead instance's counts vanish by themselves.
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await store.readLoad('svc')).map((r) => r.instance).sort()).toEqual(['a', 'b']);
+    expect(await store.readLoad('other')).toEqual([]);
+    const log = eventLog(store);
+    await store.requestWake('svc');
+    await log.waitFor((e) => e.kind === 'wake' && e.name === 'svc');
+  });
+
   it('delivers endpoint events to a subscriber, and not after unsubscribe', async () => {
     const seen: StoreEvent[] = [];
     const off = store.subscribe((e) => seen.push(e));
@@ -272,6 +293,32 @@ describe.each(HARNESSES)('Store contract: $name', (harness) => {
 
   it('reports healthy', () => {
     expect(store.health()).toEqual({ up: true });
+  });
+
+  it('adds usage per minute bucket and sums it by range, token and sub', async () => {
+    const now = Math.floor(Date.now() / 60_000);
+    const inc = (minute: number, token: string, sub: string, p: number, c: number, r = 1) => ({
+      endpoint: 'llm',
+      minute,
+      token,
+      sub,
+      prompt_tokens: p,
+      completion_tokens: c,
+      requests: r,
+    });
+    await store.addUsage([inc(now, 'j1', 'alice', 10, 5), inc(now, 'j2', 'bob:x', 1, 2, 3), inc(now - 2, 'j1', 'alice', 100, 50)]);
+    await store.addUsage([inc(now, 'j1', 'alice', 1, 1), { ...inc(now, 'j9', 'eve', 7, 7), endpoint: 'other' }]);
+    const all = await store.queryUsage({ endpoint: 'llm', fromMinute: now - 5, toMinute: now });
+    expect(all).toEqual({ total: { prompt_tokens: 112, completion_tokens: 58, requests: 6 } });
+    const recent = await store.queryUsage({ endpoint: 'llm', fromMinute: now - 1, toMinute: now, groupBy: 'sub' });
+    expect(recent.total).toEqual({ prompt_tokens: 12, completion_tokens: 8, requests: 5 });
+    expect(Object.fromEntries(recent.groups!)).toEqual({
+      alice: { prompt_tokens: 11, completion_tokens: 6, requests: 2 },
+      'bob:x': { prompt_tokens: 1, completion_tokens: 2, requests: 3 },
+    });
+    const byToken = await store.queryUsage({ endpoint: 'llm', fromMinute: now - 5, toMinute: now, groupBy: 'token' });
+    expect(byToken.groups!.get('j1')).toEqual({ prompt_tokens: 111, completion_tokens: 56, requests: 3 });
+    expect((await store.queryUsage({ endpoint: 'none', fromMinute: now - 5, toMinute: now })).total.requests).toBe(0);
   });
 });
 

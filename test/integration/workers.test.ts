@@ -78,6 +78,18 @@ for (const mode of ['embedded store', 'redis'] as const) {
       expect(Number(line!.split(' ').pop())).toBe(10);
     });
 
+    it('sums every worker\'s numbers in the console\'s stats endpoint', async () => {
+      await gw.admin('PUT', '/v1/endpoints/charted', { public: true, routes: [{ id: 'r', url: a.url }] });
+      for (let i = 0; i < 10; i++) expect((await call(gw.port, 'charted.localhost')).status).toBe(200);
+      const stats = await gw.admin('GET', '/v1/endpoints/charted/stats');
+      expect(stats.status).toBe(200);
+      expect(stats.body.requests).toEqual({ '2xx': 10 });
+      expect(stats.body.latency.count).toBe(10);
+      expect(stats.body.latency.counts.at(-1)).toBe(10);
+      // Both workers loaded the table: the route appears once, its counts summed.
+      expect(stats.body.routes).toEqual([{ id: 'r', in_flight: 0 }]);
+    });
+
     it('drains every worker on SIGTERM and exits 0', async () => {
       const code = await gw.stop('SIGTERM');
       expect(code).toBe(0);

@@ -53,8 +53,9 @@ export async function startSentinelSet(): Promise<SentinelSet> {
   };
   try {
     // Without this the master waits 5 s for more replicas before its first (diskless) sync.
-    const masterPort = await launch(['--repl-diskless-sync-delay', '0']);
-    const replicaPort = await launch(['--repl-diskless-sync-delay', '0', '--replicaof', '127.0.0.1', String(masterPort)]);
+    // --dir: a replica's full sync writes dump.rdb there (never into the work tree).
+    const masterPort = await launch(['--dir', dir, '--repl-diskless-sync-delay', '0']);
+    const replicaPort = await launch(['--dir', dir, '--repl-diskless-sync-delay', '0', '--replicaof', '127.0.0.1', String(masterPort)]);
     const sentinelPorts: number[] = [];
     for (let i = 0; i < 3; i++) {
       const file = join(dir, `sentinel-${i}.conf`);

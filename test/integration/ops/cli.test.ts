@@ -93,6 +93,24 @@ describe('modelgate CLI against a running gateway', { timeout: 120_000 }, () => 
     expect((await fetch(`${gw.url}/e/cli-priv/`, { headers: { authorization: `BackendAI ${token}` } })).status).toBe(200);
   });
 
+  it('token create sets priority and rate limits, enforced by the gateway', async () => {
+    const admin = ['--admin-url', gw.adminUrl];
+    expect((await modelgate(['endpoint', 'put', 'cli-rl', '--route', up.url, ...admin], env)).code).toBe(0);
+    const tok = await modelgate(['token', 'create', '--endpoint', 'cli-rl', '--priority', '8', '--requests-per-minute', '2', '--tokens-per-minute', '900', '--json', ...admin], env);
+    expect(tok.code).toBe(0);
+    const issued = JSON.parse(tok.stdout);
+    expect(issued).toMatchObject({ priority: 8, rate_limit: { requests_per_minute: 2, tokens_per_minute: 900 } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await fetch(`${gw.url}/e/cli-rl/`, { headers: { authorization: `BackendAI ${issued.token}` } })).status);
+    expect(statuses).toEqual([200, 200, 429]);
+    const bad = await modelgate(['token', 'create', '--endpoint', 'cli-rl', '--priority', 'high', ...admin], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--priority must be a whole number');
+    const outOfRange = await modelgate(['token', 'create', '--endpoint', 'cli-rl', '--priority', '12', ...admin], env);
+    expect(outOfRange.code).toBe(1);
+    expect(outOfRange.stderr).toContain('priority');
+  });
+
   it('fails with one clear line and a non-zero status', async () => {
     const badToken = await modelgate(['endpoint', 'ls', '--admin-url', gw.adminUrl], { ADMIN_TOKEN: 'wrong-token-0123456789' });
     expect(badToken.code).toBe(1);

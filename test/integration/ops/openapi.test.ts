@@ -43,10 +43,12 @@ describe('OpenAPI document vs live admin responses', () => {
       '/v1/endpoints/{name}/routes/{route_id}',
       '/v1/endpoints/{name}/tokens',
       '/v1/endpoints/{name}/tokens/{jti}',
+      '/v1/endpoints/{name}/stats',
       '/v1/services',
       '/v1/services/{name}',
       '/v1/services/validate',
       '/v1/services/{name}/errors/clear',
+      '/v1/services/{name}/events',
     ]) {
       expect(doc.paths[p], p).toBeDefined();
     }
@@ -68,6 +70,8 @@ describe('OpenAPI document vs live admin responses', () => {
     const issued = await call('POST', '/v1/endpoints/doc/tokens', '/v1/endpoints/{name}/tokens', { ttl_seconds: 3600, sub: 'docs' }, 201);
     await call('POST', '/v1/endpoints/doc/tokens', '/v1/endpoints/{name}/tokens', { duration: '7d' }, 201);
     await call('GET', '/v1/endpoints/doc/tokens', '/v1/endpoints/{name}/tokens', undefined, 200);
+    await call('GET', '/v1/endpoints/doc/stats', '/v1/endpoints/{name}/stats', undefined, 200);
+    await call('GET', '/v1/endpoints/none/stats', '/v1/endpoints/{name}/stats', undefined, 404);
     await call('DELETE', `/v1/endpoints/doc/tokens/${issued.body.jti}`, '/v1/endpoints/{name}/tokens/{jti}', undefined, 204);
     await call('DELETE', '/v1/endpoints/doc/tokens/nope', '/v1/endpoints/{name}/tokens/{jti}', undefined, 404);
     await call('GET', '/v1/services', '/v1/services', undefined, 200);
