@@ -516,17 +516,8 @@ export class ServiceController {
     if (this.#timer) clearInterval(this.#timer);
     if (this.#autoscaleTimer) clearInterval(this.#autoscaleTimer);
     this.#unsubscribe?.();
-    if (this.#cluster && !this.#ownWorkDir) {
-      // Several controllers share the store: hand the running replicas over instead of
-      // stopping them, so a gateway restart or roll costs the services nothing. (Not from a
-      // private per-process work dir, which no successor could find.)
-      for (const svc of this.#services.values()) for (const r of svc.replicas) r.abandon();
-      this.#services.clear();
-      this.#acting = false;
-      await this.#leadership.stop();
-      await Promise.allSettled([...this.#validations]);
-      return;
-    }
+    // A graceful stop stops the replicas, as with one gateway (an operator stopping the only
+    // instance expects nothing left running); only a leader that dies leaves them for adoption.
     await Promise.all(
       [...this.#services.values()].map(async (svc) => {
         await Promise.all(svc.replicas.map((r) => r.stop(0)));
