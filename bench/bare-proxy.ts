@@ -1,34 +1,37 @@
 /**
- * The reference: the least a Node.js reverse proxy can do (node:http server, one undici Pool,
- * `pool.stream()` piping the upstream body straight into the response, hop-by-hop headers
- * dropped). No routing, auth, metrics or logs: the practical limit of Node on this machine.
- * UPSTREAM=http://127.0.0.1:PORT; prints `{"port":N}`.
+ * The reference: the least a Node.js reverse proxy can do, the same code as the referee
+ * harness's `lib/node-proxy.js` (../shared/bench-harness): node:http server, one undici Pool,
+ * `pool.stream()` writing the upstream body straight into the response, hop-by-hop headers
+ * dropped. No routing, auth, metrics or logs: the practical limit of Node on this machine.
+ * UPSTREAM=http://127.0.0.1:PORT (SSE_UPSTREAM for /sse, default the same); prints `{"port":N}`.
  */
-import { createServer, type ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
 
-const pool = new Pool(process.env.UPSTREAM ?? 'http://127.0.0.1:3000', { connections: 128, pipelining: 1 });
-const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-connection', 'host']);
+const origin = new Pool(process.env.UPSTREAM ?? 'http://127.0.0.1:3000', { connections: 128, keepAliveTimeout: 60e3 });
+const sse = process.env.SSE_UPSTREAM ? new Pool(process.env.SSE_UPSTREAM, { connections: 16 }) : origin;
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
 
-function factory(this: ServerResponse, { statusCode, headers }: { statusCode: number; headers: Record<string, string | string[] | undefined> }) {
-  for (const k in headers) if (HOP.has(k)) delete headers[k];
-  this.writeHead(statusCode, headers as Record<string, string>);
-  return this;
+function strip(h: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const k in h) if (!HOP.has(k) && h[k] !== undefined) out[k] = h[k];
+  return out;
 }
 
-const server = createServer((req, res) => {
-  const headers: string[] = [];
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) if (!HOP.has(raw[i].toLowerCase())) headers.push(raw[i], raw[i + 1]);
+const server = createServer({ keepAliveTimeout: 60e3, noDelay: true }, (req, res) => {
+  const pool = req.url?.startsWith('/sse') ? sse : origin;
+  const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
   pool
-    .stream({ path: req.url ?? '/', method: req.method as 'GET', headers, body: req.method === 'GET' || req.method === 'HEAD' ? null : req, opaque: res }, factory.bind(res))
+    .stream({ path: req.url ?? '/', method: req.method as 'GET', headers: strip(req.headers), body: hasBody ? req : null }, ({ statusCode, headers }) => {
+      res.writeHead(statusCode, strip(headers));
+      return res;
+    })
     .catch(() => {
       if (!res.headersSent) res.writeHead(502);
       res.end();
     });
 });
-server.keepAliveTimeout = 60_000;
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
 });

@@ -63,8 +63,9 @@ function stopper(child: ChildProcess, exited: Promise<void>) {
 }
 
 /** Runs a bench/*.ts script that prints `{"port":N}` on its first stdout line. */
-export async function spawnScript(script: string, env: Record<string, string> = {}): Promise<Proc> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', script)], {
+export async function spawnScript(script: string, env: Record<string, string> = {}, wrap: string[] = []): Promise<Proc> {
+  const argv = [process.execPath, '--import', 'tsx', join(ROOT, 'bench', script)];
+  const child = spawn(wrap[0] ?? argv[0], [...wrap.slice(1), ...(wrap.length > 0 ? argv : argv.slice(1))], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -95,7 +96,7 @@ export function buildGateway(): void {
  * Runs modelgate (dist/main.js, built by buildGateway) in its own process. Its stdout goes to a file (the access log
  * costs the gateway what it costs in production, not the bench's CPU); the start line is read from it.
  */
-export async function spawnGateway(env: Record<string, string>, nodeArgs: string[] = []): Promise<Gateway> {
+export async function spawnGateway(env: Record<string, string>, nodeArgs: string[] = [], wrap: string[] = []): Promise<Gateway> {
   const port = await freePort();
   const adminPort = await freePort();
   const logFile = join(TMP, `gateway-${port}.log`);
@@ -103,7 +104,9 @@ export async function spawnGateway(env: Record<string, string>, nodeArgs: string
   // The compiled build, as `npm start` runs it (bench/run.ts builds first): tsx would add its
   // own memory and start-up cost to what is measured.
   const entry = existsSync(join(ROOT, 'dist/main.js')) ? [join(ROOT, 'dist/main.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
-  const child = spawn(process.execPath, [...nodeArgs, ...entry], {
+  // `wrap` is a command prefix, e.g. ['taskset', '-c', '0'] to pin the gateway to a CPU.
+  const argv = [process.execPath, ...nodeArgs, ...entry];
+  const child = spawn(wrap[0] ?? argv[0], [...wrap.slice(1), ...(wrap.length > 0 ? argv : argv.slice(1))], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH,

@@ -23,11 +23,14 @@ import { measurePropagation } from './propagation.js';
 import { CACHE_MAX, measureScale, writeEndpoints, type ScaleRow } from './scale.js';
 import { measureSse } from './sse.js';
 import { profile } from './profile.js';
+import { pinned, type PinnedOptions } from './pinned.js';
 
 const quick = process.argv.includes('--quick');
 const C = quick
   ? { warm: 1, round: 1, rounds: 4, connections: 50, latencySeconds: 2, sse: 100, scale: [1_000, 100_000], touch: 5_000, lookups: 100, changes: 50 }
   : { warm: 3, round: 2, rounds: 8, connections: 50, latencySeconds: 5, sse: 300, scale: [1_000, 100_000, 1_000_000], touch: 100_000, lookups: 300, changes: 200 };
+
+const PINNED: PinnedOptions = quick ? { rounds: 1, seconds: 3, rate: 2000, rateSeconds: 3, sse: 20 } : { rounds: 3, seconds: 5, rate: 2000, rateSeconds: 5, sse: 30 };
 
 const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
@@ -93,9 +96,12 @@ async function main(): Promise<void> {
   }
   const started = Date.now();
   const loadStart = loadavg()[0];
-  const md: string[] = [];
-  const summary: string[][] = [];
   log(`machine: ${machine()}`);
+  // The headline: the referee's pinned method with `npm start` settings (bench/pinned.ts).
+  log('pinned comparison with the bare proxy (wrk, taskset, nginx origin)');
+  const head = await pinned(PINNED);
+  const md: string[] = [...head.md];
+  const summary: string[][] = [...head.summary];
   const upstream = await spawnScript('upstream.ts');
   const upUrl = `http://127.0.0.1:${upstream.port}`;
   const direct: Target = { name: 'upstream direct', origin: upUrl, path: '/', headers: {} };
@@ -240,8 +246,31 @@ async function main(): Promise<void> {
   log(`wrote ${file}`);
 }
 
+/** `npm run bench -- pinned`: the pinned comparison alone, into bench/results/pinned.md. */
+async function pinnedOnly(): Promise<void> {
+  buildGateway();
+  const loadStart = loadavg()[0];
+  const { md, summary } = await pinned(PINNED);
+  const out = [
+    `# modelgate pinned benchmark${quick ? ' (quick)' : ''}`,
+    '',
+    `- machine: ${machine()}`,
+    `- date: ${new Date().toISOString()}, command \`npm run bench -- pinned${quick ? ' --quick' : ''}\`, 1-minute load average ${loadStart.toFixed(2)} at the start, ${loadavg()[0].toFixed(2)} at the end`,
+    '',
+    '| figure | target | measured | |',
+    '| --- | --- | --- | --- |',
+    ...summary.map((r) => `| ${r.join(' | ')} |`),
+    '',
+    ...md,
+  ].join('\n');
+  const file = join(ROOT, 'bench/results', quick ? 'pinned-quick.md' : 'pinned.md');
+  writeFileSync(file, out + '\n');
+  log(`wrote ${file}`);
+}
+
 // `npm run bench -- failover`: the kill-a-route-under-load run (bench/failover.ts) on its own;
 // `npm run bench -- autoscale`: burst and load ramp against an autoscaled service (bench/autoscale.ts);
+// `npm run bench -- pinned`: the pinned comparison alone (bench/pinned.ts);
 // `npm run bench -- tls`: TLS HTTP/1.1 and HTTP/2 against nginx with the same certificate (bench/tls.ts);
 // `npm run bench -- traffic`: the hot-path cost of caps, rate limits and metering (bench/traffic.ts).
 const run = process.argv.includes('failover')
@@ -250,13 +279,16 @@ const run = process.argv.includes('failover')
     ? () => import('./autoscale.js').then(() => undefined)
     : process.argv.includes('tls')
       ? () => import('./tls.js').then(() => new Promise<void>(() => {}))
-      : process.argv.includes('traffic')
-        ? () => import('./traffic.js').then(() => undefined)
-        : main;
+      : process.argv.includes('pinned')
+        ? pinnedOnly
+        : process.argv.includes('traffic')
+          ? () => import('./traffic.js').then(() => undefined)
+          : main;
 
 run().then(
   () => {
-    if (run === main) process.exit(0);
+    if (run !== main && run !== pinnedOnly) return;
+    process.exit(0);
   },
   (err) => {
     log(`failed: ${(err as Error).stack}`);

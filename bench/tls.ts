@@ -24,8 +24,16 @@ const DOMAIN = 'bench.test';
 const log = (msg: string) => process.stderr.write(`[bench tls ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
 const children = new Set<ChildProcess>();
+/** Each system leads its own process group, so nginx's worker goes with its master. */
+function killGroup(child: ChildProcess): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
 process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const c of children) killGroup(c);
 });
 
 function ensureTool(binary: string, debPackage: string): void {
@@ -46,7 +54,7 @@ function freePort(): Promise<number> {
 }
 
 function pinned(cpu: number, command: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd = ROOT): ChildProcess {
-  const child = spawn('taskset', ['-c', String(cpu), command, ...args], { env, cwd, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn('taskset', ['-c', String(cpu), command, ...args], { env, cwd, stdio: ['ignore', 'ignore', 'inherit'], detached: true });
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -197,7 +205,7 @@ end: ${loadavg()[0].toFixed(1)} (a busy machine makes every figure lower; the ra
     writeFileSync(join(ROOT, 'bench', 'results', quick ? 'tls-quick.md' : 'tls.md'), report);
     process.stdout.write(report);
   } finally {
-    for (const c of children) c.kill('SIGKILL');
+    for (const c of children) killGroup(c);
     ca.remove();
     rmSync(work, { recursive: true, force: true });
   }

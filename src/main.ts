@@ -17,6 +17,7 @@ import { servicesRoutes } from './admin/services-routes.js';
 import { tokensRoutes } from './admin/tokens-routes.js';
 import { usageRoutes } from './admin/usage-routes.js';
 import { ServiceController } from './controller/service-controller.js';
+import type { AccessLogSink } from './obs/access-log.js';
 import { createAccessLogger, createLogger, type Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, serveStatsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
@@ -89,7 +90,7 @@ export interface StartOptions {
   /** Primary: number of data-plane workers to fork. */
   workers?: number;
   /** Where access-log lines go; default: `logger`. */
-  accessLogger?: Logger;
+  accessLogger?: AccessLogSink;
 }
 
 /** Starts every component; used by the CLI entry and by tests that run a gateway in-process. */
@@ -312,7 +313,7 @@ function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: stri
 }
 
 /** A cluster worker: secrets from the primary, the store over IPC (or its own Redis connections). */
-async function runWorker(settings: Settings, logger: Logger, accessLogger: Logger): Promise<void> {
+async function runWorker(settings: Settings, logger: Logger, accessLogger: AccessLogSink): Promise<void> {
   const init = await waitForWorkerInit();
   // REDIS_URL comes over IPC: the primary took it out of the environment its workers inherit.
   if (init.redisUrl) settings = Object.freeze({ ...settings, REDIS_URL: init.redisUrl });

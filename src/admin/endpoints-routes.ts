@@ -6,7 +6,9 @@ import {
   ROUTE_STATUSES,
   checkRouteProtocol,
   endpointNameSchema,
+  healthCheckSchema,
   limitsSchema,
+  retrySchema,
   parseStoredRouteTable,
   rateLimitSchema,
   usageOptionsSchema,
@@ -44,6 +46,9 @@ export const endpointBodySchema = z
     usage: usageOptionsSchema.optional(),
     allowed_cidrs: cidrListSchema.optional(),
     balancer: z.enum(BALANCERS).optional(),
+    // null removes the setting (PATCH); on PUT it is the same as leaving it out.
+    retry: retrySchema.nullable().optional(),
+    health_check: healthCheckSchema.nullable().optional(),
     expected_version: z.number().int().min(1).optional(),
   })
   .strict();

@@ -1,6 +1,6 @@
 import { randomUUID, randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { BalancerKind, EndpointLimits, EndpointTimeouts, RateLimit, Route, RouteProtocol, RouteStatus, RouteTable, UsageOptions } from '../schema/route-table.js';
+import type { BalancerKind, EndpointHealthCheck, EndpointLimits, EndpointRetry, EndpointTimeouts, RateLimit, Route, RouteProtocol, RouteStatus, RouteTable, UsageOptions } from '../schema/route-table.js';
 import type { Store } from '../store/store.js';
 
 /**
@@ -25,6 +25,9 @@ export interface EndpointInput {
   usage?: UsageOptions;
   allowed_cidrs?: string[];
   balancer?: BalancerKind;
+  /** null (PATCH) removes the setting. */
+  retry?: EndpointRetry | null;
+  health_check?: EndpointHealthCheck | null;
   /** Controller only (never from the admin API): see RouteTable.autoscaled. */
   autoscaled?: boolean;
 }
@@ -69,6 +72,8 @@ export function putEndpoint(store: Store, name: string, input: EndpointInput) {
     if (input.usage) table.usage = input.usage;
     if (input.allowed_cidrs) table.allowed_cidrs = input.allowed_cidrs;
     if (input.balancer) table.balancer = input.balancer;
+    if (input.retry) table.retry = input.retry;
+    if (input.health_check) table.health_check = input.health_check;
     // Owned by the controller: a PUT by an operator does not switch its service's autoscaling off.
     if (current?.autoscaled) table.autoscaled = true;
     return table;
@@ -96,6 +101,10 @@ export async function patchEndpoint(store: Store, name: string, input: EndpointI
       if (input.usage !== undefined) next.usage = input.usage;
       if (input.allowed_cidrs !== undefined) next.allowed_cidrs = input.allowed_cidrs;
       if (input.balancer !== undefined) next.balancer = input.balancer;
+      if (input.retry === null) delete next.retry;
+      else if (input.retry !== undefined) next.retry = input.retry;
+      if (input.health_check === null) delete next.health_check;
+      else if (input.health_check !== undefined) next.health_check = input.health_check;
       if (input.autoscaled === true) next.autoscaled = true;
       else if (input.autoscaled === false) delete next.autoscaled;
       return next;

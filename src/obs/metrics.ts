@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LabeledCounter, LabeledHistogram } from './fast-metrics.js';
 
 /**
  * Every metric of modelgate, in one place. Labels are bounded: endpoint labels go through
@@ -7,20 +8,16 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export class Metrics {
   readonly registry = new Registry();
 
-  readonly requests = new Counter({
-    name: 'modelgate_requests_total',
-    help: 'Data-plane requests by endpoint and status class',
-    labelNames: ['endpoint', 'status_class'] as const,
-    registers: [this.registry],
-  });
+  /** Per-request series: plain additions on the hot path (obs/fast-metrics.ts). */
+  readonly requests = new LabeledCounter('modelgate_requests_total', 'Data-plane requests by endpoint and status class', ['endpoint', 'status_class'], this.registry);
 
-  readonly requestDuration = new Histogram({
-    name: 'modelgate_request_duration_seconds',
-    help: 'Time from request start to response end, by endpoint and status class',
-    labelNames: ['endpoint', 'status_class'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
-    registers: [this.registry],
-  });
+  readonly requestDuration = new LabeledHistogram(
+    'modelgate_request_duration_seconds',
+    'Time from request start to response end, by endpoint and status class',
+    ['endpoint', 'status_class'],
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    this.registry,
+  );
 
   readonly gatewayErrors = new Counter({
     name: 'modelgate_gateway_errors_total',
@@ -43,10 +40,16 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly inFlight = new Gauge({
+  /** Where the in-flight count comes from (the data plane's own counter, read at scrape time). */
+  inFlightSource: () => number = () => 0;
+
+  readonly inFlight: Gauge = new Gauge({
     name: 'modelgate_in_flight_requests',
     help: 'Requests being proxied now',
     registers: [this.registry],
+    collect: () => {
+      this.inFlight.set(this.inFlightSource());
+    },
   });
 
   readonly held = new Gauge({
@@ -58,6 +61,27 @@ export class Metrics {
   readonly retries = new Counter({
     name: 'modelgate_retries_total',
     help: 'Requests retried on another route after a connect failure',
+    labelNames: ['endpoint'] as const,
+    registers: [this.registry],
+  });
+
+  readonly replays = new Counter({
+    name: 'modelgate_upstream_replays_total',
+    help: 'Requests sent again after their upstream closed or reset before any response byte (retry.on_reset)',
+    labelNames: ['endpoint'] as const,
+    registers: [this.registry],
+  });
+
+  readonly healthCheckRoutes = new Gauge({
+    name: 'modelgate_health_check_routes',
+    help: 'Routes under the gateway\'s own health checks (endpoint health_check), by endpoint and state (healthy, unhealthy)',
+    labelNames: ['endpoint', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly healthCheckFailures = new Counter({
+    name: 'modelgate_health_check_failures_total',
+    help: 'Failed gateway health-check probes of pushed routes, by endpoint',
     labelNames: ['endpoint'] as const,
     registers: [this.registry],
   });
@@ -146,6 +170,23 @@ export class Metrics {
     help: 'Time from a route-table write to this instance applying it',
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
+  });
+
+  /** Lines the access log dropped because stdout fell behind (set by the data plane; obs/access-log.ts). */
+  accessLogDroppedSource: () => number = () => 0;
+  #accessLogDroppedSeen = 0;
+
+  readonly accessLogDropped = new Counter({
+    name: 'modelgate_access_log_dropped_lines_total',
+    help: 'Access-log lines dropped because the log destination could not keep up (requests are never slowed for the log)',
+    registers: [this.registry],
+    collect: () => {
+      const n = this.accessLogDroppedSource();
+      if (n > this.#accessLogDroppedSeen) {
+        this.accessLogDropped.inc(n - this.#accessLogDroppedSeen);
+        this.#accessLogDroppedSeen = n;
+      }
+    },
   });
 
   /** Where the resync age comes from (set by the data plane; 0 = never resynced). */

@@ -1,11 +1,13 @@
-import type { Counter, Histogram } from 'prom-client';
+import type { CounterSeries, HistogramSeries } from '../obs/fast-metrics.js';
 import type { EndpointCompiler } from '../routing/endpoint-cache.js';
-import type { RouteTable } from '../schema/route-table.js';
+import { DEFAULT_REPLAY_BODY_MAX_BYTES, type RouteTable } from '../schema/route-table.js';
 import { Candidates, P2C_BALANCER, ROUND_ROBIN_BALANCER, type Balancer } from '../upstream/balancer.js';
 import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { RouteState } from '../upstream/route-state.js';
+import type { Logger } from '../obs/logger.js';
 import type { EndpointLabeler, Metrics } from '../obs/metrics.js';
 import { TrafficPolicy } from '../traffic/policy.js';
+import { EndpointRouteHealth, probeConfigOf } from './route-health.js';
 import { LoadMeter } from './load-meter.js';
 import type { LoadReporter } from './load-reporter.js';
 
@@ -14,6 +16,10 @@ export interface HeldRequest {
   /** A usable table appeared (or the endpoint changed): try again with it. */
   wake(runtime: EndpointRuntime | null): void;
 }
+
+/** `retry.on_reset`, compiled to a number the hot path compares. */
+export const OnReset = { None: 0, Idempotent: 1, All: 2 } as const;
+export type OnReset = (typeof OnReset)[keyof typeof OnReset];
 
 /** The one status-class table (metrics labels), indexed by `status / 100`. */
 const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
@@ -30,11 +36,11 @@ function indexByKey(routes: RouteState[]): Map<string, RouteState> {
   return map;
 }
 
-type RequestCounter = ReturnType<Counter<'endpoint' | 'status_class'>['labels']>;
-type DurationHistogram = ReturnType<Histogram<'endpoint' | 'status_class'>['labels']>;
+type RequestCounter = CounterSeries;
+type DurationHistogram = HistogramSeries;
 
 /**
- * prom-client label children for one endpoint label, created once per status class. Shared by
+ * Metric series for one endpoint label, created once per status class. Shared by
  * every endpoint with that label: past the label cap thousands of endpoints fold into `other`,
  * and they must not each carry their own copy.
  */
@@ -94,6 +100,8 @@ export class EndpointShared {
   // Allocated on first use: most endpoints never hold a request, and a million-endpoint
   // snapshot should not carry a million empty arrays.
   #held: HeldRequest[] | null = null;
+  /** The gateway's health checks of this endpoint's routes (null until it has a health_check). */
+  health: EndpointRouteHealth | null = null;
 
   constructor(name: string, registry: EndpointMetricsRegistry) {
     const { label, children } = registry.forEndpoint(name);
@@ -142,6 +150,8 @@ export class EndpointRuntime {
   readonly balancer: Balancer;
   /** Caps, queue, rate limits and metering, compiled once per table version (src/traffic/). */
   readonly traffic: TrafficPolicy;
+  readonly onReset: OnReset;
+  readonly replayBodyMaxBytes: number;
   /** The controller scales this endpoint's service: held requests wake it, load is reported. */
   readonly autoscaled: boolean;
 
@@ -149,7 +159,8 @@ export class EndpointRuntime {
     readonly table: RouteTable,
     /** Every route of the table (any status), in table order. */
     readonly routes: RouteState[],
-    readonly candidates: Candidates,
+    /** Replaced (not mutated) when a health check moves a route in or out of rotation. */
+    public candidates: Candidates,
     readonly shared: EndpointShared,
     defaults: RuntimeDefaults,
   ) {
@@ -162,13 +173,22 @@ export class EndpointRuntime {
     this.maxHeld = table.limits?.max_held ?? defaults.holdQueueMax;
     this.balancer = table.balancer === 'round_robin' ? ROUND_ROBIN_BALANCER : P2C_BALANCER;
     this.traffic = new TrafficPolicy(table);
+    const onReset = table.retry?.on_reset;
+    this.onReset = onReset === 'all' ? OnReset.All : onReset === 'idempotent' ? OnReset.Idempotent : OnReset.None;
+    this.replayBodyMaxBytes = table.retry?.replay_body_max_bytes ?? DEFAULT_REPLAY_BODY_MAX_BYTES;
     this.autoscaled = table.autoscaled === true;
+  }
+
+  refreshCandidates(): void {
+    this.candidates = new Candidates(this.routes.filter((r) => r.takesTraffic));
   }
 }
 
 /** Builds runtimes from tables, carrying route state and pools over from the previous version. */
 export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime> {
   private readonly registry: EndpointMetricsRegistry;
+  /** Called when a health check brings a route back, so held requests can use it. */
+  onRouteRecovered: (runtime: EndpointRuntime) => void = () => {};
 
   constructor(
     private readonly pools: PoolRegistry,
@@ -177,6 +197,7 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
     labeler: EndpointLabeler,
     /** Where autoscaled endpoints are registered for load reports; null: none reported. */
     private readonly loadReporter: LoadReporter | null = null,
+    private readonly logger?: Logger,
   ) {
     this.registry = new EndpointMetricsRegistry(metrics, labeler);
   }
@@ -197,12 +218,25 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
         state = new RouteState(route, (origin, protocol) => this.pools.acquire(origin, connectMs, protocol), key);
       }
       routes.push(state);
-      if (route.status === 'healthy' && route.weight > 0) candidates.push(state);
     }
-    // Routes the new table dropped: their pool reference goes (in-flight requests finish).
-    if (previousByKey) for (const state of previousByKey.values()) this.pools.release(state.pool);
     const sameEndpoint = previous && previous.id === table.id;
     const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.registry);
+    // Routes the new table dropped: their pool reference goes (in-flight requests finish).
+    if (previousByKey) {
+      for (const state of previousByKey.values()) {
+        previous!.shared.health?.stop(state);
+        this.pools.release(state.pool);
+      }
+    }
+    if (!sameEndpoint && previous) for (const state of routes) previous.shared.health?.stop(state);
+    // Endpoints without health_check never get a tracker: nothing to pay for it.
+    const probe = table.health_check ? probeConfigOf(table.health_check) : null;
+    if (probe !== null || shared.health !== null) {
+      const health = (shared.health ??= new EndpointRouteHealth(shared.label, this.registry.metrics, this.logger, (rt) => this.onRouteRecovered(rt as EndpointRuntime)));
+      // Only routes the table sends traffic to are probed (the others take none anyway).
+      for (const state of routes) health.sync(state, probe !== null && state.status === 'healthy' ? probe : null);
+    }
+    for (const state of routes) if (state.takesTraffic) candidates.push(state);
     if (this.loadReporter !== null && table.autoscaled !== true && shared.load !== null) {
       shared.load = null;
       this.loadReporter.endpoints.delete(table.name);
@@ -214,6 +248,7 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
     const { routes: _routes, created_at: _created, ...kept } = table;
     const slim: RouteTable = { ...kept, routes: NO_ROUTES };
     const runtime = new EndpointRuntime(slim, routes, new Candidates(candidates), shared, this.defaults);
+    if (shared.health !== null) shared.health.current = runtime;
     if (this.loadReporter !== null && table.autoscaled === true) {
       shared.load ??= new LoadMeter();
       this.loadReporter.endpoints.set(table.name, runtime);
@@ -222,8 +257,20 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
   }
 
   dispose(runtime: EndpointRuntime): void {
-    for (const state of runtime.routes) this.pools.release(state.pool);
+    const health = runtime.shared.health;
+    if (health !== null && health.current === runtime) health.current = null;
+    for (const state of runtime.routes) {
+      health?.stop(state);
+      this.pools.release(state.pool);
+    }
     if (this.loadReporter?.endpoints.get(runtime.name) === runtime) this.loadReporter.endpoints.delete(runtime.name);
+  }
+
+  /** Stops the runtime's health checks (the gateway is stopping; the runtime stays cached). */
+  stopProbes(runtime: EndpointRuntime): void {
+    const health = runtime.shared.health;
+    if (health === null) return;
+    for (const state of runtime.routes) health.stop(state);
   }
 
   tableOf(runtime: EndpointRuntime): RouteTable {

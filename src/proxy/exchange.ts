@@ -14,8 +14,9 @@ import type { RouteState } from '../upstream/route-state.js';
 import type { TrafficHost, TrafficTicket } from '../traffic/traffic-control.js';
 import { AddressKind } from './addressing.js';
 import { BodyLimiter } from './body-limiter.js';
-import type { EndpointRuntime, HeldRequest } from './endpoint-runtime.js';
+import { OnReset, type EndpointRuntime, type HeldRequest } from './endpoint-runtime.js';
 import type { ProxyContext } from './proxy-context.js';
+import { ReplayBody } from './replay-body.js';
 import { RequestHead, VIA_ENTRY, forwardedFor, gatewayHops, keepPreflightHeaders, readRequestHead, resolveTarget } from './request-head.js';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, Tunnel, type OpenTunnel, type TunnelOwner } from './tunnel.js';
 import { UpgradeRequest, extractQueryToken, websocketAccept } from './upgrade.js';
@@ -72,6 +73,12 @@ function onUpgradeResponseFinish(this: TaggedResponse): void {
 const CLIENT_GONE = 499;
 const CONTENT_LENGTH: Set<string> = new Set(['content-length']);
 
+/** Methods `retry.on_reset: idempotent` replays (RFC 9110 §9.2.2; TRACE is never proxied). */
+const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+/** First and longest pause between tries of routes that failed, while a replayed request waits for one to come back. */
+const WAIT_STEP_MIN_MS = 50;
+const WAIT_STEP_MAX_MS = 1000;
+
 /** An upstream response with more header lines than UPSTREAM_MAX_HEADER_COUNT (a protocol failure: 502). */
 class UpstreamHeaderCountError extends Error {
   readonly code = 'UND_ERR_HEADERS_OVERFLOW';
@@ -100,9 +107,18 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   #routeId: string | undefined;
   #tried: RouteState | null = null;
   #tried2: RouteState | null = null;
-  /** The connect failure that made this request retry (reported if no route is left to retry on). */
+  /** The failure that made this request retry (reported if no route is left to retry on). */
   #retryCause: Error | null = null;
+  #retryKind: UpstreamFailureKind = 'connect';
   #attempt = 0;
+  /** This request may be replayed after a reset (endpoint `retry.on_reset` and method allow it). */
+  #replay = false;
+  /** Kept copy of the request body while replay is possible (null: no body, or no replay). */
+  #replayBody: ReplayBody | null = null;
+  #replays = 0;
+  /** Unix ms after which a replayed request stops waiting for a route to come back (0: not waiting yet). */
+  #waitUntil = 0;
+  #waitStepMs = 0;
   #connected = false;
   #abort: ((err?: Error) => void) | null = null;
   #resume: (() => void) | null = null;
@@ -284,7 +300,6 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     ctx.inFlight++;
     runtime.shared.inFlight++;
     this.#counted = true;
-    ctx.metrics.inFlight.inc();
 
     const headers = head.forward;
     // A private endpoint's preflight came without a token: it carries only what a preflight needs.
@@ -296,6 +311,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     headers.push('x-forwarded-for', forwarded.forFor, 'x-forwarded-proto', forwarded.proto, 'x-request-id', this.requestId, 'via', VIA_ENTRY);
     if (head.host) headers.push('x-forwarded-host', head.host);
 
+    // Decided once per request from the compiled table: endpoints without replay pay nothing.
+    if (runtime.onReset !== OnReset.None) this.#replay = runtime.onReset === OnReset.All || IDEMPOTENT_METHODS.has(this.#method);
     // Traffic control (caps, queue, rate limits, metering): the policy was compiled with the table.
     const ticket = ctx.traffic.ticketFor(runtime.traffic, this.#token, this.#method, this.#path);
     if (ticket !== null) {
@@ -309,8 +326,19 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
 
   #attachBody(): void {
     const head = this.#head;
-    if (head.hasBody) {
-      this.#body = head.contentLength >= 0 ? this.#req : this.#req.pipe(new BodyLimiter(this.#ctx.bodyLimitBytes));
+    if (head.hasBody) this.#useBodyStream(head.contentLength >= 0 ? this.#req : this.#req.pipe(new BodyLimiter(this.#ctx.bodyLimitBytes)));
+  }
+
+  /** The body stream to send; kept while it streams up when the endpoint replays on reset. */
+  #useBodyStream(body: Readable): void {
+    const max = this.#runtime!.replayBodyMaxBytes;
+    if (this.#replay && this.#head.contentLength <= max) {
+      this.#replayBody = new ReplayBody(body, max);
+      this.#body = this.#replayBody.attempt();
+    } else {
+      // Over the replay limit up front: not replayable, nothing kept (fails as without replay).
+      this.#replay = false;
+      this.#body = body;
     }
   }
 
@@ -320,14 +348,16 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     const body = this.#ticket!.body;
     if (body === null) this.#attachBody();
     else if (Buffer.isBuffer(body)) {
-      // The body was read (and maybe rewritten): its length is what it is now.
+      // The body was read (and maybe rewritten): its length is what it is now. A Buffer can be
+      // sent again as it is, so a replay needs no copy.
       const forward = this.#head.forward;
       dropListed(forward, CONTENT_LENGTH);
       forward.push('content-length', String(body.length));
       this.#body = body;
+      if (body.length > this.#runtime!.replayBodyMaxBytes) this.#replay = false;
     } else {
       // Past the inspection bound: the rest streams, still under the body limit.
-      this.#body = this.#head.contentLength >= 0 ? body : body.pipe(new BodyLimiter(this.#ctx.bodyLimitBytes));
+      this.#useBodyStream(this.#head.contentLength >= 0 ? body : body.pipe(new BodyLimiter(this.#ctx.bodyLimitBytes)));
     }
     this.#dispatch();
   }
@@ -350,12 +380,15 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
 
   #noRoute(): void {
     if (this.#attempt === 0) this.#hold();
-    // No other route to retry on: report the last connect failure (refused → 502, connect timeout → 504).
-    else this.fail(fromUndici(this.#retryCause, 'connect'));
+    // A replayable request waits (within the hold time) for a route to come back.
+    else if (this.#replay) this.#waitForRoute();
+    // No other route to retry on: report the last failure (refused → 502, connect timeout → 504).
+    else this.fail(fromUndici(this.#retryCause, this.#retryKind));
   }
 
   #dispatch(): void {
-    const runtime = this.#runtime!;
+    // A retry picks from the table served now: routes added since the request arrived count.
+    const runtime = this.#attempt === 0 ? this.#runtime! : this.#currentRuntime();
     if (this.#ticket !== null) {
       this.#ctx.traffic.pick(this.#ticket, runtime, this.#tried, this.#tried2);
       return;
@@ -379,8 +412,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     }
     this.#route = route;
     this.#routeId = route.id;
-    // Counted only when another route was really found to retry on.
-    if (this.#attempt > 0) this.#ctx.metrics.retries.labels(runtime.shared.label).inc();
+    // Counted only when another route was really found to retry on (replays have their own counter).
+    if (this.#attempt > 0 && this.#retryKind === 'connect') this.#ctx.metrics.retries.labels(runtime.shared.label).inc();
     route.outstanding++;
     this.#connected = false;
     const opts: Dispatcher.DispatchOptions = {
@@ -399,6 +432,13 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       this.#route = null;
       this.fail(new GatewayError('GW_BAD_REQUEST', { cause: err, detail: (err as Error).message }));
     }
+  }
+
+  #currentRuntime(): EndpointRuntime {
+    const runtime = this.#runtime!;
+    const latest = this.#ctx.endpoints.get(runtime.name);
+    if (latest && latest !== runtime && latest.shared === runtime.shared) this.#runtime = latest;
+    return this.#runtime!;
   }
 
   #hold(): void {
@@ -422,6 +462,38 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       this.#unhold();
       this.fail(new GatewayError('GW_NO_HEALTHY_ROUTE', { retryAfterSeconds: Math.max(1, Math.ceil(ctx.holdTimeoutMs / 1000)) }));
     }, ctx.holdTimeoutMs);
+  }
+
+  /**
+   * Every route this request may try failed: wait for one, in the hold queue (a table change or
+   * a route passing its health checks wakes it), trying the failed routes again at growing
+   * intervals, until HOLD_TIMEOUT_MS from the first wait.
+   */
+  #waitForRoute(): void {
+    const ctx = this.#ctx;
+    const runtime = this.#runtime!;
+    const now = Date.now();
+    if (this.#waitUntil === 0) this.#waitUntil = now + ctx.holdTimeoutMs;
+    const left = this.#waitUntil - now;
+    if (left <= 0 || runtime.shared.held.length >= runtime.maxHeld) {
+      this.fail(fromUndici(this.#retryCause, this.#retryKind));
+      return;
+    }
+    this.#waitStepMs = this.#waitStepMs === 0 ? WAIT_STEP_MIN_MS : Math.min(WAIT_STEP_MAX_MS, this.#waitStepMs * 2);
+    runtime.shared.held.push(this);
+    ctx.metrics.held.inc();
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = null;
+      this.#unhold();
+      if (Date.now() >= this.#waitUntil) {
+        this.fail(fromUndici(this.#retryCause, this.#retryKind));
+        return;
+      }
+      // The failed routes are candidates again: the only route may be back.
+      this.#tried = null;
+      this.#tried2 = null;
+      this.#dispatch();
+    }, Math.min(left, this.#waitStepMs));
   }
 
   #unhold(): void {
@@ -695,17 +767,42 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       this.#finish();
       return;
     }
-    if (kind === 'connect' && this.#attempt < ctx.retryMax && route !== null) {
+    if (route !== null && this.#mayRetry(kind)) {
       this.#releaseRoute();
       if (this.#attempt === 0) this.#tried = route;
       else this.#tried2 = route;
       this.#attempt++;
       this.#retryCause = err;
+      this.#retryKind = kind;
       this.#dispatch();
       return;
     }
     this.#releaseRoute();
     this.fail(fromUndici(err, kind));
+  }
+
+  /**
+   * Whether a failure before any response byte may be tried again. A connect failure sent
+   * nothing: retried up to RETRY_MAX times (without limit while a replayable request waits for
+   * a route to come back — the hold time bounds it). A reset after the request went out is
+   * replayed only where the endpoint allows it, at most RETRY_MAX times, with the body rewound.
+   */
+  #mayRetry(kind: UpstreamFailureKind): boolean {
+    if (kind === 'connect') {
+      if (!this.#replay && this.#attempt >= this.#ctx.retryMax) return false;
+    } else if (kind !== 'reset' || !this.#replay || this.#replays >= this.#ctx.retryMax) {
+      return false;
+    }
+    // undici may have destroyed the failed try's body stream: every try reads a fresh one.
+    if (this.#replayBody !== null) {
+      const body = this.#replayBody.attempt();
+      if (body === null) return false;
+      this.#body = body;
+    }
+    if (kind === 'connect') return true;
+    this.#replays++;
+    this.#ctx.metrics.replays.labels(this.#runtime!.shared.label).inc();
+    return true;
   }
 
   // ---- client side ----
@@ -812,7 +909,6 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     if (this.#counted) {
       ctx.inFlight--;
       runtime!.shared.inFlight--;
-      ctx.metrics.inFlight.dec();
     }
     const ticket = this.#ticket;
     if (ticket !== null) ctx.traffic.finish(ticket, this.#ttfbMs >= 0);
@@ -825,29 +921,35 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     this.#span.end({ endpoint: runtime?.name, route: this.#routeId, status, errCode: this.#errCode, bytes: this.#bytes });
     if (ctx.accessLog) {
       const q = this.#path.indexOf('?');
-      const line: Record<string, unknown> = {
-        request_id: this.requestId,
-        method: this.#method,
-        path: q < 0 ? this.#path : this.#path.slice(0, q),
-        endpoint: runtime?.name,
-        route: this.#routeId,
-        status,
-        bytes: this.#bytes,
-        duration_ms: Math.round(durationMs * 1000) / 1000,
-        ttfb_ms: this.#ttfbMs < 0 ? undefined : Math.round(this.#ttfbMs * 1000) / 1000,
-        err_code: this.#errCode,
-      };
-      if (ticket !== null) {
-        line.priority = ticket.priority;
-        if (ticket.prompt >= 0) line.prompt_tokens = ticket.prompt;
-        if (ticket.completion >= 0) line.completion_tokens = ticket.completion;
+      const path = q < 0 ? this.#path : this.#path.slice(0, q);
+      if (this.#upgrade === null && ticket === null && this.#replays === 0) {
+        ctx.accessLogger.request(this.requestId, this.#method, path, runtime?.name, this.#routeId, status, this.#bytes, durationMs, this.#ttfbMs, this.#errCode);
+      } else {
+        const line: Record<string, unknown> = {
+          request_id: this.requestId,
+          method: this.#method,
+          path,
+          endpoint: runtime?.name,
+          route: this.#routeId,
+          status,
+          bytes: this.#bytes,
+          duration_ms: Math.round(durationMs * 1000) / 1000,
+          ttfb_ms: this.#ttfbMs < 0 ? undefined : Math.round(this.#ttfbMs * 1000) / 1000,
+          err_code: this.#errCode,
+          replays: this.#replays === 0 ? undefined : this.#replays,
+        };
+        if (ticket !== null) {
+          line.priority = ticket.priority;
+          if (ticket.prompt >= 0) line.prompt_tokens = ticket.prompt;
+          if (ticket.completion >= 0) line.completion_tokens = ticket.completion;
+        }
+        if (this.#upgrade !== null) {
+          line.upgrade = 'websocket';
+          line.bytes_in = tunnel?.bytesIn ?? 0;
+          line.close_reason = this.#closeReason;
+        }
+        ctx.accessLogger.info(line, 'request');
       }
-      if (this.#upgrade !== null) {
-        line.upgrade = 'websocket';
-        line.bytes_in = tunnel?.bytesIn ?? 0;
-        line.close_reason = this.#closeReason;
-      }
-      ctx.accessLogger.info(line, 'request');
     }
     ctx.onRequestFinished();
   }

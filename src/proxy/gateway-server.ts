@@ -8,6 +8,8 @@ import type { Settings } from '../config/settings.js';
 import type { GatewayErrorCode } from '../errors/gateway-error.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toHttp } from '../errors/to-http.js';
+import { AccessLog, pinoAccessSink, type AccessLogSink } from '../obs/access-log.js';
+import type { CounterSeries, HistogramSeries } from '../obs/fast-metrics.js';
 import type { Logger } from '../obs/logger.js';
 import { EndpointLabeler, type Metrics } from '../obs/metrics.js';
 import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
@@ -36,7 +38,7 @@ export interface GatewayServerOptions {
   metrics: Metrics;
   logger: Logger;
   /** Access-log lines; default: `logger`. */
-  accessLogger?: Logger;
+  accessLogger?: AccessLogSink;
   /** Whether a socket peer may set X-Forwarded-For (TRUSTED_PROXIES). */
   isTrustedProxy?: (address: string) => boolean;
   /** Cluster worker on the embedded store: traffic limits are counted by the primary over this channel. */
@@ -98,6 +100,7 @@ export class GatewayServer {
   readonly #ctx: ProxyContext;
   readonly #opts: GatewayServerOptions;
   #drainWaiters: (() => void)[] = [];
+  readonly #compiler: EndpointRuntimeCompiler;
   #connections = 0;
 
   constructor(opts: GatewayServerOptions) {
@@ -126,7 +129,10 @@ export class GatewayServer {
       metrics,
       labeler,
       loadReporter,
+      logger,
     );
+    compiler.onRouteRecovered = (runtime) => this.#wakeHeld(runtime, undefined);
+    this.#compiler = compiler;
     this.endpoints = new EndpointCache({
       store,
       compiler,
@@ -135,6 +141,9 @@ export class GatewayServer {
       max: s.ENDPOINT_CACHE_MAX,
       negativeTtlMs: s.NEGATIVE_CACHE_TTL_MS,
       resyncIntervalMs: s.RESYNC_INTERVAL_MS,
+      // Health-checked endpoints are probed from the moment they are written, not from their
+      // first request (a text search: no JSON parsing for the other endpoints' events).
+      eagerLoad: (raw) => raw.includes('"health_check"'),
     });
     this.endpoints.onUpdate((_name, runtime, previous) => this.#wakeHeld(runtime, previous));
     this.tunnels = new TunnelSet(TUNNEL_REVALIDATE_MS);
@@ -150,6 +159,7 @@ export class GatewayServer {
       if (Number.isFinite(at)) lag.observe(Math.max(0, Date.now() - at) / 1000);
     });
     metrics.lastResyncAt = () => this.endpoints.lastResyncOk;
+    metrics.inFlightSource = () => this.#ctx.inFlight;
 
     this.traffic = new TrafficControl({
       store,
@@ -161,8 +171,11 @@ export class GatewayServer {
     });
     this.traffic.labelOf = (name) => labeler.label(name);
 
-    const unroutedRequests = metrics.requests;
-    const unroutedDurations = metrics.requestDuration;
+    const accessSink = opts.accessLogger ?? pinoAccessSink(logger);
+    if (accessSink instanceof AccessLog) metrics.accessLogDroppedSource = () => accessSink.dropped;
+
+    // Requests that never reached an endpoint (404, refused heads): series bound on first use.
+    const unrouted: { requests: CounterSeries; durations: HistogramSeries }[] = [];
     this.#ctx = {
       addresser: new Addresser(s.APPS_DOMAIN),
       endpoints: this.endpoints,
@@ -181,8 +194,8 @@ export class GatewayServer {
       routeQueueMax: s.UPSTREAM_POOL_CONNECTIONS + s.UPSTREAM_PENDING_MAX,
       tunnels,
       wsIdleTimeoutMs: s.WS_IDLE_TIMEOUT_MS,
-      accessLog: s.ACCESS_LOG,
-      accessLogger: opts.accessLogger ?? logger,
+      accessLog: s.ACCESS_LOG && accessSink.enabled,
+      accessLogger: accessSink,
       inFlight: 0,
       draining: false,
       isTrustedProxy: opts.isTrustedProxy ?? (() => false),
@@ -193,9 +206,10 @@ export class GatewayServer {
       },
       respondReadyz: (res) => this.#respondReadyz(res),
       recordUnrouted(status, seconds) {
-        const cls = statusClass(status);
-        unroutedRequests.labels('none', cls).inc();
-        unroutedDurations.labels('none', cls).observe(seconds);
+        const i = Math.min(5, (status / 100) | 0);
+        const series = (unrouted[i] ??= { requests: metrics.requests.labels('none', statusClass(status)), durations: metrics.requestDuration.labels('none', statusClass(status)) });
+        series.requests.inc();
+        series.durations.observe(seconds);
       },
       wakeScaled: (runtime) => loadReporter.wake(runtime.name, runtime.shared),
       onRequestFinished: () => {
@@ -435,6 +449,10 @@ export class GatewayServer {
     res.end(JSON.stringify(body));
   }
 
+  #stopProbes(): void {
+    for (const runtime of this.endpoints.values()) this.#compiler.stopProbes(runtime);
+  }
+
   #closeIdle(): void {
     (this.server as Server).closeIdleConnections?.();
     this.#plain?.close();
@@ -511,6 +529,7 @@ export class GatewayServer {
     await closed;
     this.loadReporter.stop();
     this.endpoints.stop();
+    this.#stopProbes();
     await this.traffic.stop();
     this.#opts.certificates?.close();
     await this.pools.closeAll();
@@ -522,6 +541,7 @@ export class GatewayServer {
     this.#ctx.draining = true;
     this.loadReporter.stop();
     this.endpoints.stop();
+    this.#stopProbes();
     this.#closeAll();
     this.tunnels.closeAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { AccessChecker } from '../auth/access.js';
+import type { AccessLogSink } from '../obs/access-log.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { RequestTracer } from '../obs/tracing.js';
@@ -35,9 +36,10 @@ export interface ProxyContext {
   readonly tunnels: TunnelSet;
   /** WS_IDLE_TIMEOUT_MS: a tunnel without traffic this long is closed (1001). */
   readonly wsIdleTimeoutMs: number;
+  /** ACCESS_LOG, and the access log's level (info) enabled: checked once here, not per request. */
   readonly accessLog: boolean;
-  /** Where access-log lines go (see obs/logger.ts createAccessLogger). */
-  readonly accessLogger: Logger;
+  /** Where access-log lines go (obs/access-log.ts; a pino logger in some tests). */
+  readonly accessLogger: AccessLogSink;
   inFlight: number;
   draining: boolean;
   isTrustedProxy(address: string): boolean;

@@ -25,6 +25,11 @@ export interface EndpointCacheOptions<T> {
   resyncIntervalMs: number;
   /** Cap on concurrent store reads for unknown names, so a flood of random hosts can't hammer the store. */
   maxConcurrentLoads?: number;
+  /**
+   * Tables to serve before their first request (the gateway probes their routes): a change event
+   * for a name not in the snapshot reads it (one store read) and keeps it when this says so.
+   */
+  eagerLoad?: (raw: string) => boolean;
 }
 
 const RESYNC_BATCH = 1000;
@@ -195,7 +200,10 @@ export class EndpointCache<T> {
     const name = event.name;
     this.#missing.delete(name);
     const current = this.#entries.peek(name);
-    if (!current) return;
+    if (!current) {
+      if (this.#opts.eagerLoad !== undefined && event.version > 0) this.#loadIfEager(name, this.#opts.eagerLoad);
+      return;
+    }
     if (event.version === 0) {
       this.#apply(name, null);
       return;
@@ -206,6 +214,18 @@ export class EndpointCache<T> {
       return;
     }
     this.load(name).catch((err) => this.#opts.logger.warn({ err, endpoint: name }, 'route-table reload failed; keeping the last good one'));
+  }
+
+  #loadIfEager(name: string, eager: (raw: string) => boolean): void {
+    if (this.#loading.has(name)) return;
+    this.#opts.store.getEndpointRaw(name).then(
+      (raw) => {
+        // A request may have loaded it meanwhile; its own events keep it current from there.
+        if (raw === null || this.#entries.has(name) || this.#loading.has(name)) return;
+        if (eager(raw)) this.#apply(name, raw);
+      },
+      (err) => this.#opts.logger.debug({ err, endpoint: name }, 'eager route-table load failed; it loads on its first request'),
+    );
   }
 
   /** Re-reads every cached table from the store (also drops those deleted meanwhile). */

@@ -134,6 +134,41 @@ export type UsageOptions = z.infer<typeof usageOptionsSchema>;
 
 const cidrSchema = z.string().max(64);
 
+export const ON_RESET_MODES = ['none', 'idempotent', 'all'] as const;
+export type OnResetMode = (typeof ON_RESET_MODES)[number];
+export const DEFAULT_REPLAY_BODY_MAX_BYTES = 1024 * 1024;
+
+/**
+ * Replay of requests whose upstream closed or reset the connection before any response byte
+ * (docs/resilience.md). `none` keeps the old rule: only connect failures are retried.
+ */
+export const retrySchema = z
+  .object({
+    on_reset: z.enum(ON_RESET_MODES).default('none'),
+    replay_body_max_bytes: z.number().int().min(0).max(1024 * 1024 * 1024).default(DEFAULT_REPLAY_BODY_MAX_BYTES),
+  })
+  .strict();
+export type EndpointRetry = z.infer<typeof retrySchema>;
+
+/** Defaults of the gateway's own probes of pushed routes (docs/resilience.md). */
+export const HEALTH_CHECK_DEFAULTS = { path: '/health', interval_s: 5, timeout_s: 2, unhealthy_after: 3, healthy_after: 2 } as const;
+
+export const healthCheckSchema = z
+  .object({
+    path: z
+      .string()
+      .min(1)
+      .max(1024)
+      .regex(/^\/[\x21-\x7e]*$/, 'must be an absolute path starting with "/" (visible ASCII)')
+      .default(HEALTH_CHECK_DEFAULTS.path),
+    interval_s: z.number().min(0.05).max(3600).default(HEALTH_CHECK_DEFAULTS.interval_s),
+    timeout_s: z.number().min(0.01).max(600).default(HEALTH_CHECK_DEFAULTS.timeout_s),
+    unhealthy_after: z.number().int().min(1).max(1000).default(HEALTH_CHECK_DEFAULTS.unhealthy_after),
+    healthy_after: z.number().int().min(1).max(1000).default(HEALTH_CHECK_DEFAULTS.healthy_after),
+  })
+  .strict();
+export type EndpointHealthCheck = z.infer<typeof healthCheckSchema>;
+
 export const routeTableSchema = z.object({
   // The gateway creates UUIDs; a table written by another control plane may use any stable id.
   id: z.string().min(1).max(128),
@@ -147,6 +182,8 @@ export const routeTableSchema = z.object({
   usage: usageOptionsSchema.optional(),
   allowed_cidrs: z.array(cidrSchema).max(1024).optional(),
   balancer: z.enum(BALANCERS).optional(),
+  retry: retrySchema.optional(),
+  health_check: healthCheckSchema.optional(),
   /**
    * Written by the model-service controller for a service with `autoscaling`: gateways then
    * report this endpoint's load and wake its service when a request is held.

@@ -33,6 +33,11 @@ export class LazyPool {
     return (this.#pool ?? this.#create()).dispatch(opts, handler);
   }
 
+  /** undici's promise API, for the gateway's health-check probes (route-prober.ts). */
+  request(opts: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData> {
+    return (this.#pool ?? this.#create()).request(opts);
+  }
+
   #create(): Pool {
     const pool = new Pool(this.origin, this.options);
     // An idle socket dropped by the upstream must never surface as an unhandled error.

@@ -1,5 +1,6 @@
 import type { LazyPool } from './pool-registry.js';
 import type { Route, RouteProtocol } from '../schema/route-table.js';
+import type { RouteProber } from './route-prober.js';
 
 /**
  * The runtime side of one route on this instance: its pool, outstanding requests and passive
@@ -28,6 +29,10 @@ export class RouteState {
   ejectedUntil = 0;
   /** Smooth weighted round-robin state. */
   currentWeight = 0;
+  /** False while the gateway's own health checks (endpoint `health_check`) keep it out of rotation. */
+  probeHealthy = true;
+  /** The active health check of this route on this process, when the endpoint has one. */
+  prober: RouteProber | null = null;
 
   /** `pool` is the route's pool, or a function that acquires one for the route's origin and protocol. */
   constructor(route: Route, pool: LazyPool | ((origin: string, protocol: RouteProtocol) => LazyPool), key = RouteState.key(route)) {
@@ -43,6 +48,11 @@ export class RouteState {
 
   static key(route: Route): string {
     return `${route.id}\u0000${route.url}\u0000${route.protocol ?? 'http1'}`;
+  }
+
+  /** Whether new requests may go here (the table's status and weight, and the gateway's own probes). */
+  get takesTraffic(): boolean {
+    return this.status === 'healthy' && this.weight > 0 && this.probeHealthy;
   }
 
   isEjected(now: number): boolean {

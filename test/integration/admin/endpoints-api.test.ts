@@ -90,11 +90,34 @@ describe('admin API: endpoints and routes', () => {
     ['an unknown status', { routes: [{ url: 'http://x', status: 'up' }] }, 'routes.0.status'],
     ['duplicate route ids', { routes: [{ id: 'a', url: 'http://x' }, { id: 'a', url: 'http://y' }] }, 'routes.1.id'],
     ['a bad CIDR', { allowed_cidrs: ['10.0.0.0/99'] }, 'allowed_cidrs.0'],
+    ['an unknown retry.on_reset', { retry: { on_reset: 'always' } }, 'retry.on_reset'],
+    ['a negative retry.replay_body_max_bytes', { retry: { replay_body_max_bytes: -1 } }, 'retry.replay_body_max_bytes'],
+    ['an unknown retry field', { retry: { on_reset: 'all', tries: 3 } }, 'retry'],
+    ['a relative health_check.path', { health_check: { path: 'health' } }, 'health_check.path'],
+    ['a zero health_check.interval_s', { health_check: { interval_s: 0 } }, 'health_check.interval_s'],
+    ['a fractional health_check.unhealthy_after', { health_check: { unhealthy_after: 1.5 } }, 'health_check.unhealthy_after'],
+    ['a zero health_check.healthy_after', { health_check: { healthy_after: 0 } }, 'health_check.healthy_after'],
   ])('refuses %s with ADM_INVALID naming the field', async (_what, body, field) => {
     const res = await gw.admin('PUT', '/v1/endpoints/bad', body);
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('ADM_INVALID');
     expect(res.body.error.details.map((d: any) => d.field)).toContain(field);
+  });
+
+  it('keeps retry and health_check with their defaults filled in; PATCH changes or removes them (null)', async () => {
+    const put = await gw.admin('PUT', '/v1/endpoints/resilient', { retry: { on_reset: 'all' }, health_check: { path: '/ready' } });
+    expect(put.status).toBe(201);
+    expect(put.body.retry).toEqual({ on_reset: 'all', replay_body_max_bytes: 1048576 });
+    expect(put.body.health_check).toEqual({ path: '/ready', interval_s: 5, timeout_s: 2, unhealthy_after: 3, healthy_after: 2 });
+    const patched = await gw.admin('PATCH', '/v1/endpoints/resilient', { retry: { on_reset: 'idempotent', replay_body_max_bytes: 4096 } });
+    expect(patched.body.retry).toEqual({ on_reset: 'idempotent', replay_body_max_bytes: 4096 });
+    expect(patched.body.health_check.path).toBe('/ready');
+    const removed = await gw.admin('PATCH', '/v1/endpoints/resilient', { health_check: null, retry: null });
+    expect(removed.status).toBe(200);
+    expect(removed.body.health_check).toBeUndefined();
+    expect(removed.body.retry).toBeUndefined();
+    // An endpoint without them says nothing about them (on_reset none: today's behaviour).
+    expect((await gw.admin('GET', '/v1/endpoints/resilient')).body).not.toHaveProperty('retry');
   });
 
   it('refuses a name that is not a DNS label', async () => {

@@ -39,12 +39,38 @@ describe('route tables written directly into Redis', () => {
     await eventually(async () => (await who('ext')) === 'external', 2000);
   });
 
+  it('applies retry.on_reset from a table written directly: a reset request is replayed on the other route', async () => {
+    const resetter = await startUpstream((req) => req.socket.destroy());
+    try {
+      const table = {
+        id: 'ext-replay-1',
+        name: 'extreplay',
+        public: true,
+        version: 1,
+        retry: { on_reset: 'all' },
+        balancer: 'round_robin',
+        routes: [
+          { id: 'bad', url: resetter.url },
+          { id: 'good', url: up2.url },
+        ],
+      };
+      await redis.set(`${prefix}endpoint:extreplay`, JSON.stringify(table));
+      await redis.sadd(`${prefix}endpoints`, 'extreplay');
+      await redis.publish(`${prefix}events`, JSON.stringify({ kind: 'endpoint', name: 'extreplay', version: 1 }));
+      for (let i = 0; i < 4; i++) expect(await who('extreplay')).toBe('external');
+      expect(resetter.received.length).toBe(2);
+    } finally {
+      await resetter.close();
+    }
+  });
+
   it.each([
     ['not JSON', '{"id": nope'],
     ['a route URL that is not http(s)', (t: any) => ({ ...t, version: t.version + 1, routes: [{ id: 'r', url: 'file:///etc/passwd' }] })],
     ['a missing id', (t: any) => ({ ...t, id: undefined, version: t.version + 1 })],
     ['another endpoint name', (t: any) => ({ ...t, name: 'other', version: t.version + 1 })],
     ['a wrong type', (t: any) => ({ ...t, public: 'yes', version: t.version + 1 })],
+    ['an unknown retry.on_reset', (t: any) => ({ ...t, retry: { on_reset: 'sometimes' }, version: t.version + 1 })],
   ])('ignores a table with %s and keeps serving the last good one', async (_what, bad) => {
     const name = `inv${randomBytes(3).toString('hex')}`;
     const created = await gw.admin('PUT', `/v1/endpoints/${name}`, { public: true, routes: [{ id: 'g', url: up.url }] });

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
 import { eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
-import { call, type CallResult } from './support.js';
+import { startChildUpstream, type ChildUpstream } from '../../support/child-upstream.js';
+import { call, metric, type CallResult } from './support.js';
 
 interface Replica {
   id: string;
@@ -123,4 +124,73 @@ describe('rolling replacement of every replica', () => {
     expect(replicas.reduce((sum, r, i) => sum + r.served - before[i], 0)).toBe(30);
     for (const r of replicas) await r.up.close();
   }, 35_000);
+});
+
+/**
+ * The hard version: a replica is killed with SIGKILL while it is busy (no drain, no goodbye: its
+ * in-flight requests die with it), and the orchestrator only notices a while later. With
+ * `retry.on_reset: all`, the requests inside the dead replica are replayed on the others and the
+ * new requests that still pick it are retried after the refused connect: not one request fails.
+ * (Requests only: a stream whose first bytes already reached the caller cannot be replayed.)
+ */
+describe('a replica killed by SIGKILL under load', () => {
+  let gw: TestGateway;
+  const children: ChildUpstream[] = [];
+
+  beforeAll(async () => {
+    gw = await startTestGateway();
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    for (const c of children) await c.kill();
+  });
+
+  it('with on_reset: all, zero failed requests; the killed replica had requests in flight', async () => {
+    for (let i = 0; i < 3; i++) children.push(await startChildUpstream(`r${i}`));
+    let live = [...children];
+    const table = () => ({ public: true, retry: { on_reset: 'all' }, routes: live.map((c) => ({ id: c.name, url: c.url })) });
+    expect((await gw.admin('PUT', '/v1/endpoints/svc', table())).status).toBe(201);
+
+    const failures: string[] = [];
+    const answered = new Map<string, number>();
+    let sent = 0;
+    let stop = false;
+    const client = async (worker: number) => {
+      for (let n = 0; !stop; n++) {
+        sent++;
+        const body = `w${worker}-${n}`;
+        // Slow answers (100-200 ms) so the victim always has several requests in flight.
+        const r = n % 2 === 0 ? await call(gw.port, { method: 'POST', path: `/slow?ms=${100 + (n % 5) * 25}`, body }) : await call(gw.port, { path: '/slow?ms=100' });
+        const replica = typeof r.headers['x-replica'] === 'string' ? r.headers['x-replica'] : '';
+        const ok = r.status === 200 && !r.truncated && r.body === `${replica}:${n % 2 === 0 ? body : ''}`;
+        if (!ok) failures.push(`${r.status} ${r.error ?? ''} ${r.body.slice(0, 100)}`);
+        else answered.set(replica, (answered.get(replica) ?? 0) + 1);
+      }
+    };
+    const clients = Array.from({ length: 8 }, (_, w) => client(w));
+
+    await eventually(() => children.every((c) => c.received.length > 5), 10_000);
+    const victim = children[0];
+    // Kill it while requests are inside it: each has been received and not answered yet.
+    const receivedAtKill = victim.received.length;
+    await victim.kill();
+    // The orchestrator notices late: the dead route stays in the table for a second.
+    await sleep(1000);
+    live = live.filter((c) => c !== victim);
+    const fresh = await startChildUpstream('r3');
+    children.push(fresh);
+    live.push(fresh);
+    expect((await gw.admin('PUT', '/v1/endpoints/svc', table())).status).toBe(200);
+    await eventually(() => fresh.received.length > 5, 10_000);
+    stop = true;
+    await Promise.all(clients);
+
+    expect(failures).toEqual([]);
+    // 8 clients × ~2.5 s of 100-200 ms requests; a busy machine gets fewer done.
+    expect(sent).toBeGreaterThan(50);
+    expect(receivedAtKill).toBeGreaterThan(0);
+    // Requests the victim received but never answered were replayed: the gateway counted them.
+    expect(await metric(gw.adminUrl, 'modelgate_upstream_replays_total', { endpoint: 'svc' })).toBeGreaterThan(0);
+    expect(answered.get('r3')).toBeGreaterThan(0);
+  }, 40_000);
 });

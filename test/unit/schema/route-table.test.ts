@@ -15,8 +15,20 @@ describe('parseStoredRouteTable', () => {
     expect(r.ok && !('future_field' in r.table)).toBe(true);
   });
 
+  it('reads retry and health_check written by another control plane, filling defaults', () => {
+    const r = parseStoredRouteTable({ ...base, retry: { on_reset: 'idempotent' }, health_check: { interval_s: 0.5 } });
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.table.retry).toEqual({ on_reset: 'idempotent', replay_body_max_bytes: 1048576 });
+    expect(r.table.health_check).toEqual({ path: '/health', interval_s: 0.5, timeout_s: 2, unhealthy_after: 3, healthy_after: 2 });
+    const plain = parseStoredRouteTable(base);
+    expect(plain.ok && plain.table.retry === undefined && plain.table.health_check === undefined).toBe(true);
+  });
+
   it.each([
     ['not JSON', '{nope', 'not JSON'],
+    ['an unknown retry.on_reset', { ...base, retry: { on_reset: 'yes' } }, 'retry.on_reset'],
+    ['a health_check path without a leading slash', { ...base, health_check: { path: 'health' } }, 'health_check.path'],
     ['a bad name', { ...base, name: 'Bad_Name' }, 'name'],
     ['a non-http route URL', { ...base, routes: [{ id: 'r', url: 'ftp://x' }] }, 'routes.0.url'],
     ['a relative route URL', { ...base, routes: [{ id: 'r', url: '/x' }] }, 'routes.0.url'],
