@@ -10,10 +10,10 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestCa } from '../test/support/tls-certs.js';
+import { freePort, median } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 2 : 3;
@@ -40,17 +40,6 @@ function ensureTool(binary: string, debPackage: string): void {
   if (spawnSync('which', [binary]).status === 0) return;
   log(`installing ${debPackage} (for ${binary})`);
   execFileSync('bash', ['-c', `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${debPackage} >/dev/null`], { stdio: 'inherit' });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 }
 
 function pinned(cpu: number, command: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd = ROOT): ChildProcess {
@@ -91,7 +80,6 @@ function h2load(url: string): number {
   return m ? Number(m[1]) : NaN;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main(): Promise<void> {
   if (cpus().length < 2) throw new Error('the pinned method needs 2 CPUs');

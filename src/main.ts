@@ -2,39 +2,19 @@
 import cluster from 'node:cluster';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { AggregatorRegistry } from 'prom-client';
-import { createAuth } from './auth/create-auth.js';
-import { CidrList } from './auth/cidr.js';
+import { workerCount, onWorkerDrain, reportWorkerReady, waitForWorkerInit } from './cluster/workers.js';
+import { startGateway, type RunningGateway } from './compose.js';
 import { takeSecretEnv, type TakenSecrets } from './config/secret-env.js';
 import { loadSettings, SettingsError, type Settings } from './config/settings.js';
-import { listenAdmin } from './admin/admin-listener.js';
-import { createAdminApp } from './admin/app.js';
-import { CertificateStore, readCaFile } from './tls/certificates.js';
-import type { AdminMount } from './admin/mount.js';
-import { OwnAddresses } from './admin/own-addresses.js';
-import { endpointsRoutes } from './admin/endpoints-routes.js';
-import { servicesRoutes } from './admin/services-routes.js';
-import { tokensRoutes } from './admin/tokens-routes.js';
-import { usageRoutes } from './admin/usage-routes.js';
-import { ServiceController } from './controller/service-controller.js';
 import type { AccessLogSink } from './obs/access-log.js';
 import { createAccessLogger, createLogger, type Logger } from './obs/logger.js';
-import { Metrics } from './obs/metrics.js';
-import { onWorkerDrain, reportWorkerReady, serveMetricsToPrimary, serveStatsToPrimary, waitForWorkerInit, WorkerPool, workerCount } from './cluster/workers.js';
-import { collectEndpointStats, mergeEndpointStats } from './obs/endpoint-stats.js';
-import { consoleRoutes } from './admin/console-routes.js';
-import { statsRoutes } from './admin/stats-routes.js';
-import { GatewayServer } from './proxy/gateway-server.js';
 import { createStore } from './store/create-store.js';
 import { IpcStore } from './store/ipc-store.js';
-import { resolveSecrets, type ResolvedSecrets } from './store/secrets.js';
-import { isLeaseStore, type Store } from './store/store.js';
-import { LeaseLeadership } from './controller/leadership.js';
-import { KubernetesRuntime } from './controller/kubernetes-runtime.js';
 
 /**
- * Composition root: settings → store → auth → data plane + admin API, and the drain on
- * SIGTERM/SIGINT. The only module that knows every other one.
+ * The process entry: the CLI, or a gateway process in its role (single, cluster primary or
+ * worker; compose.ts starts it), and what ends the process: SIGTERM/SIGINT drain and exit 0, an
+ * uncaught exception drains and exits 1.
  */
 
 interface CliArgs {
@@ -69,241 +49,13 @@ function parseServerArgs(argv: string[]): CliArgs {
   return args;
 }
 
-export interface RunningGateway {
-  settings: Settings;
-  store: Store;
-  /** This process's data plane; null in a cluster primary (its workers serve). */
-  gateway: GatewayServer | null;
-  adminToken: string;
-  gatewayPort: number;
-  adminPort: number;
-  shutdown(signal?: string): Promise<void>;
-}
-
-/** How this process takes part (WORKERS): everything, a cluster primary, or a data-plane worker. */
-export interface StartOptions {
-  role?: 'single' | 'primary' | 'worker';
-  /** Worker: the store client (IpcStore, or its own RedisStore). */
-  store?: Store;
-  /** Worker: the secrets resolved by the primary. */
-  secrets?: ResolvedSecrets;
-  /** Primary: number of data-plane workers to fork. */
-  workers?: number;
-  /** Where access-log lines go; default: `logger`. */
-  accessLogger?: AccessLogSink;
-}
-
-/** Starts every component; used by the CLI entry and by tests that run a gateway in-process. */
-export async function startGateway(settings: Settings, logger: Logger, opts: StartOptions = {}): Promise<RunningGateway> {
-  const role = opts.role ?? 'single';
-  const metrics = new Metrics();
-  const secrets = opts.secrets ?? (await resolveSecrets(settings, logger));
-  const store = opts.store ?? createStore(settings, logger);
-  await store.start();
-  metrics.storeUp.set(store.health().up ? 1 : 0);
-  // The store logs each up/down transition itself (once per transition, never per request).
-  store.onHealthChange((h) => metrics.storeUp.set(h.up ? 1 : 0));
-
-  const auth = await createAuth({ settings, tokenSecret: secrets.tokenSecret, store, logger, metrics });
-  await auth.checker.start();
-
-  let gateway: GatewayServer | null = null;
-  let pool: WorkerPool | null = null;
-  let gatewayAddress: { port: number };
-  let plainHttpUrl: string | undefined;
-  if (role === 'primary') {
-    // The workers serve the data plane on the shared port; the embedded store is served to them over IPC.
-    pool = new WorkerPool({ count: opts.workers ?? 2, tokenSecret: secrets.tokenSecret, redisUrl: settings.REDIS_URL, store: store.kind === 'memory' ? store : null, logger });
-    gatewayAddress = { port: await pool.start() };
-  } else {
-    const trusted = settings.TRUSTED_PROXIES.length > 0 ? CidrList.compile(settings.TRUSTED_PROXIES) : null;
-    // OpenTelemetry is loaded only when a collector is configured: zero cost otherwise.
-    const tracer = settings.OTEL_EXPORTER_OTLP_ENDPOINT
-      ? (await import('./obs/otel.js')).createOtelTracer({ endpoint: settings.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: settings.OTEL_SERVICE_NAME })
-      : undefined;
-    gateway = new GatewayServer({
-      settings,
-      store,
-      access: auth.checker,
-      metrics,
-      logger,
-      accessLogger: opts.accessLogger,
-      isTrustedProxy: trusted ? (address) => trusted.matches(address) : undefined,
-      tracer,
-      // Workers on the embedded store share caps and rate limits through the primary.
-      limitsChannel: role === 'worker' && !settings.REDIS_URL ? process : undefined,
-      certificates: dataPlaneCertificates(settings),
-      upstreamCa: settings.UPSTREAM_CA_FILE ? readCaFile(settings.UPSTREAM_CA_FILE) : undefined,
-    });
-    gateway.start();
-    gatewayAddress = await gateway.listen(settings.GATEWAY_PORT, settings.GATEWAY_HOST);
-    if (settings.GATEWAY_HTTP_PORT !== undefined) {
-      const plain = await gateway.listenPlain(settings.GATEWAY_HTTP_PORT, settings.GATEWAY_HOST, settings.HTTP_REDIRECT ? gatewayAddress.port : null);
-      plainHttpUrl = `http://${settings.GATEWAY_HOST}:${plain.port}`;
-    }
-  }
-  if (role === 'worker') {
-    serveMetricsToPrimary(metrics.registry);
-    serveStatsToPrimary((name) => collectEndpointStats(name, metrics, gateway));
-  }
-  if (role === 'worker') return dataPlaneOnly(settings, logger, store, secrets, gateway!, gatewayAddress.port, () => auth.checker.stop());
-
-  // Routes back to these listeners are refused (a proxy loop); the admin port is added once bound.
-  const ownAddresses = new OwnAddresses(settings.APPS_DOMAIN);
-  ownAddresses.add(settings.GATEWAY_HOST, gatewayAddress.port);
-  if (plainHttpUrl) ownAddresses.add(settings.GATEWAY_HOST, Number(new URL(plainHttpUrl).port));
-  const scheme = settings.TLS_CERT_FILE ? 'https' : 'http';
-  const portSuffix = gatewayAddress.port === (scheme === 'https' ? 443 : 80) ? '' : `:${gatewayAddress.port}`;
-  const endpointUrl = (name: string) => `${scheme}://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
-  // With a shared store one controller leads (a lease); the embedded store has one process.
-  const leadership = isLeaseStore(store) ? new LeaseLeadership({ store, logger, ttlMs: settings.CONTROLLER_LEASE_MS }) : undefined;
-  const kubernetes = () => new KubernetesRuntime({ namespace: settings.KUBERNETES_NAMESPACE, kubeconfig: settings.KUBECONFIG, logger });
-  const controller = settings.CONTROLLER_ENABLED
-    ? new ServiceController({ store, settings, logger, endpointUrl, metrics, leadership, kubernetes, defaultRuntime: settings.CONTROLLER_RUNTIME })
-    : null;
-  const mounts: AdminMount[] = [
-    endpointsRoutes({
-      store,
-      endpointUrl,
-      checkCidrs: auth.checkCidrs,
-      ownAddress: (url) => ownAddresses.matches(url),
-      // Deleting a service's endpoint also stops the service's processes.
-      onDeleted: controller ? async (name) => void (await controller.terminate(name)) : undefined,
-    }),
-    tokensRoutes({ store, issuer: auth.issuer, maxLifetimeSeconds: auth.maxLifetimeSeconds, revocations: auth.revocations, clock: auth.clock }),
-    usageRoutes({ store, flushUsage: gateway ? () => gateway!.traffic.flushUsage() : undefined }),
-  ];
-  if (controller) mounts.push(servicesRoutes(controller));
-  mounts.push(
-    consoleRoutes(),
-    statsRoutes({
-      store,
-      // A cluster primary proxies nothing itself: its workers' numbers are summed.
-      collect: pool
-        ? async (name) => mergeEndpointStats(await pool!.collectEndpointStats(name), name)
-        : (name) => collectEndpointStats(name, metrics, gateway),
-    }),
-  );
-  const adminApp = createAdminApp(
-    {
-      adminToken: secrets.adminToken,
-      bodyLimitBytes: settings.ADMIN_BODY_LIMIT_BYTES,
-      logger,
-      metrics,
-      metricsText: pool
-        ? async () => {
-            // Counters and histograms are summed across the primary and every worker.
-            const parts = [await metrics.registry.getMetricsAsJSON(), ...(await pool!.collectMetrics())];
-            return AggregatorRegistry.aggregate(parts).metrics();
-          }
-        : undefined,
-      metricsAuth: settings.ADMIN_METRICS_AUTH,
-      // The detailed reason (it names the store's address) is for the admin listener only, never the public /readyz.
-      health: () => {
-        const h = store.health();
-        return { store: store.kind, store_up: h.up, ...(h.up ? {} : { store_reason: h.reason }) };
-      },
-    },
-    mounts,
-  );
-  const adminServer = await listenAdmin(adminApp, {
-    host: settings.ADMIN_HOST,
-    port: settings.ADMIN_PORT,
-    allowedHosts: settings.ADMIN_ALLOWED_HOSTS,
-    certificates: adminCertificates(settings),
-    onCertificateError: (err) => logger.error({ err_message: err.message }, 'admin TLS certificate not reloaded; the previous one stays in use'),
-  });
-  const adminAddress = adminServer.address();
-  if (controller) {
-    // Restoring services starts processes; the gateway already serves while they come up.
-    controller.start().catch((err) => logger.error({ err }, 'model-service controller failed to restore services'));
-  }
-  const adminPort = typeof adminAddress === 'object' && adminAddress ? adminAddress.port : settings.ADMIN_PORT;
-  ownAddresses.add(settings.ADMIN_HOST, adminPort);
-
-  if (secrets.generated.adminToken) {
-    // Printed once, on stdout (not through the logger, which redacts it), so the operator can copy it.
-    process.stdout.write(
-      `\nmodelgate: generated ADMIN_TOKEN (saved ${settings.ephemeral ? 'nowhere: --ephemeral' : `in ${settings.DATA_DIR}/admin-token`}):\n  ${secrets.adminToken}\n\n`,
-    );
-  }
-  logger.info(
-    {
-      gateway: `${scheme}://${settings.GATEWAY_HOST}:${gatewayAddress.port}`,
-      admin: `${settings.ADMIN_TLS_CERT_FILE ? 'https' : 'http'}://${settings.ADMIN_HOST}:${adminPort}`,
-      ...(plainHttpUrl ? { http: plainHttpUrl } : {}),
-      store: store.kind,
-      data_dir: store.kind === 'memory' ? (settings.ephemeral ? null : settings.DATA_DIR) : undefined,
-      apps_domain: settings.APPS_DOMAIN,
-    },
-    store.kind === 'memory' && settings.ephemeral ? 'modelgate started (ephemeral: state is kept in memory only and lost on exit)' : 'modelgate started',
-  );
-
-  let stopping: Promise<void> | null = null;
-  const shutdown = (signal?: string) => {
-    stopping ??= (async () => {
-      logger.info({ signal, in_flight: gateway?.inFlight, workers: pool?.size, grace_ms: settings.DRAIN_GRACE_MS }, 'draining');
-      const adminClosed = new Promise<void>((resolve) => adminServer.close(() => resolve()));
-      await (gateway ? gateway.drain(settings.DRAIN_GRACE_MS) : pool!.drain(settings.DRAIN_GRACE_MS));
-      await controller?.stop();
-      auth.checker.stop();
-      (adminServer as { closeAllConnections?: () => void }).closeAllConnections?.();
-      await adminClosed;
-      await store.close();
-      logger.info('stopped');
-    })();
-    return stopping;
-  };
-
-  return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort: gatewayAddress.port, adminPort, shutdown };
-}
-
-/** A cluster worker's RunningGateway: the data plane alone (no admin API, no controller). */
-function dataPlaneOnly(
-  settings: Settings,
-  logger: Logger,
-  store: Store,
-  secrets: ResolvedSecrets,
-  gateway: GatewayServer,
-  gatewayPort: number,
-  stopAuth: () => void,
-): RunningGateway {
-  let stopping: Promise<void> | null = null;
-  const shutdown = (signal?: string) => {
-    stopping ??= (async () => {
-      logger.info({ signal, in_flight: gateway.inFlight, grace_ms: settings.DRAIN_GRACE_MS }, 'worker draining');
-      await gateway.drain(settings.DRAIN_GRACE_MS);
-      stopAuth();
-      await store.close();
-    })();
-    return stopping;
-  };
-  return { settings, store, gateway, adminToken: secrets.adminToken, gatewayPort, adminPort: 0, shutdown };
-}
-
-/** TLS_CERT_FILE & co, read and checked now so a bad file stops start-up with one clear line. */
-function dataPlaneCertificates(settings: Settings): CertificateStore | undefined {
-  if (!settings.TLS_CERT_FILE || !settings.TLS_KEY_FILE) return undefined;
-  return new CertificateStore({ certFile: settings.TLS_CERT_FILE, keyFile: settings.TLS_KEY_FILE, certsDir: settings.TLS_CERTS_DIR });
-}
-
-/** ADMIN_TLS_CERT_FILE/ADMIN_TLS_KEY_FILE: the admin listener speaks HTTPS, its pair reloaded on change. */
-function adminCertificates(settings: Settings): CertificateStore | undefined {
-  if (!settings.ADMIN_TLS_CERT_FILE || !settings.ADMIN_TLS_KEY_FILE) return undefined;
-  return new CertificateStore({
-    certFile: settings.ADMIN_TLS_CERT_FILE,
-    keyFile: settings.ADMIN_TLS_KEY_FILE,
-    certSetting: 'ADMIN_TLS_CERT_FILE',
-    keySetting: 'ADMIN_TLS_KEY_FILE',
-  });
-}
-
-/** Drains, then exits 0 (1 if the drain itself failed). */
-function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: string): void {
+/** Drains, then exits (code 1 if the drain itself failed). */
+function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: string, code = 0): void {
+  if (code !== 0) process.exitCode = code;
   void running.shutdown(reason).then(
     () => {
       logger.flush?.();
-      process.exit(0);
+      process.exit();
     },
     (err) => {
       logger.error({ err }, 'error while draining');
@@ -312,8 +64,26 @@ function exitAfterShutdown(running: RunningGateway, logger: Logger, reason: stri
   );
 }
 
+/**
+ * A throw nobody caught leaves state we cannot trust: stop taking requests, let the ones in
+ * flight finish (DRAIN_GRACE_MS), exit 1 so a supervisor restarts us. If even the drain hangs,
+ * exit anyway.
+ */
+function exitOnUncaught(settings: Settings, logger: Logger, current: () => RunningGateway | null): void {
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception: draining, then exiting with code 1');
+    const running = current();
+    if (running === null) {
+      logger.flush?.();
+      process.exit(1);
+    }
+    setTimeout(() => process.exit(1), settings.DRAIN_GRACE_MS + 10_000).unref();
+    exitAfterShutdown(running, logger, 'uncaughtException', 1);
+  });
+}
+
 /** A cluster worker: secrets from the primary, the store over IPC (or its own Redis connections). */
-async function runWorker(settings: Settings, logger: Logger, accessLogger: AccessLogSink): Promise<void> {
+async function runWorker(settings: Settings, logger: Logger, accessLogger: AccessLogSink): Promise<RunningGateway> {
   const init = await waitForWorkerInit();
   // REDIS_URL comes over IPC: the primary took it out of the environment its workers inherit.
   if (init.redisUrl) settings = Object.freeze({ ...settings, REDIS_URL: init.redisUrl });
@@ -326,50 +96,11 @@ async function runWorker(settings: Settings, logger: Logger, accessLogger: Acces
   });
   onWorkerDrain((reason) => exitAfterShutdown(running, logger, reason));
   reportWorkerReady(running.gatewayPort);
+  return running;
 }
 
-async function main(argv: string[]): Promise<void> {
-  const first = argv[0];
-  if (first !== undefined && !first.startsWith('-')) {
-    const { runCli } = await import('./cli/run.js');
-    process.exitCode = await runCli(argv);
-    return;
-  }
-  let settings: Settings;
-  let args: CliArgs;
-  let hidden: TakenSecrets | null = null;
-  try {
-    args = parseServerArgs(argv);
-    if (args.help) {
-      const { commandSummary } = await import('./cli/run.js');
-      process.stdout.write(`${USAGE}\n${commandSummary()}`);
-      return;
-    }
-    // Secrets leave the environment (and /proc/<pid>/environ) before any child can be started.
-    hidden = cluster.isWorker ? null : takeSecretEnv();
-    settings = loadSettings({ env: { ...process.env, ...hidden?.values }, configFile: args.configFile, ephemeral: args.ephemeral });
-  } catch (err) {
-    if (err instanceof SettingsError) {
-      process.stderr.write(`modelgate: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-  const logger = createLogger(settings.LOG_LEVEL);
-  const accessLogger = createAccessLogger(settings.LOG_LEVEL);
-  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (kept running)'));
-  process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (kept running)'));
-
-  if (hidden && !hidden.scrubbed) {
-    logger.warn(
-      { problem: hidden.problem, hint: 'set CONTROLLER_RUN_AS (docs/security.md)' },
-      'could not hide ADMIN_TOKEN/TOKEN_SECRET/REDIS_URL from /proc/<pid>/environ: model processes running as this user can read them',
-    );
-  }
-  if (cluster.isWorker) {
-    await runWorker(settings, logger, accessLogger);
-    return;
-  }
+/** A single process, or a cluster primary with WORKERS > 1. */
+async function runServer(settings: Settings, logger: Logger, accessLogger: AccessLogSink): Promise<RunningGateway> {
   const workers = workerCount(settings.WORKERS);
   let running: RunningGateway;
   try {
@@ -380,9 +111,55 @@ async function main(argv: string[]): Promise<void> {
     logger.flush?.();
     process.exit(1);
   }
-  const onSignal = (signal: string) => exitAfterShutdown(running, logger, signal);
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.once('SIGTERM', () => exitAfterShutdown(running, logger, 'SIGTERM'));
+  process.once('SIGINT', () => exitAfterShutdown(running, logger, 'SIGINT'));
+  return running;
+}
+
+/**
+ * Settings from the command line and the environment; a bad one ends the process with code 2.
+ * Secrets leave the environment (and /proc/<pid>/environ) first, before any child can be started.
+ */
+async function readSettings(argv: string[]): Promise<{ settings: Settings; hidden: TakenSecrets | null } | null> {
+  try {
+    const args = parseServerArgs(argv);
+    if (args.help) {
+      const { commandSummary } = await import('./cli/run.js');
+      process.stdout.write(`${USAGE}\n${commandSummary()}`);
+      return null;
+    }
+    const hidden = cluster.isWorker ? null : takeSecretEnv();
+    const settings = loadSettings({ env: { ...process.env, ...hidden?.values }, configFile: args.configFile, ephemeral: args.ephemeral });
+    return { settings, hidden };
+  } catch (err) {
+    if (!(err instanceof SettingsError)) throw err;
+    process.stderr.write(`modelgate: ${err.message}\n`);
+    process.exit(2);
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const first = argv[0];
+  if (first !== undefined && !first.startsWith('-')) {
+    const { runCli } = await import('./cli/run.js');
+    process.exitCode = await runCli(argv);
+    return;
+  }
+  const read = await readSettings(argv);
+  if (read === null) return;
+  const { settings, hidden } = read;
+  const logger = createLogger(settings.LOG_LEVEL);
+  const accessLogger = createAccessLogger(settings.LOG_LEVEL);
+  let running: RunningGateway | null = null;
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (kept running)'));
+  exitOnUncaught(settings, logger, () => running);
+  if (hidden && !hidden.scrubbed) {
+    logger.warn(
+      { problem: hidden.problem, hint: 'set CONTROLLER_RUN_AS (docs/security.md)' },
+      'could not hide ADMIN_TOKEN/TOKEN_SECRET/REDIS_URL from /proc/<pid>/environ: model processes running as this user can read them',
+    );
+  }
+  running = cluster.isWorker ? await runWorker(settings, logger, accessLogger) : await runServer(settings, logger, accessLogger);
 }
 
 function isEntryPoint(): boolean {

@@ -222,7 +222,6 @@ export class TokenAccessChecker implements AccessChecker {
     if (entry.jti !== undefined && this.#revocations.has(entry.jti)) throw this.#refuse(policy, 'revoked');
     const aud = entry.aud;
     if (aud !== endpoint.id && (typeof aud === 'string' || !aud.includes(endpoint.id))) throw this.#refuse(policy, 'forbidden');
-    request.subject = entry.sub;
     request.token = entry;
   }
 

@@ -16,12 +16,7 @@ export interface AccessRequest {
   isPreflight: boolean;
   /** `token` query parameter, only offered for WebSocket upgrades. */
   queryToken?: string;
-  /**
-   * Set by the checker when a token was accepted: the verified token's `sub`, for the access
-   * log's `client_id` (never the raw token). Left untouched for public endpoints.
-   */
-  subject?: string;
-  /** Set with `subject`: the verified token (priority and rate limits for traffic control). */
+  /** Set by the checker when a token was accepted: the verified token (priority and rate limits for traffic control). */
   token?: CachedToken;
 }
 
@@ -33,10 +28,3 @@ export interface AccessRequest {
 export interface AccessChecker {
   check(endpoint: RouteTable, request: AccessRequest): void | Promise<void>;
 }
-
-/** Allows everything; used where no auth is configured (tests of the proxy alone). */
-export const ALLOW_ALL: AccessChecker = {
-  check() {
-    return undefined;
-  },
-};

@@ -45,13 +45,13 @@ export function describeApiError(status: number, body: unknown): string {
 
 export class AdminClient {
   readonly base: string;
+  readonly #token: string;
+  readonly #fetch: typeof fetch;
 
-  constructor(
-    base: string,
-    private readonly token: string,
-    private readonly fetchImpl: typeof fetch,
-  ) {
+  constructor(base: string, token: string, fetchImpl: typeof fetch) {
     this.base = base;
+    this.#token = token;
+    this.#fetch = fetchImpl;
   }
 
   static from(values: Values, io: CliIo): AdminClient {
@@ -76,9 +76,9 @@ export class AdminClient {
     const url = `${this.base}${path}`;
     let response: Response;
     try {
-      response = await this.fetchImpl(url, {
+      response = await this.#fetch(url, {
         method,
-        headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: { authorization: `Bearer ${this.#token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS),
       });

@@ -9,11 +9,6 @@ import { tokenCommand } from './token-commands.js';
  */
 export const COMMANDS: readonly CliCommand[] = [endpointCommand, routesCommand, tokenCommand, serviceCommand];
 
-/** True when `name` (process.argv[2]) is a CLI subcommand rather than a server option. */
-export function isCliCommand(name: string | undefined): boolean {
-  return name !== undefined && (name === 'help' || COMMANDS.some((c) => c.name === name));
-}
-
 /** The command list alone, for `modelgate --help`. */
 export function commandSummary(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -124,137 +124,33 @@ export class ProcessRuntime implements ReplicaRuntime {
     }
   }
 
+  /** The steps of one start, in order; each throws ReplicaStartError with what went wrong. */
   async #startOnPort(spec: ReplicaSpec, port: number): Promise<ReplicaHandle> {
-    const replicaDir = this.#replicaDir(spec.serviceName, spec.replicaId);
-    // Each attempt starts from a clean, freshly named directory: pre-start actions run again from scratch.
-    await rm(replicaDir, { recursive: true, force: true });
-    await mkdir(join(this.#workDir, spec.serviceName), { recursive: true, mode: TRAVERSE_ONLY });
-    await mkdir(replicaDir, { mode: TRAVERSE_ONLY });
-    const dir = join(replicaDir, randomBytes(9).toString('base64url'));
-    const homeDir = join(dir, 'home');
-    const modelDir = join(dir, 'model');
-    const tmpDir = join(dir, 'tmp');
-    await mkdir(dir, { mode: 0o700 });
-    await mkdir(homeDir);
-    await mkdir(tmpDir);
-    try {
-      await createOverlay(spec.modelFolder, modelDir);
-    } catch (err) {
-      throw new ReplicaStartError(`cannot map model folder ${spec.modelFolder}: ${(err as Error).message}`);
-    }
-    const runAs = this.#runAs;
-    if (runAs) {
-      for (const d of [dir, homeDir, tmpDir, modelDir]) await chown(d, runAs.uid, runAs.gid);
-    }
+    const dirs = await this.#prepareDirs(spec);
+    const mapper = replicaMapper(spec, dirs, port);
+    const env = this.#replicaEnv(spec, dirs, port);
+    spec.log(`[controller] starting on port ${port} in ${dirs.attempt}`);
+    await this.#runActions(spec, mapper, dirs, env);
 
-    const { model } = spec;
-    const service = model.service;
-    // The mount destination (seed: "Model Destination For Model Folder") is the model folder too.
-    const paths: Record<string, string> = { [spec.mountDestination ?? DEFAULT_MOUNT_DESTINATION]: modelDir, [model.model_path]: modelDir, '/home/work': homeDir };
-    const mapper = new ArgumentMapper(paths, { model_path: modelDir, port: String(port), home: homeDir });
-    const env: Record<string, string> = {
-      ...this.#baseEnv,
-      ...(runAs ? { USER: runAs.name, LOGNAME: runAs.name } : {}),
-      HOME: homeDir,
-      TMPDIR: tmpDir,
-      ...spec.env,
-      PORT: String(port),
-      MODEL_PATH: modelDir,
-    };
-
-    spec.log(`[controller] starting on port ${port} in ${dir}`);
-    try {
-      await runPreStartActions(service.pre_start_actions, {
-        mapper,
-        cwd: homeDir,
-        tmpDir,
-        overlayDir: modelDir,
-        env,
-        log: spec.log,
-        signal: spec.signal,
-        runAs,
-        // Files the gateway writes for a replica of another user stay in that replica's directory.
-        confineTo: runAs ? dir : undefined,
-      });
-      // What the gateway wrote or copied up for the replica becomes the replica user's.
-      if (runAs) await chownTree(dir, runAs);
-    } catch (err) {
-      throw new ReplicaStartError((err as Error).message);
-    }
-    if (spec.signal.aborted) throw new ReplicaStartError('cancelled');
-
-    const argv = Array.isArray(service.start_command)
-      ? service.start_command.map((arg) => mapper.map(replacePort(arg, service.port, port)))
-      : [service.shell, '-c', mapper.map(replacePort(service.start_command, service.port, port))];
+    const argv = startArgv(spec, mapper, port);
     spec.log(`[controller] exec ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
-
-    const outputFile = join(replicaDir, OUTPUT_FILE);
-    let { child, spawned } = await spawnDetached(argv, homeDir, env, runAs, outputFile);
-    if (spawned && (spawned as NodeJS.ErrnoException).code === 'ENOENT' && argv[0] === 'python') {
-      // The seed system's example says `python`; Debian-like machines often only have python3.
-      spec.log('[controller] python not found on PATH; running python3');
-      argv[0] = 'python3';
-      ({ child, spawned } = await spawnDetached(argv, homeDir, env, runAs, outputFile));
-    }
-    // After the first one, later 'error' events (a failed kill) must not crash the gateway.
-    child.on('error', (err) => this.#logger.warn({ err, service: spec.serviceName, replica: spec.replicaId }, 'replica process error'));
-    if (spawned) {
-      const code = (spawned as NodeJS.ErrnoException).code;
-      throw new ReplicaStartError(code === 'ENOENT' ? `command not found: ${argv[0]} (ENOENT)` : `cannot start ${argv[0]}: ${spawned.message}`);
-    }
+    const outputFile = join(dirs.replica, OUTPUT_FILE);
+    const child = await this.#spawnReplica(spec, argv, dirs.home, env, outputFile);
     const pid = child.pid!;
-    const tail = new FileTail(outputFile, spec.log);
-
-    const exited = new Promise<ExitInfo>((resolve) => {
-      child.once('exit', (code, signal) => {
-        // Whatever the leader left behind in its group (a shell's children) dies with it,
-        // or an orphan would keep the replica's port.
-        killGroup(pid, 'SIGKILL');
-        void tail.close().then(() => {
-          spec.log(`[controller] process ${pid} exited with ${describeExit({ code, signal })}`);
-          resolve({ code, signal });
-        });
-      });
-    });
+    const exited = watchExit(child, pid, spec.log, new FileTail(outputFile, spec.log));
 
     const groupName = `${spec.serviceName}-${spec.replicaId}`;
-    let enforced = { cpu: false, memory: false };
-    if (this.#cgroup) enforced = await this.#cgroup.apply(groupName, pid, spec.resources).catch(() => enforced);
-    const startTime = await processStartTime(pid);
-    // Beside the attempt directory, not in it: a replica user must not be able to point the
-    // gateway's clean-up kill at another process.
-    await writeFile(join(replicaDir, PID_FILE), JSON.stringify({ pid, start_time: startTime }), { mode: 0o600 }).catch(() => undefined);
+    const enforced = await this.#confine(groupName, pid, spec);
+    const startTime = await recordPid(dirs.replica, pid);
     const ref: ReplicaRef = { runtime: 'process', node: hostname(), host: '127.0.0.1', port, pid, start_time: startTime ?? undefined };
-    const handle = this.#handle(ref, exited, enforced, groupName);
+    const stop = this.#stopper(pid, exited, port, groupName);
+    void exited.then(() => this.#ports.release(port));
+
     if (spec.signal.aborted) {
-      await handle.stop(0);
+      await stop(0);
       throw new ReplicaStartError('cancelled');
     }
-    return handle;
-  }
-
-  /** Stopping is the same for a child and an adopted replica: the process group goes. */
-  #handle(ref: ReplicaRef, exited: Promise<ExitInfo>, enforced: ReplicaHandle['enforced'], groupName: string): ReplicaHandle {
-    const { pid, port } = ref;
-    let stopping: Promise<void> | undefined;
-    const stop = (graceMs: number): Promise<void> => {
-      stopping ??= (async () => {
-        let done = false;
-        void exited.then(() => (done = true));
-        killGroup(pid, 'SIGTERM');
-        await Promise.race([exited, sleep(graceMs)]);
-        if (!done) {
-          killGroup(pid, 'SIGKILL');
-          await Promise.race([exited, sleep(5_000)]);
-        }
-        killGroup(pid, 'SIGKILL');
-        this.#ports.release(port);
-        await this.#cgroup?.remove(groupName);
-      })();
-      return stopping;
-    };
-    void exited.then(() => this.#ports.release(port));
-    return { ref, host: ref.host, port, pid, exited, enforced, stop };
+    return { ref, host: '127.0.0.1', port, pid, exited, enforced, stop };
   }
 
   async adopt(spec: ReplicaSpec, ref: ReplicaRef): Promise<ReplicaHandle | null> {
@@ -284,7 +180,115 @@ export class ProcessRuntime implements ReplicaRuntime {
       }, ADOPTED_POLL_MS);
       timer.unref();
     });
-    return this.#handle(ref, exited, { cpu: false, memory: false }, `${spec.serviceName}-${spec.replicaId}`);
+    const groupName = `${spec.serviceName}-${spec.replicaId}`;
+    const stop = this.#stopper(pid, exited, ref.port, groupName);
+    void exited.then(() => this.#ports.release(ref.port));
+    return { ref, host: ref.host, port: ref.port, pid, exited, enforced: { cpu: false, memory: false }, stop };
+  }
+
+  /** Each attempt starts from a clean, freshly named directory: pre-start actions run again from scratch. */
+  async #prepareDirs(spec: ReplicaSpec): Promise<ReplicaDirs> {
+    const replica = this.#replicaDir(spec.serviceName, spec.replicaId);
+    await rm(replica, { recursive: true, force: true });
+    await mkdir(join(this.#workDir, spec.serviceName), { recursive: true, mode: TRAVERSE_ONLY });
+    await mkdir(replica, { mode: TRAVERSE_ONLY });
+    const attempt = join(replica, randomBytes(9).toString('base64url'));
+    const dirs = { replica, attempt, home: join(attempt, 'home'), model: join(attempt, 'model'), tmp: join(attempt, 'tmp') };
+    await mkdir(attempt, { mode: 0o700 });
+    await mkdir(dirs.home);
+    await mkdir(dirs.tmp);
+    try {
+      await createOverlay(spec.modelFolder, dirs.model);
+    } catch (err) {
+      throw new ReplicaStartError(`cannot map model folder ${spec.modelFolder}: ${(err as Error).message}`);
+    }
+    const runAs = this.#runAs;
+    if (runAs) {
+      for (const d of [attempt, dirs.home, dirs.tmp, dirs.model]) await chown(d, runAs.uid, runAs.gid);
+    }
+    return dirs;
+  }
+
+  #replicaEnv(spec: ReplicaSpec, dirs: ReplicaDirs, port: number): Record<string, string> {
+    const runAs = this.#runAs;
+    return {
+      ...this.#baseEnv,
+      ...(runAs ? { USER: runAs.name, LOGNAME: runAs.name } : {}),
+      HOME: dirs.home,
+      TMPDIR: dirs.tmp,
+      ...spec.env,
+      PORT: String(port),
+      MODEL_PATH: dirs.model,
+    };
+  }
+
+  async #runActions(spec: ReplicaSpec, mapper: ArgumentMapper, dirs: ReplicaDirs, env: Record<string, string>): Promise<void> {
+    const runAs = this.#runAs;
+    try {
+      await runPreStartActions(spec.model.service.pre_start_actions, {
+        mapper,
+        cwd: dirs.home,
+        tmpDir: dirs.tmp,
+        overlayDir: dirs.model,
+        env,
+        log: spec.log,
+        signal: spec.signal,
+        runAs,
+        // Files the gateway writes for a replica of another user stay in that replica's directory.
+        confineTo: runAs ? dirs.attempt : undefined,
+      });
+      // What the gateway wrote or copied up for the replica becomes the replica user's.
+      if (runAs) await chownTree(dirs.attempt, runAs);
+    } catch (err) {
+      throw new ReplicaStartError((err as Error).message);
+    }
+    if (spec.signal.aborted) throw new ReplicaStartError('cancelled');
+  }
+
+  async #spawnReplica(spec: ReplicaSpec, argv: string[], cwd: string, env: Record<string, string>, outputFile: string): Promise<ChildProcess> {
+    const runAs = this.#runAs;
+    let { child, spawned } = await spawnDetached(argv, cwd, env, runAs, outputFile);
+    if (spawned && (spawned as NodeJS.ErrnoException).code === 'ENOENT' && argv[0] === 'python') {
+      // The seed system's example says `python`; Debian-like machines often only have python3.
+      spec.log('[controller] python not found on PATH; running python3');
+      argv[0] = 'python3';
+      ({ child, spawned } = await spawnDetached(argv, cwd, env, runAs, outputFile));
+    }
+    // After the first one, later 'error' events (a failed kill) must not crash the gateway.
+    child.on('error', (err) => this.#logger.warn({ err, service: spec.serviceName, replica: spec.replicaId }, 'replica process error'));
+    if (spawned) {
+      const code = (spawned as NodeJS.ErrnoException).code;
+      throw new ReplicaStartError(code === 'ENOENT' ? `command not found: ${argv[0]} (ENOENT)` : `cannot start ${argv[0]}: ${spawned.message}`);
+    }
+    return child;
+  }
+
+  /** cgroup limits where the machine allows them; reports what is enforced. */
+  async #confine(groupName: string, pid: number, spec: ReplicaSpec): Promise<ReplicaHandle['enforced']> {
+    const none = { cpu: false, memory: false };
+    if (!this.#cgroup) return none;
+    return this.#cgroup.apply(groupName, pid, spec.resources).catch(() => none);
+  }
+
+  /** Polite signal to the whole group, SIGKILL after graceMs; frees the port and the cgroup. Idempotent. */
+  #stopper(pid: number, exited: Promise<ExitInfo>, port: number, groupName: string): ReplicaHandle['stop'] {
+    let stopping: Promise<void> | undefined;
+    return (graceMs) => {
+      stopping ??= (async () => {
+        let done = false;
+        void exited.then(() => (done = true));
+        killGroup(pid, 'SIGTERM');
+        await Promise.race([exited, sleep(graceMs)]);
+        if (!done) {
+          killGroup(pid, 'SIGKILL');
+          await Promise.race([exited, sleep(5_000)]);
+        }
+        killGroup(pid, 'SIGKILL');
+        this.#ports.release(port);
+        await this.#cgroup?.remove(groupName);
+      })();
+      return stopping;
+    };
   }
 
   async release(serviceName: string, replicaId: string): Promise<void> {
@@ -308,6 +312,63 @@ export class ProcessRuntime implements ReplicaRuntime {
     for (const entry of entries) await killRecorded(join(dir, entry));
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+interface ReplicaDirs {
+  /** `<workDir>/<service>/<replica>/`: holds the pid record and one attempt. */
+  replica: string;
+  /** This attempt's freshly named directory. */
+  attempt: string;
+  /** What /home/work maps to: the process's cwd and HOME. */
+  home: string;
+  /** The model_path overlay. */
+  model: string;
+  tmp: string;
+}
+
+/** Container paths (the mount destination, model_path, /home/work) to this attempt's folders. */
+function replicaMapper(spec: ReplicaSpec, dirs: ReplicaDirs, port: number): ArgumentMapper {
+  // The mount destination (seed: "Model Destination For Model Folder") is the model folder too.
+  const paths: Record<string, string> = {
+    [spec.mountDestination ?? DEFAULT_MOUNT_DESTINATION]: dirs.model,
+    [spec.model.model_path]: dirs.model,
+    '/home/work': dirs.home,
+  };
+  return new ArgumentMapper(paths, { model_path: dirs.model, port: String(port), home: dirs.home });
+}
+
+/** The service's start command with the definition's port replaced and container paths mapped. */
+function startArgv(spec: ReplicaSpec, mapper: ArgumentMapper, port: number): string[] {
+  const service = spec.model.service;
+  return Array.isArray(service.start_command)
+    ? service.start_command.map((arg) => mapper.map(replacePort(arg, service.port, port)))
+    : [service.shell, '-c', mapper.map(replacePort(service.start_command, service.port, port))];
+}
+
+/** Resolves on exit (after the output file's last lines), after killing what the leader left in its group. */
+function watchExit(child: ChildProcess, pid: number, log: (line: string) => void, tail: FileTail): Promise<ExitInfo> {
+  return new Promise<ExitInfo>((resolve) => {
+    child.once('exit', (code, signal) => {
+      // Whatever the leader left behind in its group (a shell's children) dies with it,
+      // or an orphan would keep the replica's port.
+      killGroup(pid, 'SIGKILL');
+      void tail.close().then(() => {
+        log(`[controller] process ${pid} exited with ${describeExit({ code, signal })}`);
+        resolve({ code, signal });
+      });
+    });
+  });
+}
+
+/**
+ * pid and start time, so a later gateway can kill a replica this one left behind (killRecorded).
+ * Beside the attempt directory, not in it: a replica user must not be able to point the
+ * gateway's clean-up kill at another process.
+ */
+async function recordPid(replicaDir: string, pid: number): Promise<string | null> {
+  const startTime = await processStartTime(pid);
+  await writeFile(join(replicaDir, PID_FILE), JSON.stringify({ pid, start_time: startTime }), { mode: 0o600 }).catch(() => undefined);
+  return startTime;
 }
 
 /**

@@ -259,11 +259,15 @@ export class Metrics {
 /** Caps distinct endpoint label values so a flood of endpoints cannot blow up /metrics. */
 export class EndpointLabeler {
   readonly #seen = new Set<string>();
-  constructor(private readonly cap: number) {}
+  readonly #cap: number;
+
+  constructor(cap: number) {
+    this.#cap = cap;
+  }
 
   label(name: string): string {
     if (this.#seen.has(name)) return name;
-    if (this.#seen.size >= this.cap) return 'other';
+    if (this.#seen.size >= this.#cap) return 'other';
     this.#seen.add(name);
     return name;
   }

@@ -40,11 +40,17 @@ export function tracesUrl(endpoint: string): string {
   return base.endsWith('/v1/traces') ? base : `${base}/v1/traces`;
 }
 
+type Span = ReturnType<ReturnType<BasicTracerProvider['getTracer']>['startSpan']>;
+
 class OtelSpan implements RequestSpan {
-  constructor(private readonly span: ReturnType<ReturnType<BasicTracerProvider['getTracer']>['startSpan']>) {}
+  readonly #span: Span;
+
+  constructor(span: Span) {
+    this.#span = span;
+  }
 
   end(facts: SpanFacts): void {
-    const span = this.span;
+    const span = this.#span;
     if (facts.endpoint !== undefined) span.setAttribute('modelgate.endpoint', facts.endpoint);
     if (facts.route !== undefined) span.setAttribute('modelgate.route', facts.route);
     span.setAttribute('http.response.status_code', facts.status);

@@ -3,48 +3,33 @@ import { ServerResponse, createServer, type IncomingMessage, type Server } from 
 import type { Http2SecureServer, Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import type { AccessChecker } from '../auth/access.js';
 import type { Settings } from '../config/settings.js';
 import type { GatewayErrorCode } from '../errors/gateway-error.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toHttp } from '../errors/to-http.js';
-import { AccessLog, pinoAccessSink, type AccessLogSink } from '../obs/access-log.js';
-import type { CounterSeries, HistogramSeries } from '../obs/fast-metrics.js';
-import type { Logger } from '../obs/logger.js';
-import { EndpointLabeler, type Metrics } from '../obs/metrics.js';
-import { NOOP_TRACER, type RequestTracer } from '../obs/tracing.js';
+import { AccessLog, pinoAccessSink } from '../obs/access-log.js';
+import { EndpointLabeler } from '../obs/metrics.js';
 import { EndpointCache } from '../routing/endpoint-cache.js';
 import type { Store } from '../store/store.js';
-import { OutlierDetector } from '../upstream/outlier-detector.js';
 import type { LimitsChannel } from '../traffic/ipc-limits.js';
 import { TrafficControl } from '../traffic/traffic-control.js';
 import { PoolRegistry } from '../upstream/pool-registry.js';
-import { Addresser, isValidHostValue } from './addressing.js';
+import { isValidHostValue } from './addressing.js';
 import { EndpointRuntimeCompiler, type EndpointRuntime } from './endpoint-runtime.js';
 import { Exchange } from './exchange.js';
 import { LoadReporter } from './load-reporter.js';
-import type { ProxyContext } from './proxy-context.js';
+import { createProxyContext, type ProxyContext, type ProxyDeps } from './proxy-context.js';
 import { writeRawError } from './raw-response.js';
-import { statusClass } from './endpoint-runtime.js';
 import { TunnelSet } from './tunnel.js';
 import { isWebSocketUpgrade, plainRequestHead } from './upgrade.js';
 import type { CertificateStore } from '../tls/certificates.js';
 import { createSecureDataServer } from '../tls/secure-server.js';
 
-export interface GatewayServerOptions {
+export interface GatewayServerOptions extends ProxyDeps {
   settings: Settings;
   store: Store;
-  access: AccessChecker;
-  metrics: Metrics;
-  logger: Logger;
-  /** Access-log lines; default: `logger`. */
-  accessLogger?: AccessLogSink;
-  /** Whether a socket peer may set X-Forwarded-For (TRUSTED_PROXIES). */
-  isTrustedProxy?: (address: string) => boolean;
   /** Cluster worker on the embedded store: traffic limits are counted by the primary over this channel. */
   limitsChannel?: LimitsChannel;
-  /** One span per request (obs/otel.ts when OTEL_EXPORTER_OTLP_ENDPOINT is set); no-op otherwise. */
-  tracer?: RequestTracer;
   /** TLS_CERT_FILE & co: the listener speaks TLS with HTTP/2 and HTTP/1.1 (ALPN). */
   certificates?: CertificateStore;
   /** UPSTREAM_CA_FILE's PEM text: trusted for https:// routes besides the system CAs. */
@@ -78,6 +63,43 @@ function clientErrorFor(err: NodeJS.ErrnoException): { status: number; code: Gat
   }
 }
 
+/** The route-table snapshot of this instance, compiling each table into an EndpointRuntime. */
+function createEndpointCache(
+  opts: GatewayServerOptions,
+  pools: PoolRegistry,
+  loadReporter: LoadReporter,
+  labeler: EndpointLabeler,
+): { cache: EndpointCache<EndpointRuntime>; compiler: EndpointRuntimeCompiler } {
+  const { settings: s, metrics, logger, store } = opts;
+  const compiler = new EndpointRuntimeCompiler(
+    pools,
+    {
+      connectTimeoutMs: s.CONNECT_TIMEOUT_MS,
+      headersTimeoutMs: s.FIRST_BYTE_TIMEOUT_MS,
+      bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
+      maxConcurrentPerEndpoint: s.MAX_CONCURRENT_PER_ENDPOINT,
+      holdQueueMax: s.HOLD_QUEUE_MAX,
+    },
+    metrics,
+    labeler,
+    loadReporter,
+    logger,
+  );
+  const cache = new EndpointCache({
+    store,
+    compiler,
+    logger,
+    metrics,
+    max: s.ENDPOINT_CACHE_MAX,
+    negativeTtlMs: s.NEGATIVE_CACHE_TTL_MS,
+    resyncIntervalMs: s.RESYNC_INTERVAL_MS,
+    // Health-checked endpoints are probed from the moment they are written, not from their
+    // first request (a text search: no JSON parsing for the other endpoints' events).
+    eagerLoad: (raw) => raw.includes('"health_check"'),
+  });
+  return { cache, compiler };
+}
+
 /**
  * The data plane: a node:http server whose request handler is an Exchange per request, fed by
  * this instance's route-table snapshot. Owns the pools and the drain.
@@ -106,7 +128,6 @@ export class GatewayServer {
   constructor(opts: GatewayServerOptions) {
     this.#opts = opts;
     const s = opts.settings;
-    const { metrics, logger, store } = opts;
     this.pools = new PoolRegistry({
       connections: s.UPSTREAM_POOL_CONNECTIONS,
       connectTimeoutMs: s.CONNECT_TIMEOUT_MS,
@@ -114,40 +135,43 @@ export class GatewayServer {
       bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
       extraCa: opts.upstreamCa,
     });
-    const labeler = new EndpointLabeler(s.METRICS_ENDPOINT_LABEL_CAP);
-    const loadReporter = new LoadReporter({ store, logger });
+    const loadReporter = new LoadReporter({ store: opts.store, logger: opts.logger });
     this.loadReporter = loadReporter;
-    const compiler = new EndpointRuntimeCompiler(
-      this.pools,
-      {
-        connectTimeoutMs: s.CONNECT_TIMEOUT_MS,
-        headersTimeoutMs: s.FIRST_BYTE_TIMEOUT_MS,
-        bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
-        maxConcurrentPerEndpoint: s.MAX_CONCURRENT_PER_ENDPOINT,
-        holdQueueMax: s.HOLD_QUEUE_MAX,
-      },
-      metrics,
-      labeler,
-      loadReporter,
-      logger,
-    );
+    const labeler = new EndpointLabeler(s.METRICS_ENDPOINT_LABEL_CAP);
+    const { cache, compiler } = createEndpointCache(opts, this.pools, loadReporter, labeler);
+    // A health-checked route that comes back wakes the requests held for it.
     compiler.onRouteRecovered = (runtime) => this.#wakeHeld(runtime, undefined);
     this.#compiler = compiler;
-    this.endpoints = new EndpointCache({
+    this.endpoints = cache;
+    this.tunnels = new TunnelSet(TUNNEL_REVALIDATE_MS);
+    this.#followEndpointUpdates();
+    const { metrics, logger, store } = opts;
+    this.traffic = new TrafficControl({
       store,
-      compiler,
       logger,
       metrics,
-      max: s.ENDPOINT_CACHE_MAX,
-      negativeTtlMs: s.NEGATIVE_CACHE_TTL_MS,
-      resyncIntervalMs: s.RESYNC_INTERVAL_MS,
-      // Health-checked endpoints are probed from the moment they are written, not from their
-      // first request (a text search: no JSON parsing for the other endpoints' events).
-      eagerLoad: (raw) => raw.includes('"health_check"'),
+      redis: s.REDIS_URL ? { url: s.REDIS_URL, prefix: s.REDIS_PREFIX } : undefined,
+      ipc: opts.limitsChannel,
+      bodyLimitBytes: s.BODY_LIMIT_BYTES,
     });
-    this.endpoints.onUpdate((_name, runtime, previous) => this.#wakeHeld(runtime, previous));
-    this.tunnels = new TunnelSet(TUNNEL_REVALIDATE_MS);
+    this.traffic.labelOf = (name) => labeler.label(name);
+    const accessSink = opts.accessLogger ?? pinoAccessSink(logger);
+    if (accessSink instanceof AccessLog) metrics.accessLogDroppedSource = () => accessSink.dropped;
+    this.#ctx = createProxyContext(s, { ...opts, accessLogger: accessSink }, this.endpoints, this.tunnels, this.traffic, {
+      respondReadyz: (res) => this.#respondReadyz(res),
+      onRequestFinished: () => this.#onRequestFinished(),
+      wakeScaled: (runtime) => loadReporter.wake(runtime.name, runtime.shared),
+    });
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
+    this.server = opts.certificates ? this.#secureServer(opts.certificates, handler) : this.#plainServer(handler);
+    this.#wire(this.server, opts.certificates !== undefined);
+  }
+
+  /** Held requests wake, tunnels are re-checked, and the store-events lag is measured on each table change. */
+  #followEndpointUpdates(): void {
+    const { metrics } = this.#opts;
     const tunnels = this.tunnels;
+    this.endpoints.onUpdate((_name, runtime, previous) => this.#wakeHeld(runtime, previous));
     this.endpoints.onUpdate((name, runtime) => {
       if (tunnels.size > 0) tunnels.endpointChanged(name, runtime);
     });
@@ -159,116 +183,64 @@ export class GatewayServer {
       if (Number.isFinite(at)) lag.observe(Math.max(0, Date.now() - at) / 1000);
     });
     metrics.lastResyncAt = () => this.endpoints.lastResyncOk;
+    // Read when /metrics is scraped, not kept up to date per request.
     metrics.inFlightSource = () => this.#ctx.inFlight;
+  }
 
-    this.traffic = new TrafficControl({
-      store,
-      logger,
-      metrics,
-      redis: s.REDIS_URL ? { url: s.REDIS_URL, prefix: s.REDIS_PREFIX } : undefined,
-      ipc: opts.limitsChannel,
-      bodyLimitBytes: s.BODY_LIMIT_BYTES,
-    });
-    this.traffic.labelOf = (name) => labeler.label(name);
-
-    const accessSink = opts.accessLogger ?? pinoAccessSink(logger);
-    if (accessSink instanceof AccessLog) metrics.accessLogDroppedSource = () => accessSink.dropped;
-
-    // Requests that never reached an endpoint (404, refused heads): series bound on first use.
-    const unrouted: { requests: CounterSeries; durations: HistogramSeries }[] = [];
-    this.#ctx = {
-      addresser: new Addresser(s.APPS_DOMAIN),
-      endpoints: this.endpoints,
-      access: opts.access,
-      metrics,
-      logger,
-      tracer: opts.tracer ?? NOOP_TRACER,
-      traffic: this.traffic,
-      outlier: new OutlierDetector({ failuresToEject: s.EJECT_AFTER_FAILURES, baseMs: s.EJECT_BASE_MS, maxMs: s.EJECT_MAX_MS }),
-      maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
-      bodyLimitBytes: s.BODY_LIMIT_BYTES,
-      maxHeaderCount: s.MAX_HEADER_COUNT,
-      maxUpstreamHeaderCount: s.UPSTREAM_MAX_HEADER_COUNT,
-      holdTimeoutMs: s.HOLD_TIMEOUT_MS,
-      retryMax: s.RETRY_MAX,
-      routeQueueMax: s.UPSTREAM_POOL_CONNECTIONS + s.UPSTREAM_PENDING_MAX,
-      tunnels,
-      wsIdleTimeoutMs: s.WS_IDLE_TIMEOUT_MS,
-      accessLog: s.ACCESS_LOG && accessSink.enabled,
-      accessLogger: accessSink,
-      inFlight: 0,
-      draining: false,
-      isTrustedProxy: opts.isTrustedProxy ?? (() => false),
-      newRequestId: randomUUID,
-      respondHealthz(res) {
-        res.writeHead(200, JSON_HEADERS);
-        res.end('{"status":"ok"}');
-      },
-      respondReadyz: (res) => this.#respondReadyz(res),
-      recordUnrouted(status, seconds) {
-        const i = Math.min(5, (status / 100) | 0);
-        const series = (unrouted[i] ??= { requests: metrics.requests.labels('none', statusClass(status)), durations: metrics.requestDuration.labels('none', statusClass(status)) });
-        series.requests.inc();
-        series.durations.observe(seconds);
-      },
-      wakeScaled: (runtime) => loadReporter.wake(runtime.name, runtime.shared),
-      onRequestFinished: () => {
-        if (this.#ctx.inFlight === 0 && this.#drainWaiters.length > 0) {
-          const waiters = this.#drainWaiters;
-          this.#drainWaiters = [];
-          for (const w of waiters) w();
-        }
-      },
-    };
-
-    const handler = (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res);
-    if (opts.certificates) {
-      const secure = createSecureDataServer(
-        {
-          certificates: opts.certificates,
-          maxHeaderBytes: s.MAX_HEADER_BYTES,
-          h2: {
-            maxConcurrentStreams: s.H2_MAX_CONCURRENT_STREAMS,
-            maxHeaderListBytes: s.MAX_HEADER_BYTES,
-            maxEarlyResets: s.H2_MAX_EARLY_RESETS,
-            resetWindowMs: 10_000,
-          },
-          onRapidReset: (session) => {
-            metrics.gatewayErrors.labels('GW_BAD_REQUEST').inc();
-            logger.warn({ peer: session.socket?.remoteAddress }, 'closed an HTTP/2 connection: too many streams reset before their response (rapid reset)');
-          },
-        },
-        handler,
-      );
-      // HTTP/1.1 connections on the TLS port run node:http's parser, which reads these from the server.
-      const asHttp1 = secure as unknown as Server;
-      asHttp1.headersTimeout = s.HEADERS_TIMEOUT_MS;
-      asHttp1.requestTimeout = s.REQUEST_BODY_TIMEOUT_MS;
-      asHttp1.keepAliveTimeout = s.KEEP_ALIVE_TIMEOUT_MS;
-      secure.on('session', (session: Http2Session) => {
-        this.#sessions.add(session);
-        session.once('close', () => this.#sessions.delete(session));
-      });
-      secure.on('secureConnection', (socket: TLSSocket) => {
-        this.#tlsSockets.add(socket);
-        socket.once('close', () => this.#tlsSockets.delete(socket));
-      });
-      // A failed handshake (plain HTTP to the TLS port, an old protocol version) is the
-      // client's problem: close quietly.
-      secure.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
-      // Rotation: new handshakes get the new files; open connections keep theirs.
-      opts.certificates.watch(
-        (pair) => {
-          secure.setSecureContext({ cert: pair.cert, key: pair.key });
-          logger.info({ not_after: pair.notAfter.toISOString(), sni_names: opts.certificates?.sniNames.length }, 'TLS certificates reloaded');
-        },
-        (err) => logger.error({ err_message: err.message }, 'TLS certificates not reloaded; the previous ones stay in use'),
-      );
-      this.server = secure;
-    } else {
-      this.server = this.#plainServer(handler);
+  #onRequestFinished(): void {
+    if (this.#ctx.inFlight === 0 && this.#drainWaiters.length > 0) {
+      const waiters = this.#drainWaiters;
+      this.#drainWaiters = [];
+      for (const w of waiters) w();
     }
-    this.#wire(this.server, opts.certificates !== undefined);
+  }
+
+  /** TLS_CERT_FILE & co: HTTP/2 and HTTP/1.1 by ALPN on one port, certificates reloaded on change. */
+  #secureServer(certificates: CertificateStore, handler: (req: IncomingMessage, res: ServerResponse) => void): Http2SecureServer {
+    const s = this.#opts.settings;
+    const { metrics, logger } = this.#opts;
+    const secure = createSecureDataServer(
+      {
+        certificates,
+        maxHeaderBytes: s.MAX_HEADER_BYTES,
+        h2: {
+          maxConcurrentStreams: s.H2_MAX_CONCURRENT_STREAMS,
+          maxHeaderListBytes: s.MAX_HEADER_BYTES,
+          maxEarlyResets: s.H2_MAX_EARLY_RESETS,
+          resetWindowMs: 10_000,
+        },
+        onRapidReset: (session) => {
+          metrics.gatewayErrors.labels('GW_BAD_REQUEST').inc();
+          logger.warn({ peer: session.socket?.remoteAddress }, 'closed an HTTP/2 connection: too many streams reset before their response (rapid reset)');
+        },
+      },
+      handler,
+    );
+    // HTTP/1.1 connections on the TLS port run node:http's parser, which reads these from the server.
+    const asHttp1 = secure as unknown as Server;
+    asHttp1.headersTimeout = s.HEADERS_TIMEOUT_MS;
+    asHttp1.requestTimeout = s.REQUEST_BODY_TIMEOUT_MS;
+    asHttp1.keepAliveTimeout = s.KEEP_ALIVE_TIMEOUT_MS;
+    secure.on('session', (session: Http2Session) => {
+      this.#sessions.add(session);
+      session.once('close', () => this.#sessions.delete(session));
+    });
+    secure.on('secureConnection', (socket: TLSSocket) => {
+      this.#tlsSockets.add(socket);
+      socket.once('close', () => this.#tlsSockets.delete(socket));
+    });
+    // A failed handshake (plain HTTP to the TLS port, an old protocol version) is the
+    // client's problem: close quietly.
+    secure.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
+    // Rotation: new handshakes get the new files; open connections keep theirs.
+    certificates.watch(
+      (pair) => {
+        secure.setSecureContext({ cert: pair.cert, key: pair.key });
+        logger.info({ not_after: pair.notAfter.toISOString(), sni_names: certificates.sniNames.length }, 'TLS certificates reloaded');
+      },
+      (err) => logger.error({ err_message: err.message }, 'TLS certificates not reloaded; the previous ones stay in use'),
+    );
+    return secure;
   }
 
   /** The node:http listener (the data plane without TLS, or GATEWAY_HTTP_PORT beside it). */

@@ -14,7 +14,11 @@ export interface OutlierOptions {
  * (panic mode), so ejection never makes a live endpoint unreachable.
  */
 export class OutlierDetector {
-  constructor(private readonly opts: OutlierOptions) {}
+  readonly #opts: OutlierOptions;
+
+  constructor(opts: OutlierOptions) {
+    this.#opts = opts;
+  }
 
   /** Returns true when this failure ejected the route. */
   recordConnectFailure(route: RouteState, now: number): boolean {
@@ -24,8 +28,8 @@ export class OutlierDetector {
     if (route.ejectedUntil > now) return false;
     route.consecutiveFailures++;
     // A route that was ejected and has not succeeded since goes straight back out, for longer.
-    if (route.consecutiveFailures < this.opts.failuresToEject && route.ejections === 0) return false;
-    const duration = Math.min(this.opts.maxMs, this.opts.baseMs * 2 ** route.ejections);
+    if (route.consecutiveFailures < this.#opts.failuresToEject && route.ejections === 0) return false;
+    const duration = Math.min(this.#opts.maxMs, this.#opts.baseMs * 2 ** route.ejections);
     route.ejections++;
     route.ejectedUntil = now + duration;
     route.consecutiveFailures = 0;

@@ -74,22 +74,25 @@ export class PoolRegistry {
   readonly #byPool = new Map<LazyPool, string>();
   /** System CAs plus UPSTREAM_CA_FILE (giving `ca` replaces the system list, so both go in). */
   readonly #ca: string[] | undefined;
-  constructor(private readonly defaults: PoolOptions) {
+  readonly #defaults: PoolOptions;
+
+  constructor(defaults: PoolOptions) {
+    this.#defaults = defaults;
     this.#ca = defaults.extraCa ? [...rootCertificates, defaults.extraCa] : undefined;
   }
 
-  acquire(origin: string, connectTimeoutMs = this.defaults.connectTimeoutMs, protocol: RouteProtocol = 'http1'): LazyPool {
-    let key = connectTimeoutMs === this.defaults.connectTimeoutMs ? origin : `${origin}|${connectTimeoutMs}`;
+  acquire(origin: string, connectTimeoutMs = this.#defaults.connectTimeoutMs, protocol: RouteProtocol = 'http1'): LazyPool {
+    let key = connectTimeoutMs === this.#defaults.connectTimeoutMs ? origin : `${origin}|${connectTimeoutMs}`;
     if (protocol !== 'http1') key += `|${protocol}`;
     let entry = this.#entries.get(key);
     if (!entry) {
       const pool = new LazyPool(origin, {
-        connections: this.defaults.connections,
+        connections: this.#defaults.connections,
         pipelining: 1,
         keepAliveTimeout: 4_000,
         keepAliveMaxTimeout: 60_000,
-        headersTimeout: this.defaults.headersTimeoutMs,
-        bodyTimeout: this.defaults.bodyTimeoutMs,
+        headersTimeout: this.#defaults.headersTimeoutMs,
+        bodyTimeout: this.#defaults.bodyTimeoutMs,
         // https:// origins: certificates verified (undici's default), SNI = the route's host.
         // h2c rides in `connect`: Pool hands only those options to the connector it builds.
         connect: { timeout: connectTimeoutMs, ...(this.#ca ? { ca: this.#ca } : null), ...(protocol === 'h2c' ? { useH2c: true } : null) },

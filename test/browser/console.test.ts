@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, TEST_ADMIN_TOKEN, type SpawnedGateway } from '../support/gateway.js';
-import { EXAMPLES, FIXTURES, waitFor } from '../integration/controller-harness.js';
+import { EXAMPLES, FIXTURES } from '../integration/controller-harness.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * The console in a real browser (Debian's chromium through playwright-core) against a real
@@ -249,7 +250,7 @@ describe('console in a real browser', () => {
     await page.getByRole('link', { name: 'web' }).click();
     await page.getByRole('heading', { name: /web/ }).first().waitFor();
     const routes = page.getByRole('table', { name: 'Routes' });
-    await waitFor(async () => (await routes.getByRole('row').filter({ hasText: 'healthy' }).count()) === 2, 'two healthy routes');
+    await eventually(async () => (await routes.getByRole('row').filter({ hasText: 'healthy' }).count()) === 2, { what: 'two healthy routes', timeoutMs: 20_000, stepMs: 100 });
     const first = routes.getByRole('row').nth(1);
     expect(await first.textContent()).toMatch(/http:\/\/127\.0\.0\.1:26\d{3}/);
     expect(await page.getByRole('columnheader', { name: 'Last error' }).count()).toBe(1);
@@ -298,18 +299,18 @@ describe('console in a real browser', () => {
       await Promise.all([worker(), worker(), worker(), worker()]);
     })();
     try {
-      await waitFor(async () => {
+      await eventually(async () => {
         const text = (await rps.locator('output').textContent()) ?? '';
         return Number.parseFloat(text) > 0;
-      }, 'requests/s above 0', 15_000);
+      }, { what: 'requests/s above 0', timeoutMs: 15_000, stepMs: 100 });
       const latency = page.getByRole('figure', { name: 'Latency p50 / p99' });
-      await waitFor(async () => /p50 \d/.test((await latency.locator('output').textContent()) ?? ''), 'a p50 latency', 10_000);
+      await eventually(async () => /p50 \d/.test((await latency.locator('output').textContent()) ?? ''), { what: 'a p50 latency', timeoutMs: 10_000, stepMs: 100 });
       const inFlight = page.getByRole('figure', { name: 'In flight per replica' });
       // One series per replica (route id) of the endpoint.
-      await waitFor(async () => (await inFlight.getByRole('listitem').count()) === 2, 'in-flight series per replica', 10_000);
+      await eventually(async () => (await inFlight.getByRole('listitem').count()) === 2, { what: 'in-flight series per replica', timeoutMs: 10_000, stepMs: 100 });
       // The line itself moves: a new point every second.
       const segments = async () => ((await rps.locator('svg path').first().getAttribute('d')) ?? '').split('L').length;
-      await waitFor(async () => (await segments()) >= 8, 'eight points on the requests/s line', 20_000);
+      await eventually(async () => (await segments()) >= 8, { what: 'eight points on the requests/s line', timeoutMs: 20_000, stepMs: 100 });
       await shot('service');
     } finally {
       stop = 0;
@@ -325,7 +326,7 @@ describe('console in a real browser', () => {
     const tokens = page.getByRole('table', { name: 'Tokens' });
     await tokens.getByRole('button', { name: 'Revoke' }).click();
     await tokens.getByText('revoked').waitFor();
-    await waitFor(async () => (await callEndpoint('web', token)) === 401, 'the revoked token refused', 5_000);
+    await eventually(async () => (await callEndpoint('web', token)) === 401, { what: 'the revoked token refused', timeoutMs: 5_000, stepMs: 100 });
   });
 
   it('modifies the service: fewer replicas, open to public', async () => {
@@ -339,9 +340,9 @@ describe('console in a real browser', () => {
     await shot('modify-service');
     await form.getByRole('button', { name: 'Save' }).click();
     await form.waitFor({ state: 'detached' });
-    await waitFor(async () => (await page.getByRole('table', { name: 'Routes' }).getByRole('row').count()) === 2, 'one route left (plus the header)', 30_000);
+    await eventually(async () => (await page.getByRole('table', { name: 'Routes' }).getByRole('row').count()) === 2, { what: 'one route left (plus the header)', timeoutMs: 30_000, stepMs: 100 });
     await page.getByText('Open to public (no token needed)').waitFor();
-    await waitFor(async () => (await callEndpoint('web')) === 200, 'public endpoint answers without a token', 10_000);
+    await eventually(async () => (await callEndpoint('web')) === 200, { what: 'public endpoint answers without a token', timeoutMs: 10_000, stepMs: 100 });
   }, 60_000);
 
   it('clear error and retry brings back a service whose replicas failed', async () => {

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, spawnGateway, type SpawnedGateway } from '../support/gateway.js';
-import { eventually, startUpstream, type TestUpstream } from '../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../support/upstream.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * The README's flows as a user runs them: a gateway started like `npm start` (generated admin
@@ -100,7 +101,7 @@ describe('README walk-through', () => {
   it('serves a model in three commands', { timeout: 60_000 }, async () => {
     const created = await admin('POST', '/v1/services', { name: 'chat', model_folder: resolve('config/examples/sse-chat'), replicas: 2, public: true });
     expect(created.status).toBe(201);
-    await eventually(async () => (await admin('GET', '/v1/services/chat')).body.status === 'HEALTHY', 30_000, 200);
+    await eventually(async () => (await admin('GET', '/v1/services/chat')).body.status === 'HEALTHY', { timeoutMs: 30_000, stepMs: 200 });
     const view = (await admin('GET', '/v1/services/chat')).body;
     expect(view.routes).toHaveLength(2);
     const res = await curl(gw.port, host('chat'), '/v1/chat/completions', {

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, spawnGateway, type SpawnedGateway } from '../support/gateway.js';
-import { eventually, startUpstream, type TestUpstream } from '../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../support/upstream.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * Issue 9 end to end: a gateway on the embedded store, with generated secrets, restarted —
@@ -42,7 +43,7 @@ describe('restart on the embedded store loses nothing', () => {
     const folder = resolve('config/examples/sse-chat');
     const svc = await admin('POST', '/v1/services', { name: 'svc', model_folder: folder, replicas: 1, public: true });
     expect(svc.status).toBe(201);
-    await eventually(async () => (await admin('GET', '/v1/services/svc')).body.status === 'HEALTHY', 30_000, 200);
+    await eventually(async () => (await admin('GET', '/v1/services/svc')).body.status === 'HEALTHY', { timeoutMs: 30_000, stepMs: 200 });
     expect((await call('/e/kept/', good.token)).status).toBe(200);
     expect((await call('/e/kept/', bad.token)).status).toBe(401);
 
@@ -64,7 +65,7 @@ describe('restart on the embedded store loses nothing', () => {
     const tokens = (await admin('GET', '/v1/endpoints/kept/tokens')).body.tokens;
     expect(tokens.map((t: any) => t.jti)).toContain(good.jti);
 
-    await eventually(async () => (await admin('GET', '/v1/services/svc')).body.status === 'HEALTHY', 30_000, 200);
+    await eventually(async () => (await admin('GET', '/v1/services/svc')).body.status === 'HEALTHY', { timeoutMs: 30_000, stepMs: 200 });
     const restored = (await admin('GET', '/v1/services/svc')).body;
     expect(restored.endpoint_id).toBe(svc.body.endpoint_id);
     const chat = await call('/e/svc/v1/chat/completions');

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { FIXTURES, waitFor } from './controller-harness.js';
+import { FIXTURES } from './controller-harness.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * Two gateway instances on one Redis: A runs the controller, B only the data plane. Load seen
@@ -41,10 +42,10 @@ describe('autoscaling across gateway instances (Redis)', () => {
       autoscaling: { min_replicas: 0, max_replicas: 3, target_in_flight: 2, stable_window_s: 2, panic_window_s: 1, scale_down_delay_s: 1, scale_to_zero_grace_s: 2 },
     });
     expect(created.status).toBe(201);
-    await waitFor(async () => {
+    await eventually(async () => {
       const s = (await a.admin('GET', '/v1/services/shared')).body;
       return s.status === 'IDLE' && s.routes.length === 0;
-    }, 'IDLE', 20_000);
+    }, { what: 'IDLE', timeoutMs: 20_000, stepMs: 100 });
     const before = readFileSync(startLog, 'utf8').split('\n').filter(Boolean).length;
 
     // Held on B, woken by A's controller.
@@ -58,7 +59,7 @@ describe('autoscaling across gateway instances (Redis)', () => {
     const loops = Array.from({ length: 6 }, async () => {
       while (running) statuses.push(await fetch(`${b.url}/e/shared/work?ms=300`).then(async (r) => (await r.arrayBuffer(), r.status)));
     });
-    await waitFor(async () => (await a.admin('GET', '/v1/services/shared')).body.autoscaling.status.desired >= 3, 'scale-up from B load', 20_000);
+    await eventually(async () => (await a.admin('GET', '/v1/services/shared')).body.autoscaling.status.desired >= 3, { what: 'scale-up from B load', timeoutMs: 20_000, stepMs: 100 });
     // The reports live in Redis under the documented keys, one per instance, with a short TTL.
     const redis = new Redis(inject('redisUrl'));
     try {
@@ -73,11 +74,11 @@ describe('autoscaling across gateway instances (Redis)', () => {
       expect(statuses.filter((s) => s !== 200)).toEqual([]);
       const bInstance = b.running.gateway!.loadReporter.instance;
       await b.stop();
-      await waitFor(async () => (await redis.get(`${prefix}load:shared:${bInstance}`)) === null, "B's report expired", 10_000);
+      await eventually(async () => (await redis.get(`${prefix}load:shared:${bInstance}`)) === null, { what: "B's report expired", timeoutMs: 10_000, stepMs: 100 });
     } finally {
       redis.disconnect();
     }
-    await waitFor(async () => (await a.admin('GET', '/v1/services/shared')).body.autoscaling.status.desired <= 1, 'back down without B', 30_000);
+    await eventually(async () => (await a.admin('GET', '/v1/services/shared')).body.autoscaling.status.desired <= 1, { what: 'back down without B', timeoutMs: 30_000, stepMs: 100 });
     expect((await a.admin('DELETE', '/v1/services/shared')).status).toBe(204);
   }, 90_000);
 });

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServiceController } from '../../src/controller/service-controller.js';
-import { FIXTURES, harness, pidAlive, table, waitFor, type Harness } from './controller-harness.js';
+import { FIXTURES, harness, pidAlive, table, type Harness } from './controller-harness.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * A controller that stops in the middle of a scale-up: the next one resumes at the recorded
@@ -35,17 +36,17 @@ describe('controller restart during a scale-up', () => {
       env: { START_LOG: startLog, START_DELAY_MS: '1500' },
       autoscaling: { min_replicas: 1, max_replicas: 4, target_in_flight: 1, stable_window_s: 1, panic_window_s: 1, scale_down_delay_s: 30, scale_to_zero_grace_s: 30, rules: [] },
     });
-    await waitFor(() => h.controller.get('resume').status === 'HEALTHY', 'first replica healthy');
+    await eventually(() => h.controller.get('resume').status === 'HEALTHY', { what: 'first replica healthy', timeoutMs: 20_000, stepMs: 100 });
     // Keep reporting load, as a live gateway does every second.
     const reporter = setInterval(() => void publish(3), 300);
     try {
       await publish(3);
-      await waitFor(() => h.controller.get('resume').autoscaling?.status.desired === 3, 'decision: 3 replicas');
-      await waitFor(() => h.controller.get('resume').routes.length === 3, 'three replicas starting');
+      await eventually(() => h.controller.get('resume').autoscaling?.status.desired === 3, { what: 'decision: 3 replicas', timeoutMs: 20_000, stepMs: 100 });
+      await eventually(() => h.controller.get('resume').routes.length === 3, { what: 'three replicas starting', timeoutMs: 20_000, stepMs: 100 });
       const first = h.controller.get('resume');
       expect(first.healthy_replicas).toBeLessThan(3);
       const oldPids = () => h.controller.get('resume').routes.map((r) => r.pid).filter((p): p is number => p !== null);
-      await waitFor(() => oldPids().length === 3, 'three processes');
+      await eventually(() => oldPids().length === 3, { what: 'three processes', timeoutMs: 20_000, stepMs: 100 });
       const pids = oldPids();
       await h.controller.stop();
       for (const pid of pids) expect(pidAlive(pid)).toBe(false);
@@ -54,10 +55,10 @@ describe('controller restart during a scale-up', () => {
       await second.start();
       const resumed = second.get('resume');
       expect(resumed.autoscaling?.status.desired).toBe(3);
-      const healthy = await waitFor(() => {
+      const healthy = await eventually(() => {
         const v = second.get('resume');
         return v.healthy_replicas === 3 && v.routes.length === 3 ? v : null;
-      }, 'three healthy replicas after the restart', 30_000);
+      }, { what: 'three healthy replicas after the restart', timeoutMs: 30_000, stepMs: 100 });
       expect(healthy.status).toBe('HEALTHY');
       const routes = (await table(h.store, 'resume'))!.routes;
       expect(routes.filter((r) => r.status === 'healthy')).toHaveLength(3);

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run.js';
 import { startTestGateway, TEST_ADMIN_TOKEN, type TestGateway } from '../support/gateway.js';
 import { checkResponse } from '../support/openapi-check.js';
-import { FIXTURES, waitFor } from './controller-harness.js';
+import { FIXTURES } from './controller-harness.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * Autoscaling end to end: a whole gateway in this process, real replica processes (the
@@ -103,21 +104,21 @@ describe('autoscaling', () => {
     const created = await gw.admin('POST', '/v1/services', base(name, { min_replicas: 1, max_replicas: 4, target_in_flight: 2, stable_window_s: 2, panic_window_s: 1, scale_down_delay_s: 1 }));
     expect(created.status).toBe(201);
     expect(created.body.autoscaling).toMatchObject({ min_replicas: 1, max_replicas: 4, target_in_flight: 2, scale_to_zero_grace_s: 30, status: { desired: 1 } });
-    await waitFor(async () => (await service(name)).status === 'HEALTHY', 'step HEALTHY');
+    await eventually(async () => (await service(name)).status === 'HEALTHY', { what: 'step HEALTHY', timeoutMs: 20_000, stepMs: 100 });
 
     const traffic = load(name, 6, 250);
-    const up = await waitFor(async () => {
+    const up = await eventually(async () => {
       const s = await service(name);
       return s.healthy_replicas >= 3 ? s : null;
-    }, 'three healthy replicas', 30_000);
+    }, { what: 'three healthy replicas', timeoutMs: 30_000, stepMs: 100 });
     expect(up.autoscaling.status.desired).toBeGreaterThanOrEqual(3);
     expect(up.autoscaling.status.last_decision).toMatchObject({ from: expect.any(Number), to: expect.any(Number), reason: expect.any(String), at: expect.any(String) });
     await traffic.stop();
 
-    const down = await waitFor(async () => {
+    const down = await eventually(async () => {
       const s = await service(name);
       return s.autoscaling.status.desired === 1 && s.routes.length === 1 ? s : null;
-    }, 'back to one replica', 30_000);
+    }, { what: 'back to one replica', timeoutMs: 30_000, stepMs: 100 });
     expect(down.status).toBe('HEALTHY');
     expect(traffic.statuses.length).toBeGreaterThanOrEqual(6);
     expect(traffic.statuses.filter((s) => s !== 200)).toEqual([]);
@@ -145,13 +146,13 @@ describe('autoscaling', () => {
     await gw.admin('DELETE', `/v1/services/${name}`); // a retried attempt's leftover
     const autoscaling = { min_replicas: 1, max_replicas: 2, target_in_flight: 1, stable_window_s: 1, panic_window_s: 1, scale_down_delay_s: 10 };
     await gw.admin('POST', '/v1/services', base(name, autoscaling));
-    await waitFor(async () => (await service(name)).status === 'HEALTHY', 'drain HEALTHY');
+    await eventually(async () => (await service(name)).status === 'HEALTHY', { what: 'drain HEALTHY', timeoutMs: 20_000, stepMs: 100 });
     const traffic = load(name, 3, 300);
-    await waitFor(async () => (await service(name)).healthy_replicas === 2, 'two healthy replicas', 30_000);
+    await eventually(async () => (await service(name)).healthy_replicas === 2, { what: 'two healthy replicas', timeoutMs: 30_000, stepMs: 100 });
     await traffic.stop();
     // Long requests on both replicas (the balancer spreads by outstanding requests).
     const long = [0, 1, 2, 3].map(() => fetch(`${gw.url}/e/${name}/work?ms=6000`).then(async (r) => ({ status: r.status, body: await r.text() })));
-    await waitFor(async () => (await service(name)).routes.every((r: { pid: number }) => r.pid !== null), 'both running');
+    await eventually(async () => (await service(name)).routes.every((r: { pid: number }) => r.pid !== null), { what: 'both running', timeoutMs: 20_000, stepMs: 100 });
     await new Promise((r) => setTimeout(r, 500));
     const t0 = Date.now();
     // A lower max takes the count to 1 at once: the newest replica drains with a request in flight.
@@ -159,7 +160,7 @@ describe('autoscaling', () => {
     const results = await Promise.all(long);
     expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200]);
     expect(new Set(results.map((r) => JSON.parse(r.body).pid)).size).toBe(2);
-    await waitFor(async () => (await service(name)).routes.length === 1, 'one replica left', 20_000);
+    await eventually(async () => (await service(name)).routes.length === 1, { what: 'one replica left', timeoutMs: 20_000, stepMs: 100 });
     // The drained replica lived past the 3 s grace until its request was done (~5.5 s).
     expect(Date.now() - t0).toBeGreaterThan(4_000);
     expect((await gw.admin('DELETE', `/v1/services/${name}`)).status).toBe(204);
@@ -169,12 +170,12 @@ describe('autoscaling', () => {
     const name = 'burst';
     await gw.admin('DELETE', `/v1/services/${name}`); // a retried attempt's leftover
     await gw.admin('POST', '/v1/services', base(name, { min_replicas: 1, max_replicas: 5, target_in_flight: 1, stable_window_s: 30, panic_window_s: 2, scale_down_delay_s: 30 }));
-    await waitFor(async () => (await service(name)).status === 'HEALTHY', 'burst HEALTHY');
+    await eventually(async () => (await service(name)).status === 'HEALTHY', { what: 'burst HEALTHY', timeoutMs: 20_000, stepMs: 100 });
     const traffic = load(name, 8, 400);
-    const s = await waitFor(async () => {
+    const s = await eventually(async () => {
       const v = await service(name);
       return v.autoscaling.status.desired >= 4 ? v : null;
-    }, 'panic scale-up', 20_000);
+    }, { what: 'panic scale-up', timeoutMs: 20_000, stepMs: 100 });
     await traffic.stop();
     const events = (await gw.admin('GET', `/v1/services/${name}/events`)).body.events;
     expect(events.some((e: { kind: string; reason?: string }) => e.kind === 'scale' && e.reason?.startsWith('panic'))).toBe(true);
@@ -208,18 +209,18 @@ describe('autoscaling', () => {
     );
     expect(res.status).toBe(201);
     expect(res.body.autoscaling.rules).toHaveLength(3);
-    await waitFor(async () => (await service(name)).status === 'HEALTHY', 'rules HEALTHY');
+    await eventually(async () => (await service(name)).status === 'HEALTHY', { what: 'rules HEALTHY', timeoutMs: 20_000, stepMs: 100 });
     writeFileSync(metricFile, '10');
-    const up = await waitFor(async () => {
+    const up = await eventually(async () => {
       const s = await service(name);
       return s.healthy_replicas === 3 ? s : null;
-    }, 'three replicas from the rule', 30_000);
+    }, { what: 'three replicas from the rule', timeoutMs: 30_000, stepMs: 100 });
     // +2 from 1 → 3, then clamped at the rule's max (3) rather than skipped.
     expect(up.autoscaling.status.desired).toBe(3);
     const events = (await gw.admin('GET', `/v1/services/${name}/events`)).body.events;
     expect(events.find((e: { kind: string }) => e.kind === 'scale').reason).toContain('rule 0 (PROMETHEUS test_waiting 10 gt 5)');
     writeFileSync(metricFile, '0');
-    await waitFor(async () => (await service(name)).autoscaling.status.desired === 1, 'scale-in rule', 20_000);
+    await eventually(async () => (await service(name)).autoscaling.status.desired === 1, { what: 'scale-in rule', timeoutMs: 20_000, stepMs: 100 });
     expect((await gw.admin('DELETE', `/v1/services/${name}`)).status).toBe(204);
   }, 90_000);
 
@@ -229,10 +230,10 @@ describe('autoscaling', () => {
     const startLog = join(dir, `${name}.starts`);
     await gw.admin('POST', '/v1/services', base(name, { min_replicas: 0, max_replicas: 3, target_in_flight: 10, stable_window_s: 2, panic_window_s: 1, scale_down_delay_s: 0, scale_to_zero_grace_s: 1 }, { START_DELAY_MS: '700' }));
     // Starts with one replica (the model is seen to start), then idles to zero after the grace.
-    const idle = await waitFor(async () => {
+    const idle = await eventually(async () => {
       const s = await service(name);
       return s.status === 'IDLE' && s.routes.length === 0 ? s : null;
-    }, 'IDLE', 20_000);
+    }, { what: 'IDLE', timeoutMs: 20_000, stepMs: 100 });
     expect(idle.replicas).toBe(0);
     expect(idle.routes).toEqual([]);
     expect(idle.autoscaling.status).toMatchObject({ desired: 0, current: 0 });
@@ -261,7 +262,7 @@ describe('modelgate service autoscale', () => {
     const name = 'cli';
     await gw.admin('DELETE', `/v1/services/${name}`); // a retried attempt's leftover
     expect((await gw.admin('POST', '/v1/services', { name, model_folder: MODEL, replicas: 1 })).status).toBe(201);
-    await waitFor(async () => (await service(name)).status === 'HEALTHY', 'cli HEALTHY');
+    await eventually(async () => (await service(name)).status === 'HEALTHY', { what: 'cli HEALTHY', timeoutMs: 20_000, stepMs: 100 });
     const rulesFile = join(dir, 'rules.json');
     writeFileSync(rulesFile, JSON.stringify([{ metric_source: 'GATEWAY', metric_name: 'rps', threshold: 100, comparator: 'ge', step_size: 1, cooldown_seconds: 60, min_replicas: 1, max_replicas: 2 }]));
     const on = await cli('service', 'autoscale', name, '--min', '1', '--max', '2', '--target', '4', '--stable-window', '10', '--rules-file', rulesFile);
@@ -284,7 +285,7 @@ describe('modelgate service autoscale', () => {
     const off = await cli('service', 'autoscale', name, '--off', '--json');
     expect(off.code).toBe(0);
     expect(JSON.parse(off.out).autoscaling).toBeUndefined();
-    await waitFor(async () => (await gw.admin('GET', `/v1/endpoints/${name}`)).body.autoscaled === undefined, 'flag cleared');
+    await eventually(async () => (await gw.admin('GET', `/v1/endpoints/${name}`)).body.autoscaled === undefined, { what: 'flag cleared', timeoutMs: 20_000, stepMs: 100 });
     expect((await gw.admin('DELETE', `/v1/services/${name}`)).status).toBe(204);
   }, 40_000);
 });
@@ -306,7 +307,7 @@ describe('a wake that never becomes healthy', () => {
       ...base(name, { min_replicas: 0, max_replicas: 2, target_in_flight: 10, stable_window_s: 1, panic_window_s: 1, scale_down_delay_s: 0, scale_to_zero_grace_s: 3 }, { NEVER_HEALTHY: '1' }),
     });
     expect(created.status).toBe(201);
-    await waitFor(async () => (await short.admin('GET', `/v1/services/${name}`)).body.status === 'IDLE', 'IDLE', 20_000);
+    await eventually(async () => (await short.admin('GET', `/v1/services/${name}`)).body.status === 'IDLE', { what: 'IDLE', timeoutMs: 20_000, stepMs: 100 });
     const before = starts(startLog);
     const t0 = Date.now();
     const res = await Promise.all(Array.from({ length: 5 }, () => fetch(`${short.url}/e/${name}/work`)));
@@ -317,7 +318,7 @@ describe('a wake that never becomes healthy', () => {
       expect(((await r.json()) as { error: { code: string } }).error.code).toBe('GW_NO_HEALTHY_ROUTE');
     }
     // One replica for the five requests (which retries its own start while the service is wanted).
-    await waitFor(() => starts(startLog) >= before + 1, 'a start');
+    await eventually(() => starts(startLog) >= before + 1, { what: 'a start', timeoutMs: 20_000, stepMs: 100 });
     const view = (await short.admin('GET', `/v1/services/${name}`)).body;
     expect(view.autoscaling.status.desired).toBe(1);
     expect(view.routes.filter((r: { status: string }) => r.status !== 'terminating')).toHaveLength(1);

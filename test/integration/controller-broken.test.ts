@@ -2,7 +2,8 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/errors/gateway-error.js';
-import { FIXTURES, harness, pidAlive, table, waitFor, type Harness } from './controller-harness.js';
+import { FIXTURES, harness, pidAlive, table, type Harness } from './controller-harness.js';
+import { eventually } from '../support/eventually.js';
 
 let h: Harness;
 let blocker: Server;
@@ -34,10 +35,10 @@ async function createInvalid(fixture: string) {
 async function runToFailure(fixture: string) {
   const name = fixture;
   await h.controller.create({ name, model_folder: join(FIXTURES, fixture), replicas: 1, public: false, env: {} });
-  return waitFor(() => {
+  return eventually(() => {
     const view = h.controller.get(name, 50);
     return view.status === 'UNHEALTHY' && view.routes.length === 1 && view.routes[0].status === 'failed_to_start' && view.routes[0].restarts === 1 ? view : null;
-  }, `${fixture} UNHEALTHY`, 20_000);
+  }, { what: `${fixture} UNHEALTHY`, timeoutMs: 20_000 });
 }
 
 describe('broken model folders', () => {
@@ -90,23 +91,23 @@ describe('broken model folders', () => {
     const view = await runToFailure('hangs-on-start');
     expect(view.routes[0].last_error).toMatch(/health check did not pass within 1\.4 s .*ECONNREFUSED/);
     const { execSync } = await import('node:child_process');
-    await waitFor(() => !execSync('ps -eo args').toString().split('\n').some((l) => /^sleep 60[01]$/.test(l.trim())), 'sleep children gone', 5_000);
+    await eventually(() => !execSync('ps -eo args').toString().split('\n').some((l) => /^sleep 60[01]$/.test(l.trim())), { what: 'sleep children gone', timeoutMs: 5_000 });
   });
 
   it('clear error and retry re-reads the definition and starts again', async () => {
     const before = h.controller.get('exits-at-once');
     const cleared = await h.controller.clearErrors('exits-at-once');
     expect(cleared.routes.find((r) => r.id === before.routes[0].id)).toBeUndefined();
-    const retried = await waitFor(() => {
+    const retried = await eventually(() => {
       const v = h.controller.get('exits-at-once');
       return v.routes.length === 1 && v.routes[0].id !== before.routes[0].id && v.routes[0].status === 'failed_to_start' ? v : null;
-    }, 'retried');
+    }, { what: 'retried', timeoutMs: 20_000 });
     expect(retried.routes[0].last_error).toMatch(/code 3/);
   });
 
   it('the controller keeps working: a good service still runs beside the broken ones', async () => {
     await h.controller.create({ name: 'good', model_folder: join(FIXTURES, '../../../config/examples/simple-http-server'), replicas: 1, public: true, env: {} });
-    await waitFor(() => h.controller.get('good').status === 'HEALTHY', 'good HEALTHY');
+    await eventually(() => h.controller.get('good').status === 'HEALTHY', { what: 'good HEALTHY', timeoutMs: 20_000 });
     for (const name of ['port-taken', 'not-on-path', 'exits-at-once', 'health-500', 'hangs-on-start', 'good']) await h.controller.terminate(name);
     expect(h.controller.list()).toEqual([]);
   });

@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXAMPLES, FIXTURES, harness, pidAlive, table, waitFor, type Harness } from './controller-harness.js';
+import { EXAMPLES, FIXTURES, harness, pidAlive, table, type Harness } from './controller-harness.js';
+import { eventually } from '../support/eventually.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -20,7 +21,7 @@ describe('controller with the example model folders', () => {
   it('runs simple-http-server with 2 replicas, each answering on its own port, without touching the folder', async () => {
     const created = await h.controller.create({ name: 'web', model_folder: join(EXAMPLES, 'simple-http-server'), replicas: 2, public: true, env: {} });
     expect(created.status).toBe('PROVISIONING');
-    const view = await waitFor(healthy('web'), 'web HEALTHY');
+    const view = await eventually(healthy('web'), { what: 'web HEALTHY', timeoutMs: 20_000 });
     const ports = view.routes.map((r) => r.port);
     expect(new Set(ports).size).toBe(2);
     for (const port of ports) {
@@ -38,7 +39,7 @@ describe('controller with the example model folders', () => {
 
   it('runs the sse-chat server: JSON and streamed SSE replies from each replica', async () => {
     await h.controller.create({ name: 'chat', model_folder: join(EXAMPLES, 'sse-chat'), replicas: 2, public: false, env: { TOKEN_DELAY_MS: '5' } });
-    const view = await waitFor(healthy('chat'), 'chat HEALTHY');
+    const view = await eventually(healthy('chat'), { what: 'chat HEALTHY', timeoutMs: 20_000 });
     for (const route of view.routes) {
       const base = `http://127.0.0.1:${route.port}`;
       const json = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }) });
@@ -55,16 +56,16 @@ describe('controller with the example model folders', () => {
     const before = h.controller.get('web');
     const victim = before.routes[0];
     process.kill(victim.pid!, 'SIGKILL');
-    await waitFor(async () => {
+    await eventually(async () => {
       const t = await table(h.store, 'web');
       const route = t?.routes.find((r) => r.id === victim.id);
       return !route || route.status !== 'healthy';
-    }, 'killed route out of the table', 5_000);
-    const after = await waitFor(() => {
+    }, { what: 'killed route out of the table', timeoutMs: 5_000 });
+    const after = await eventually(() => {
       const view = healthy('web')();
       const route = view?.routes.find((r) => r.id === victim.id);
       return route && route.restarts === 1 ? view : null;
-    }, 'web HEALTHY again');
+    }, { what: 'web HEALTHY again', timeoutMs: 20_000 });
     const route = after.routes.find((r) => r.id === victim.id)!;
     expect(route.last_error).toMatch(/process exited with signal SIGKILL/);
     expect(route.pid).not.toBe(victim.pid);
@@ -73,22 +74,22 @@ describe('controller with the example model folders', () => {
 
   it('scales 1 → 3 → 1', async () => {
     await h.controller.patch('web', { replicas: 1 });
-    await waitFor(() => healthy('web')()?.routes.length === 1, 'scaled to 1');
+    await eventually(() => healthy('web')()?.routes.length === 1, { what: 'scaled to 1', timeoutMs: 20_000 });
     await h.controller.patch('web', { replicas: 3 });
-    const three = await waitFor(healthy('web'), 'scaled to 3');
+    const three = await eventually(healthy('web'), { what: 'scaled to 3', timeoutMs: 20_000 });
     expect(three.routes).toHaveLength(3);
     expect((await table(h.store, 'web'))?.routes.filter((r) => r.status === 'healthy')).toHaveLength(3);
     await h.controller.patch('web', { replicas: 1 });
-    const one = await waitFor(() => (healthy('web')()?.routes.length === 1 ? h.controller.get('web') : null), 'scaled back to 1');
+    const one = await eventually(() => (healthy('web')()?.routes.length === 1 ? h.controller.get('web') : null), { what: 'scaled back to 1', timeoutMs: 20_000 });
     const gone = three.routes.filter((r) => r.id !== one.routes[0].id);
     expect(gone).toHaveLength(2);
-    await waitFor(() => gone.every((r) => !pidAlive(r.pid!)), 'removed replicas stopped', 5_000);
+    await eventually(() => gone.every((r) => !pidAlive(r.pid!)), { what: 'removed replicas stopped', timeoutMs: 5_000 });
     expect((await table(h.store, 'web'))?.routes).toHaveLength(1);
   });
 
   it('rolls an env change one replica at a time, new before old, never without a healthy route', async () => {
     await h.controller.patch('web', { replicas: 2 });
-    const before = await waitFor(() => (healthy('web')()?.routes.length === 2 ? h.controller.get('web') : null), 'web at 2');
+    const before = await eventually(() => (healthy('web')()?.routes.length === 2 ? h.controller.get('web') : null), { what: 'web at 2', timeoutMs: 20_000 });
     let sawNoHealthy = false;
     let sampling = true;
     const sampler = (async () => {
@@ -99,10 +100,10 @@ describe('controller with the example model folders', () => {
       }
     })();
     await h.controller.patch('web', { env: { GREETING: 'v2' } });
-    const after = await waitFor(() => {
+    const after = await eventually(() => {
       const view = healthy('web')();
       return view && view.routes.every((r) => r.generation === 2) ? view : null;
-    }, 'rolled to generation 2');
+    }, { what: 'rolled to generation 2', timeoutMs: 20_000 });
     sampling = false;
     await sampler;
     expect(sawNoHealthy).toBe(false);
@@ -113,7 +114,7 @@ describe('controller with the example model folders', () => {
   it('runs a definition with a custom file name, refs, run_command output and mapped paths in bodies', async () => {
     const folder = join(FIXTURES, 'custom-name');
     await h.controller.create({ name: 'custom', model_folder: folder, model_definition_path: 'serving.yaml', replicas: 1, public: true, env: {} });
-    const view = await waitFor(healthy('custom'), 'custom HEALTHY');
+    const view = await eventually(healthy('custom'), { what: 'custom HEALTHY', timeoutMs: 20_000 });
     expect(await (await fetch(`http://127.0.0.1:${view.routes[0].port}/`)).text()).toBe('replica says hi');
     expect(readFileSync(join(folder, 'greeting.txt'), 'utf8').trim()).toBe('original');
     const log = h.controller.get('custom', 100).routes[0].log_tail!.join('\n');
@@ -128,10 +129,10 @@ describe('controller with the example model folders', () => {
     expect(pids.some(pidAlive)).toBe(false);
     const next = h.newController();
     await next.start();
-    const after = await waitFor(() => {
+    const after = await eventually(() => {
       const v = next.get('web');
       return v.status === 'HEALTHY' ? v : null;
-    }, 'restored web HEALTHY');
+    }, { what: 'restored web HEALTHY', timeoutMs: 20_000 });
     expect(after.endpoint_id).toBe(before.endpoint_id);
     expect(after.replicas).toBe(before.replicas);
     expect(after.env).toEqual({ GREETING: 'v2' });

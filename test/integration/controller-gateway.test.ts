@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { EXAMPLES, FIXTURES, pidAlive, waitFor } from './controller-harness.js';
+import { EXAMPLES, FIXTURES, pidAlive } from './controller-harness.js';
+import { eventually } from '../support/eventually.js';
 
 /** The services API and the data plane together: a whole gateway in this process. */
 
@@ -19,10 +20,10 @@ afterAll(async () => {
 });
 
 async function serviceHealthy(name: string) {
-  return waitFor(async () => {
+  return eventually(async () => {
     const res = await gw.admin('GET', `/v1/services/${name}`);
     return res.body.status === 'HEALTHY' && res.body.routes.every((r: { status: string }) => r.status === 'healthy') ? res.body : null;
-  }, `${name} HEALTHY`, 20_000);
+  }, { what: `${name} HEALTHY`, timeoutMs: 20_000 });
 }
 
 async function readNdjson(res: Response): Promise<any[]> {
@@ -76,10 +77,10 @@ describe('services API through a running gateway', () => {
     expect(res.status).toBe(200);
     expect(res.body.resources).toEqual({ cpu: 0.5, memory: '256m', memory_bytes: 256 * 1024 * 1024 });
     // The change rolls the replicas: wait until every route runs the new generation.
-    const view = await waitFor(async () => {
+    const view = await eventually(async () => {
       const v = await serviceHealthy('web');
       return v.routes.length > 0 && v.routes.every((r: { generation: number }) => r.generation === 2) ? v : null;
-    }, 'web rolled to generation 2', 30_000);
+    }, { what: 'web rolled to generation 2', timeoutMs: 30_000 });
     expect(typeof view.resources_enforced.memory).toBe('boolean');
   });
 
@@ -107,14 +108,15 @@ describe('services API through a running gateway', () => {
       }
     };
     const workers = Array.from({ length: 4 }, worker);
-    await new Promise((r) => setTimeout(r, 300));
+    await eventually(() => ok >= 12, { what: 'traffic flowing' });
     killedAt = Date.now();
     process.kill(view.routes[0].pid, 'SIGKILL');
-    await waitFor(async () => {
+    await eventually(async () => {
       const v = (await gw.admin('GET', '/v1/services/web')).body;
       return v.status === 'HEALTHY' && v.routes.some((r: { restarts: number }) => r.restarts === 1);
-    }, 'web recovered', 20_000);
-    await new Promise((r) => setTimeout(r, 300));
+    }, { what: 'web recovered', timeoutMs: 20_000 });
+    const recoveredAt = ok;
+    await eventually(() => ok >= recoveredAt + 12, { what: 'traffic after the recovery' });
     running = false;
     await Promise.all(workers);
     expect(lateFailures).toEqual([]);
@@ -124,9 +126,9 @@ describe('services API through a running gateway', () => {
 
   it('makes a service private and public again', async () => {
     expect((await gw.admin('PATCH', '/v1/services/web', { public: false })).body.public).toBe(false);
-    await waitFor(async () => (await fetch(`${gw.url}/e/web/`)).status === 401, 'private', 5_000);
+    await eventually(async () => (await fetch(`${gw.url}/e/web/`)).status === 401, { what: 'private', timeoutMs: 5_000 });
     await gw.admin('PATCH', '/v1/services/web', { public: true });
-    await waitFor(async () => (await fetch(`${gw.url}/e/web/`)).status === 200, 'public', 5_000);
+    await eventually(async () => (await fetch(`${gw.url}/e/web/`)).status === 200, { what: 'public', timeoutMs: 5_000 });
   });
 
   it('validate streams log lines then a Finished result, and stops the replica', async () => {
@@ -167,7 +169,7 @@ describe('services API through a running gateway', () => {
     expect(pids.filter(pidAlive)).toEqual([]);
     expect((await gw.admin('GET', '/v1/services/web')).status).toBe(404);
     expect((await gw.admin('GET', '/v1/endpoints/web')).status).toBe(404);
-    await waitFor(async () => (await fetch(`${gw.url}/e/web/`)).status === 404, 'endpoint gone from the data plane', 5_000);
+    await eventually(async () => (await fetch(`${gw.url}/e/web/`)).status === 404, { what: 'endpoint gone from the data plane', timeoutMs: 5_000 });
     expect((await gw.admin('DELETE', '/v1/services/web')).status).toBe(404);
   });
 

@@ -54,22 +54,6 @@ export async function harness(portRange: string, extra: Partial<ServiceControlle
   };
 }
 
-export async function waitFor<T>(probe: () => T | Promise<T>, label: string, timeoutMs = 20_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value) return value as NonNullable<T>;
-      last = value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${label}; last: ${JSON.stringify(last instanceof Error ? last.message : last)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

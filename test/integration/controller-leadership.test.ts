@@ -5,7 +5,12 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, type SpawnedGateway } from '../support/gateway.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
-import { EXAMPLES, pidAlive, waitFor } from './controller-harness.js';
+import { eventually } from '../support/eventually.js';
+import { EXAMPLES, pidAlive } from './controller-harness.js';
+
+function waitFor<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 20_000): Promise<NonNullable<T>> {
+  return eventually(probe, { what, timeoutMs, stepMs: 100 });
+}
 
 /**
  * Two gateway processes with controllers on one real Redis: one leads (the lease), replicas

@@ -3,7 +3,11 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { LeaseLeadership } from '../../src/controller/leadership.js';
 import { silentLogger } from '../../src/obs/logger.js';
 import { RedisStore } from '../../src/store/redis-store.js';
-import { waitFor } from './controller-harness.js';
+import { eventually } from '../support/eventually.js';
+
+function waitFor<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 20_000): Promise<NonNullable<T>> {
+  return eventually(probe, { what, timeoutMs, stepMs: 100 });
+}
 
 /** The lease and its fence on a real Redis: one holder, takeover after expiry, stale writes refused. */
 

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { harness, table, waitFor, type Harness } from './controller-harness.js';
+import { harness, table, type Harness } from './controller-harness.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * model_mount_destination (the seed guide's "Model Destination For Model Folder"): replicas see
@@ -38,10 +39,10 @@ describe('model_mount_destination', () => {
   it('maps the destination to the model folder for the replica', async () => {
     const view = await h.controller.create({ name: 'mounted', model_folder: folder, model_mount_destination: '/mnt/models', replicas: 1, public: true, env: {} });
     expect(view.model_mount_destination).toBe('/mnt/models');
-    const routes = await waitFor(async () => {
+    const routes = await eventually(async () => {
       const t = await table(h.store, 'mounted');
       return t?.routes.length === 1 && t.routes[0].status === 'healthy' ? t.routes : null;
-    }, 'a healthy replica serving the folder from /mnt/models', 30_000);
+    }, { what: 'a healthy replica serving the folder from /mnt/models', timeoutMs: 30_000, stepMs: 100 });
     const res = await fetch(`${routes[0].url}/weights.txt`);
     expect(await res.text()).toBe('the weights\n');
   }, 40_000);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { SEED_EXAMPLE } from '../support/seed-example.js';
-import { eventually } from '../support/upstream.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * The seed system's model-definition example, unmodified (`python -m http.server --directory
@@ -39,7 +39,7 @@ describe('the seed guide example, unmodified', () => {
     const view = await eventually(async () => {
       const v = (await gw.admin('GET', '/v1/services/seed')).body;
       return v.status === 'HEALTHY' ? v : null;
-    }, 30_000, 200);
+    }, { timeoutMs: 30_000, stepMs: 200 });
     expect(view.routes).toHaveLength(2);
     expect(new Set(view.routes.map((r: { port: number }) => r.port)).size).toBe(2);
     expect(view.routes[0].log_tail.join('\n')).toContain('python not found on PATH; running python3');

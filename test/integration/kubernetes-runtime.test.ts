@@ -4,7 +4,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { SimulatedKubernetesApi } from '../support/kube-sim.js';
-import { waitFor } from './controller-harness.js';
+import { eventually } from '../support/eventually.js';
+
+function waitFor<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 20_000): Promise<NonNullable<T>> {
+  return eventually(probe, { what, timeoutMs, stepMs: 100 });
+}
 
 /**
  * The kubernetes runtime end to end against a SIMULATED Kubernetes API (test/support/kube-sim.ts):

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { startSentinelSet, type SentinelSet } from '../support/redis-sentinel.js';
-import { eventually, sleep, startUpstream, type TestUpstream } from '../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../support/upstream.js';
+import { eventually, sleep } from '../support/eventually.js';
 
 /**
  * Redis high availability: two gateway instances on `redis+sentinel://` with a real master,
@@ -37,7 +38,7 @@ describe('Redis Sentinel failover (real master, replica and three sentinels)', (
     expect(a.running.store.health().up).toBe(true);
     const put = await a.admin('PUT', '/v1/endpoints/ha', { public: true, routes: [{ id: 'r1', url: one.url }] });
     expect(put.status).toBe(201);
-    await eventually(async () => (await fetch(`${b.url}/e/ha/`)).status === 200, 5000);
+    await eventually(async () => (await fetch(`${b.url}/e/ha/`)).status === 200, { timeoutMs: 5000 });
   });
 
   it('loses no proxied request and no acknowledged admin write when the master is killed', async () => {
@@ -80,10 +81,10 @@ describe('Redis Sentinel failover (real master, replica and three sentinels)', (
     killedAt = Date.now();
     await set.kill(oldMaster);
     // Writes come back once the sentinels promote the replica and ioredis follows them.
-    await eventually(async () => resumedAt > 0 || (firstRefusedAt === 0 && acknowledged.length > 0 && (await set.currentMasterPort()) !== oldMaster), 25_000, 100);
-    await eventually(async () => (await set.currentMasterPort()) !== oldMaster, 25_000, 100);
+    await eventually(async () => resumedAt > 0 || (firstRefusedAt === 0 && acknowledged.length > 0 && (await set.currentMasterPort()) !== oldMaster), { timeoutMs: 25_000, stepMs: 100 });
+    await eventually(async () => (await set.currentMasterPort()) !== oldMaster, { timeoutMs: 25_000, stepMs: 100 });
     const ackedBeforeEnd = acknowledged.length;
-    await eventually(() => acknowledged.length > ackedBeforeEnd + 3, 20_000, 50);
+    await eventually(() => acknowledged.length > ackedBeforeEnd + 3, { timeoutMs: 20_000, stepMs: 50 });
     stop = true;
     await Promise.all(loops);
 
@@ -109,7 +110,7 @@ describe('Redis Sentinel failover (real master, replica and three sentinels)', (
     await eventually(async () => {
       const res = await fetch(`${b.url}/e/ha/`);
       return res.status === 200 && ((await res.json()) as { upstream?: string }).upstream === 'two';
-    }, 3000, 20);
+    }, { timeoutMs: 3000, stepMs: 20 });
     expect(Date.now() - started).toBeLessThan(3000);
   });
 });

@@ -13,6 +13,7 @@ import { MemoryStore } from '../../src/store/memory-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import type { Store, StoreEvent, StoreHealth, TokenRecord } from '../../src/store/store.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * One contract, every Store implementation: what the admin API, the controller and the
@@ -468,7 +469,7 @@ describe('RedisStore with Redis going away', () => {
     transitions.length = 0;
 
     await server.stop();
-    await waitUntil(() => !store!.health().up, 3000);
+    await eventually(() => !store!.health().up, { timeoutMs: 3000 });
     // Several failed reconnects happen while it is down; still one transition.
     await new Promise((r) => setTimeout(r, 500));
     expect(transitions).toHaveLength(1);
@@ -507,11 +508,3 @@ describe('RedisStore with Redis going away', () => {
     expect(await store.listEndpointNames()).toEqual([]);
   });
 });
-
-async function waitUntil(check: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { spawnGateway, TEST_ADMIN_TOKEN, type SpawnedGateway } from '../support/gateway.js';
-import { eventually, startUpstream, type TestUpstream } from '../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../support/upstream.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * WORKERS=2: the primary runs the admin API (and, without Redis, the store), two workers serve

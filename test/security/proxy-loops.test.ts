@@ -2,7 +2,8 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
-import { eventually, startUpstream, type TestUpstream } from '../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../support/upstream.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * Issue 21 finding 2: a route that leads back to the gateway must not loop. The admin API refuses
@@ -129,7 +130,7 @@ describe('security: the upstream queue per route is bounded', () => {
         return out;
       }),
     );
-    await eventually(() => settled.length === 3 && held.length === 1, 10_000);
+    await eventually(() => settled.length === 3 && held.length === 1, { timeoutMs: 10_000 });
     expect(settled.map((r) => r.code)).toEqual(['GW_OVERLOADED', 'GW_OVERLOADED', 'GW_OVERLOADED']);
     while (settled.length < 6) {
       for (const release of held.splice(0)) release();

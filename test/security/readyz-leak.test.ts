@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, TEST_ADMIN_TOKEN, type TestGateway } from '../support/gateway.js';
-import { closedPort, eventually } from '../support/upstream.js';
+import { closedPort } from '../support/upstream.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * Issue 21, finding 6: the public /readyz must not tell a stranger where the store lives

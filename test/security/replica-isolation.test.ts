@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, spawnGateway, TEST_ADMIN_TOKEN, TEST_TOKEN_SECRET, type SpawnedGateway } from '../support/gateway.js';
-import { eventually } from '../support/upstream.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * Issue 21, finding 3: a hostile model's start command tries to read the gateway's secrets.
@@ -100,7 +100,7 @@ async function runProbe(env: Record<string, string>, portRange: string): Promise
       const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
       if (!text.includes('--- end')) throw new Error(`no report yet:\n${gw.lines.slice(-5).join('\n')}`);
       return text;
-    }, 20_000);
+    }, { timeoutMs: 20_000 });
     return { report, dataDir, gw, root };
   } catch (err) {
     await gw.stop();

@@ -6,7 +6,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
 import { rawRequest, rawSend } from '../support/raw-client.js';
 import { startRawUpstream, type RawUpstream } from '../support/raw-upstream.js';
-import { eventually } from '../support/upstream.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * Issue 21 finding 1: an upgrade request must not turn the client connection into a raw tunnel

@@ -3,7 +3,7 @@ import type { DestinationStream } from 'pino';
 import { createInterface } from 'node:readline';
 import { loadSettings } from '../../src/config/settings.js';
 import { silentLogger, createLogger } from '../../src/obs/logger.js';
-import { startGateway, type RunningGateway } from '../../src/main.js';
+import { startGateway, type RunningGateway } from '../../src/compose.js';
 
 export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789';
 export const TEST_TOKEN_SECRET = 'test-token-secret-0123456789abcdef0123456789';

@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import { loadSettings } from '../../src/config/settings.js';
 import { silentLogger } from '../../src/obs/logger.js';
-import { startGateway } from '../../src/main.js';
+import { startGateway } from '../../src/compose.js';
 
 const settings = loadSettings({
   env: {

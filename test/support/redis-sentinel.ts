@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { assertInstalled, freePort, launchRedisProcess } from './redis-server.js';
-import { eventually } from './upstream.js';
+import { eventually } from './eventually.js';
 
 /**
  * A real Redis high-availability set for tests: one master, one replica and three
@@ -91,7 +91,7 @@ export async function startSentinelSet(): Promise<SentinelSet> {
         if (field('num-slaves') < 1 || field('num-other-sentinels') < 2) throw new Error(`sentinel ${port} not ready`);
       }
       return true;
-    }, 20_000);
+    }, { timeoutMs: 20_000 });
     return {
       masterName: MASTER_NAME,
       url: `redis+sentinel://${sentinelPorts.map((p) => `127.0.0.1:${p}`).join(',')}/${MASTER_NAME}`,

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // Runs the vitest suite and ends with the one line CI reads: `N passed, N failed`.
+// Everything the run writes to the temp folder (tests, gateways, model processes, redis-server)
+// goes to one folder of its own (TMPDIR), removed at the end whatever happened.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const outDir = join(process.cwd(), '.tmp');
@@ -10,7 +13,11 @@ mkdirSync(outDir, { recursive: true });
 rmSync(outFile, { force: true });
 
 const args = ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${outFile}`, ...process.argv.slice(2)];
-const run = spawnSync('npx', args, { stdio: 'inherit', env: process.env });
+const tempRoot = mkdtempSync(join(tmpdir(), 'modelgate-test-'));
+// Ctrl-C reaches vitest too; this process outlives it to clean up and print the summary.
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => {});
+const run = spawnSync('npx', args, { stdio: 'inherit', env: { ...process.env, TMPDIR: tempRoot } });
+rmSync(tempRoot, { recursive: true, force: true });
 
 let passed = 0;
 let failed = 0;

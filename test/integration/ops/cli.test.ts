@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, TEST_ADMIN_TOKEN, type TestGateway } from '../../support/gateway.js';
 import { closedPort, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { eventually } from '../../support/eventually.js';
 
 interface Run {
   code: number | null;
@@ -160,12 +161,7 @@ describe('modelgate service against a gateway running the controller', { timeout
     expect(created.stdout).toMatch(/^NAME\s+STATUS\s+REPLICAS\s+PUBLIC\s+URL\s+MODEL FOLDER/m);
     expect(created.stdout).toMatch(/^web\s+PROVISIONING\s+0\/1\s+yes\s+http:\/\/web\.localhost:/m);
 
-    let healthy = false;
-    for (let i = 0; i < 40 && !healthy; i++) {
-      healthy = (await gw.admin('GET', '/v1/services/web')).body.status === 'HEALTHY';
-      if (!healthy) await new Promise((r) => setTimeout(r, 250));
-    }
-    expect(healthy).toBe(true);
+    await eventually(async () => (await gw.admin('GET', '/v1/services/web')).body.status === 'HEALTHY', { what: 'web HEALTHY', timeoutMs: 20_000 });
 
     const ls = await modelgate(['service', 'ls', ...admin], env);
     expect(ls.code).toBe(0);

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, startTestGateway, type SpawnedGateway, type TestGateway } from '../../support/gateway.js';
-import { eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { eventually, sleep } from '../../support/eventually.js';
 
 function metricLines(text: string, name: string): string[] {
   return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));

@@ -3,7 +3,8 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
-import { eventually, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { eventually } from '../../support/eventually.js';
 
 interface OtlpAttribute {
   key: string;
@@ -83,7 +84,7 @@ describe('OpenTelemetry tracing (OTEL_EXPORTER_OTLP_ENDPOINT set)', () => {
     expect(fwdSpan).not.toBe(parentId);
     expect(forwarded.tracestate).toBe('vendor=1');
 
-    const span = (await eventually(() => spans.find((s) => s.traceId === traceId), 15_000, 100))!;
+    const span = (await eventually(() => spans.find((s) => s.traceId === traceId), { timeoutMs: 15_000 }))!;
     expect(paths).toContain('/v1/traces');
     expect(span.parentSpanId).toBe(parentId);
     expect(span.spanId).toBe(fwdSpan);
@@ -98,7 +99,7 @@ describe('OpenTelemetry tracing (OTEL_EXPORTER_OTLP_ENDPOINT set)', () => {
   it('traces gateway errors too, with the error code', async () => {
     const res = await fetch(`${gw.url}/e/missing/x`, { headers: { traceparent: '00-11111111111111111111111111111111-2222222222222222-01' } });
     expect(res.status).toBe(404);
-    const span = (await eventually(() => spans.find((s) => s.traceId === '11111111111111111111111111111111'), 15_000, 100))!;
+    const span = (await eventually(() => spans.find((s) => s.traceId === '11111111111111111111111111111111'), { timeoutMs: 15_000 }))!;
     expect(attr(span, 'error.type')).toBe('GW_ENDPOINT_NOT_FOUND');
     expect(attr(span, 'http.response.status_code')).toBe(404);
   });

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { TokenIssuer } from '../../../src/auth/issuer.js';
 import { startTestGateway, TEST_TOKEN_SECRET, type TestGateway } from '../../support/gateway.js';
-import { eventually, sleep, startUpstream } from '../../support/upstream.js';
+import { startUpstream } from '../../support/upstream.js';
+import { eventually, sleep } from '../../support/eventually.js';
 
 interface WsUpstream {
   wss: WebSocketServer;

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
-import { eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { eventually } from '../../support/eventually.js';
 
 /** A control plane writing Redis directly can make mistakes; the gateway must not follow them. */
 describe('route tables written directly into Redis', () => {
@@ -11,10 +13,20 @@ describe('route tables written directly into Redis', () => {
   let up: TestUpstream;
   let up2: TestUpstream;
   let redis: Redis;
+  const warnings: string[] = [];
 
   beforeAll(async () => {
     redis = new Redis(inject('redisUrl'));
-    gw = await startTestGateway({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: prefix, RESYNC_INTERVAL_MS: '200' });
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        warnings.push(...chunk.toString().split('\n').filter(Boolean));
+        done();
+      },
+    });
+    gw = await startTestGateway(
+      { REDIS_URL: inject('redisUrl'), REDIS_PREFIX: prefix, RESYNC_INTERVAL_MS: '200', LOG_LEVEL: 'warn' },
+      { logDestination: destination },
+    );
     up = await startUpstream(undefined, { name: 'good' });
     up2 = await startUpstream(undefined, { name: 'external' });
   });
@@ -24,6 +36,13 @@ describe('route tables written directly into Redis', () => {
     await up2?.close();
     redis?.disconnect();
   });
+
+  /** How often the gateway read `name`'s stored table and refused it (each refusal logs a warning). */
+  const refusals = (name: string) => warnings.filter((l) => l.includes(`"endpoint":"${name}"`) && l.includes('ignoring')).length;
+  const invalidTotal = async () => {
+    const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+    return Number(/^modelgate_invalid_route_tables_total (\d+)/m.exec(metrics)?.[1] ?? NaN);
+  };
 
   const who = async (name: string) => {
     const res = await fetch(`${gw.url}/e/${name}/`);
@@ -36,7 +55,7 @@ describe('route tables written directly into Redis', () => {
     await redis.set(`${prefix}endpoint:ext`, JSON.stringify(table));
     await redis.sadd(`${prefix}endpoints`, 'ext');
     await redis.publish(`${prefix}events`, JSON.stringify({ kind: 'endpoint', name: 'ext', version: 1 }));
-    await eventually(async () => (await who('ext')) === 'external', 2000);
+    await eventually(async () => (await who('ext')) === 'external', { timeoutMs: 2000 });
   });
 
   it('applies retry.on_reset from a table written directly: a reset request is replayed on the other route', async () => {
@@ -75,12 +94,14 @@ describe('route tables written directly into Redis', () => {
     const name = `inv${randomBytes(3).toString('hex')}`;
     const created = await gw.admin('PUT', `/v1/endpoints/${name}`, { public: true, routes: [{ id: 'g', url: up.url }] });
     expect(await who(name)).toBe('good');
+    const before = await invalidTotal();
     const value = typeof bad === 'string' ? bad : JSON.stringify(bad(created.body));
     await redis.set(`${prefix}endpoint:${name}`, value);
     await redis.publish(`${prefix}events`, JSON.stringify({ kind: 'endpoint', name, version: created.body.version + 1 }));
-    await sleep(600); // the event and at least two resyncs have run
+    // Refused twice (the event's reload and a resync, or two resyncs): the bad table was read
+    // and rejected, not merely not seen yet.
+    await eventually(() => refusals(name) >= 2, { what: `two refusals of ${name}` });
     expect(await who(name)).toBe('good');
-    const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
-    expect(metrics).toMatch(/modelgate_invalid_route_tables_total [1-9]/);
+    expect(await invalidTotal()).toBeGreaterThanOrEqual(before + 2);
   });
 });

@@ -1,7 +1,8 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
-import { eventually, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { eventually } from '../../support/eventually.js';
 
 /** Raw request through the gateway with full control of the Host header. */
 function call(port: number, opts: { host?: string; path?: string; method?: string; headers?: Record<string, string>; body?: string }) {

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
-import { sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { call } from './support.js';
+import { sleep } from '../../support/eventually.js';
 
 /** Weighted p2c by default, weighted round-robin on request; weight 0 / non-healthy routes drain. */
 describe('balancing', () => {

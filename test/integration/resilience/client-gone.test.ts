@@ -1,8 +1,9 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
-import { eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { call, metric } from './support.js';
+import { eventually, sleep } from '../../support/eventually.js';
 
 /** A caller that disconnects aborts the upstream request at once; nothing is left in a bad state. */
 describe('client gone', () => {
@@ -65,7 +66,7 @@ describe('client gone', () => {
 
   it('disconnect mid-stream aborts the upstream request at once (the upstream sees its socket close)', async () => {
     const abortedAt = await startAndAbort('/stream', 's1', true);
-    await eventually(() => upstreamClosedAt.s1 !== undefined, 2000);
+    await eventually(() => upstreamClosedAt.s1 !== undefined, { timeoutMs: 2000 });
     // "At once": one event-loop turn or so; the bound is loose because client, gateway and upstream share this busy process.
     expect(upstreamClosedAt.s1 - abortedAt).toBeLessThan(1000);
     // The generation stopped: no more tokens are produced.
@@ -77,7 +78,7 @@ describe('client gone', () => {
 
   it('disconnect before the response started aborts the upstream request too', async () => {
     const abortedAt = await startAndAbort('/think', 't1', false);
-    await eventually(() => upstreamClosedAt.t1 !== undefined, 2000);
+    await eventually(() => upstreamClosedAt.t1 !== undefined, { timeoutMs: 2000 });
     // "At once": one event-loop turn or so; the bound is loose because client, gateway and upstream share this busy process.
     expect(upstreamClosedAt.t1 - abortedAt).toBeLessThan(1000);
     expect(await metric(gw.adminUrl, 'modelgate_in_flight_requests')).toBe(0);

@@ -1,8 +1,10 @@
 import { connect, type Socket } from 'node:net';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway } from '../../support/gateway.js';
-import { sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { call } from './support.js';
+import { sleep } from '../../support/eventually.js';
 
 /**
  * Graceful drain on SIGTERM/SIGINT, with the gateway as a real child process: /readyz turns 503 at
@@ -105,6 +107,28 @@ describe('graceful drain', () => {
       expect(cutAfter).toBeGreaterThanOrEqual(700);
       expect(cutAfter).toBeLessThan(5000);
       expect(await gw.exited).toBe(0);
+    } finally {
+      await gw.stop('SIGKILL');
+    }
+  });
+
+  it('an uncaught exception drains like SIGTERM (the stream completes), then exits 1', async () => {
+    const hook = pathToFileURL(fileURLToPath(new URL('../../fixtures/throw-on-sigusr2.mjs', import.meta.url))).href;
+    const gw = await spawnGateway({ DRAIN_GRACE_MS: '15000', NODE_OPTIONS: `--import ${hook}` });
+    try {
+      await gw.admin('PUT', '/v1/endpoints/svc', { public: true, routes: [{ id: 'a', url: up.url }] });
+      let firstChunk!: () => void;
+      const gotFirst = new Promise<void>((r) => (firstChunk = r));
+      const stream = call(gw.port, { path: '/generate?n=10', onChunk: () => firstChunk() });
+      await gotFirst;
+      gw.child.kill('SIGUSR2');
+      const r = await stream;
+      expect(r.status).toBe(200);
+      expect(r.truncated).toBe(false);
+      expect(r.body.endsWith('data: [DONE]\n\n')).toBe(true);
+      expect(await gw.exited).toBe(1);
+      expect(gw.lines.some((l) => l.includes('uncaught exception') && l.includes('test: thrown on SIGUSR2'))).toBe(true);
+      expect(gw.lines.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
     } finally {
       await gw.stop('SIGKILL');
     }

@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
 import { startChildUpstream, type ChildUpstream } from '../../support/child-upstream.js';
-import { closedPort, eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { closedPort, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { eventually, sleep } from '../../support/eventually.js';
 import { call, errorCode, metric, type CallResult } from './support.js';
 
 /**

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
-import { eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { eventually, sleep } from '../../support/eventually.js';
 import { call, errorCode, metric } from './support.js';
 
 /** A replica whose health endpoint the test controls: 'ok', 'fail' (500) or 'stall' (never answers). */

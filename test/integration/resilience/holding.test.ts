@@ -1,8 +1,9 @@
 import { Agent } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
-import { eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { call, errorCode, metric } from './support.js';
+import { eventually } from '../../support/eventually.js';
 
 const HOLD_TIMEOUT_MS = 1500;
 
@@ -33,7 +34,6 @@ describe('holding while no route is usable', () => {
       call(gw.port, { host: 'h1.localhost', method: 'POST', body: 'held body' }),
     ];
     await eventually(async () => (await held()) === 2);
-    await sleep(200);
     const t0 = Date.now();
     await gw.admin('PUT', '/v1/endpoints/h1/routes', { routes: [{ id: 'a', url: up.url }] });
     const [r1, r2] = await Promise.all(pending);
@@ -48,9 +48,11 @@ describe('holding while no route is usable', () => {
     await gw.admin('PUT', '/v1/endpoints/h2', { public: true, routes: [{ id: 'a', url: up.url, status: 'provisioning' }] });
     const pending = call(gw.port, { host: 'h2.localhost' });
     await eventually(async () => (await held()) === 1);
-    await gw.admin('PATCH', '/v1/endpoints/h2/routes/a', { status: 'unhealthy' });
-    await sleep(100);
-    expect(await held()).toBe(1); // still nothing usable: still waiting
+    const patched = await gw.admin('PATCH', '/v1/endpoints/h2/routes/a', { status: 'unhealthy' });
+    // Once this instance serves the new version, the request has seen it and still waits.
+    const served = () => metric(gw.adminUrl, 'modelgate_route_table_version', { endpoint: 'h2' });
+    await eventually(async () => (await served()) === patched.body.version);
+    expect(await held()).toBe(1);
     await gw.admin('PATCH', '/v1/endpoints/h2/routes/a', { status: 'healthy' });
     expect((await pending).status).toBe(200);
   });

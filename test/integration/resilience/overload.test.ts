@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
-import { eventually, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { call, errorCode, metric } from './support.js';
+import { eventually } from '../../support/eventually.js';
 
 /** Concurrency limits per instance, per endpoint (setting) and per endpoint (table) → GW_OVERLOADED. */
 describe('overload', () => {
@@ -82,9 +83,7 @@ describe('overload', () => {
     const flood = Array.from({ length: 400 }, (_, i) => call(gw.port, { host: `e${(i % 3) + 1}.localhost`, path: '/slow' }));
     // Everything beyond the limit was refused: only the admitted ones are still pending.
     await eventually(
-      async () => (await metric(gw.adminUrl, 'modelgate_gateway_errors_total', { code: 'GW_OVERLOADED' })) - refusedBefore === 392,
-      10_000,
-    );
+      async () => (await metric(gw.adminUrl, 'modelgate_gateway_errors_total', { code: 'GW_OVERLOADED' })) - refusedBefore === 392, { timeoutMs: 10_000 });
     expect(waiting.length).toBe(8);
     expect(await metric(gw.adminUrl, 'modelgate_in_flight_requests')).toBe(8);
     releaseAll();

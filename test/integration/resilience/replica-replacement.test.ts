@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
-import { eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { startChildUpstream, type ChildUpstream } from '../../support/child-upstream.js';
 import { call, metric, type CallResult } from './support.js';
+import { eventually, sleep } from '../../support/eventually.js';
 
 interface Replica {
   id: string;
@@ -56,6 +57,11 @@ describe('rolling replacement of every replica', () => {
     await gw?.stop();
   });
 
+  /** The route-table version this gateway serves for svc. */
+  const servedVersion = () => metric(gw.adminUrl, 'modelgate_route_table_version', { endpoint: 'svc' });
+  /** Requests the gateway has sent to a route and not finished (its own count, not the replica's). */
+  const outstanding = (id: string) => gw.running.gateway!.endpoints.get('svc')?.routes.find((r) => r.id === id)?.outstanding ?? 0;
+
   it('replaces all 3 replicas under steady traffic with zero failed requests', async () => {
     let replicas: Replica[] = [];
     for (let i = 0; i < 3; i++) replicas.push(await startReplica(`old${i}`));
@@ -83,40 +89,39 @@ describe('rolling replacement of every replica', () => {
           (kind === 'stream' ? r.body.endsWith('data: [DONE]\n\n') : kind === 'post' ? r.body === `echo:${body}` : r.body === 'echo:');
         if (!ok) failures.push({ kind, result: r });
         if (typeof r.headers['x-replica'] === 'string') seen.add(r.headers['x-replica']);
-        await sleep(5);
+        await sleep(5); // pacing: a steady stream, not a flood
       }
     };
     const clients = Array.from({ length: 6 }, (_, w) => client(w));
 
-    await sleep(500);
+    await eventually(() => replicas.every((r) => r.served > 0));
     for (let i = 0; i < 3; i++) {
       const old = replicas[i];
       const fresh = await startReplica(`new${i}`);
       // 1. Add the new replica beside the old ones.
       replicas = [...replicas, fresh];
       expect((await gw.admin('PUT', '/v1/endpoints/svc/routes', { routes: table() })).status).toBe(200);
-      await eventually(() => fresh.served > 0, 5000);
-      // 2. Mark the old one terminating: no new requests go to it.
-      expect((await gw.admin('PATCH', `/v1/endpoints/svc/routes/${old.id}`, { status: 'terminating' })).status).toBe(200);
-      // 3. Wait for its in-flight requests (streams included) to finish.
-      await eventually(async () => {
-        if (old.inFlight !== 0) return false;
-        const served = old.served;
-        await sleep(200);
-        return old.inFlight === 0 && old.served === served;
-      }, 5000);
+      await eventually(() => fresh.served > 0, { timeoutMs: 5000 });
+      // 2. Mark the old one terminating: once the gateway serves that version, no new requests go to it.
+      const terminating = await gw.admin('PATCH', `/v1/endpoints/svc/routes/${old.id}`, { status: 'terminating' });
+      expect(terminating.status).toBe(200);
+      await eventually(async () => (await servedVersion()) === terminating.body.version);
+      // 3. Wait for its in-flight requests (streams included) to finish, as sent and as received.
+      await eventually(() => outstanding(old.id) === 0 && old.inFlight === 0);
       // 4. Remove it from the table, then stop the process.
       replicas = replicas.filter((r) => r !== old);
-      expect((await gw.admin('PUT', '/v1/endpoints/svc/routes', { routes: table() })).status).toBe(200);
-      await sleep(100);
+      const removed = await gw.admin('PUT', '/v1/endpoints/svc/routes', { routes: table() });
+      expect(removed.status).toBe(200);
+      await eventually(async () => (await servedVersion()) === removed.body.version);
       await old.up.close();
-      await sleep(300);
+      // Traffic goes on against what is left before the next round starts.
+      const mark = sent;
+      await eventually(() => sent >= mark + 30);
     }
     stop = true;
     await Promise.all(clients);
 
     expect(failures.map((f) => `${f.kind}: ${f.result.status} ${f.result.error ?? ''} ${f.result.body.slice(0, 80)}`)).toEqual([]);
-    expect(sent).toBeGreaterThan(100);
     expect([...seen].sort()).toEqual(['new0', 'new1', 'new2', 'old0', 'old1', 'old2']);
     // Only the new replicas are left, and they take the traffic.
     const before = replicas.map((r) => r.served);

@@ -3,8 +3,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, type SpawnedGateway } from '../../support/gateway.js';
 import { startRedis, type RedisServer } from '../../support/redis-server.js';
-import { eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
 import { call, errorCode, startTcpRelay, type TcpRelay } from './support.js';
+import { eventually, sleep } from '../../support/eventually.js';
 
 /**
  * Redis outages, with this file's own redis-server behind a TCP relay the test can cut: the
@@ -48,7 +49,7 @@ describe('store outage (Redis)', () => {
       expect((await readyz(gw)).body).toMatchObject({ status: 'ready', store: 'up' });
 
       await relay.cut();
-      await eventually(async () => (await readyz(gw)).body.status === 'degraded', 5000);
+      await eventually(async () => (await readyz(gw)).body.status === 'degraded', { timeoutMs: 5000 });
       const ready = await readyz(gw);
       expect(ready.status).toBe(200);
       expect(ready.body.store).toBe('down');
@@ -70,8 +71,8 @@ describe('store outage (Redis)', () => {
       expect(upstreamOf((await call(gw.port)).body)).toBe('a');
 
       await relay.restore();
-      await eventually(async () => (await readyz(gw)).body.status === 'ready', 10_000);
-      await eventually(async () => upstreamOf((await call(gw.port)).body) === 'b', 5000);
+      await eventually(async () => (await readyz(gw)).body.status === 'ready', { timeoutMs: 10_000 });
+      await eventually(async () => upstreamOf((await call(gw.port)).body) === 'b', { timeoutMs: 5000 });
 
       expect(count(gw, 'redis store down')).toBe(1);
       expect(count(gw, 'redis store connected')).toBe(2); // start-up + reconnect
@@ -106,7 +107,7 @@ describe('store outage (Redis)', () => {
       expect(count(gw, 'redis unreachable at start-up')).toBe(1);
 
       await relay.restore();
-      await eventually(async () => (await readyz(gw)).status === 200, 10_000);
+      await eventually(async () => (await readyz(gw)).status === 200, { timeoutMs: 10_000 });
       expect((await readyz(gw)).body.status).toBe('ready');
       const r = await call(gw.port);
       expect(r.status).toBe(200);
@@ -124,16 +125,16 @@ describe('store outage (Redis)', () => {
       await gw.admin('PUT', '/v1/endpoints/svc', { public: true, routes: [{ id: 'a', url: a.url }] });
       expect((await call(gw.port)).status).toBe(200);
       await redis.kill();
-      await eventually(async () => (await readyz(gw)).body.status === 'degraded', 5000);
+      await eventually(async () => (await readyz(gw)).body.status === 'degraded', { timeoutMs: 5000 });
       expect((await call(gw.port)).status).toBe(200);
       await redis.start();
       direct.disconnect();
       direct = new Redis(redis.url, { maxRetriesPerRequest: 1 });
-      await eventually(async () => (await readyz(gw)).body.status === 'ready', 10_000);
+      await eventually(async () => (await readyz(gw)).body.status === 'ready', { timeoutMs: 10_000 });
       // The admin API works again through the same store connection.
       const put = await gw.admin('PUT', '/v1/endpoints/svc', { public: true, routes: [{ id: 'b', url: b.url }] });
       expect(put.status).toBeLessThan(300);
-      await eventually(async () => upstreamOf((await call(gw.port)).body) === 'b', 5000);
+      await eventually(async () => upstreamOf((await call(gw.port)).body) === 'b', { timeoutMs: 5000 });
     } finally {
       await gw.stop('SIGKILL');
     }

@@ -7,7 +7,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
 import { createTestCa, type TestCa } from '../../support/tls-certs.js';
-import { eventually } from '../../support/upstream.js';
+import { eventually } from '../../support/eventually.js';
 
 /**
  * gRPC end to end through the TLS edge: real @grpc/grpc-js clients → modelgate (HTTP/2 over
@@ -140,7 +140,7 @@ describe('gRPC through the TLS edge (grpc-js client and server, h2c upstream)', 
     const c = client('infer');
     const { err } = await predict(c, { input: 'slow', delay_ms: 3000 }, new grpc.Metadata(), { deadline: Date.now() + 300 });
     expect(err?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
-    await eventually(() => cancelled > before, 2500);
+    await eventually(() => cancelled > before, { timeoutMs: 2500 });
     c.close();
   });
 
@@ -151,7 +151,7 @@ describe('gRPC through the TLS edge (grpc-js client and server, h2c upstream)', 
     await new Promise<void>((resolve) => call.once('data', () => resolve()));
     call.on('error', () => {});
     call.cancel();
-    await eventually(() => cancelled > before, 2500);
+    await eventually(() => cancelled > before, { timeoutMs: 2500 });
     c.close();
   });
 

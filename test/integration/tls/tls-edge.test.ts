@@ -10,7 +10,8 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, startTestGateway, TEST_ADMIN_TOKEN, type TestGateway } from '../../support/gateway.js';
 import { createTestCa, type TestCa } from '../../support/tls-certs.js';
-import { eventually, sleep, startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { startUpstream, type TestUpstream } from '../../support/upstream.js';
+import { eventually, sleep } from '../../support/eventually.js';
 
 const run = promisify(execFile);
 const DOMAIN = 'apps.test';
@@ -234,7 +235,7 @@ describe('TLS at the edge: HTTP/2 and HTTP/1.1 on one port', () => {
     writeFileSync(`${pair.certFile}.tmp`, next.cert);
     renameSync(`${pair.keyFile}.tmp`, pair.keyFile);
     renameSync(`${pair.certFile}.tmp`, pair.certFile);
-    await eventually(async () => (await presentedSerial(gw.port, `demo.${DOMAIN}`, ca)) !== before, 5000, 50);
+    await eventually(async () => (await presentedSerial(gw.port, `demo.${DOMAIN}`, ca)) !== before, { timeoutMs: 5000, stepMs: 50 });
     await sleep(200);
     stop = true;
     await Promise.all(loops);

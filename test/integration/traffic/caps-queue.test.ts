@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
 import { startOpenAiUpstream, type OpenAiUpstream } from '../../support/openai-upstream.js';
-import { eventually } from '../../support/upstream.js';
+import { eventually } from '../../support/eventually.js';
 import { chat, issueToken, metric } from './support.js';
 
 describe('max_in_flight_per_route and the queue (one instance, embedded store)', () => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { spawnGateway, startTestGateway, type SpawnedGateway, type TestGateway } from '../../support/gateway.js';
 import { startOpenAiUpstream, type OpenAiUpstream } from '../../support/openai-upstream.js';
-import { eventually } from '../../support/upstream.js';
+import { eventually } from '../../support/eventually.js';
 import { chat, metric } from './support.js';
 
 describe('max_in_flight_per_route across two gateway instances on one Redis', () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, type SpawnedGateway } from '../../support/gateway.js';
 import { startOpenAiUpstream, type OpenAiUpstream } from '../../support/openai-upstream.js';
-import { eventually } from '../../support/upstream.js';
+import { eventually } from '../../support/eventually.js';
 import { issueToken } from './support.js';
 
 /** A chat completion on a fresh connection, so cluster spreads the requests over both workers. */

@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../../support/gateway.js';
 import { startOpenAiUpstream, type OpenAiUpstream } from '../../support/openai-upstream.js';
-import { eventually } from '../../support/upstream.js';
+import { eventually } from '../../support/eventually.js';
 import { chat, issueToken, metric } from './support.js';
 
 function events(text: string): string[] {

@@ -10,6 +10,7 @@ import { Metrics } from '../../../src/obs/metrics.js';
 import { loadSettings } from '../../../src/config/settings.js';
 import type { RouteTable } from '../../../src/schema/route-table.js';
 import { MemoryStore } from '../../../src/store/memory-store.js';
+import { eventually } from '../../support/eventually.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const SECRET = 'token-secret-for-tests-0123456789abcdef';
@@ -159,9 +160,8 @@ describe('DELETE /v1/endpoints/{name}/tokens/{jti}', () => {
     };
     expect(await peerGate()).toBe('ok');
     await call('DELETE', `/v1/endpoints/llm/tokens/${issued.jti}`);
-    const deadline = Date.now() + 1000;
-    while ((await peerGate()) === 'ok' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    expect(await peerGate()).toBe('GW_AUTH_REVOKED');
+    // The peer learns of the revocation from the store's event.
+    await eventually(async () => (await peerGate()) === 'GW_AUTH_REVOKED', { stepMs: 10 });
     peer.checker.stop();
 
     const late = await createAuth({ settings, tokenSecret: SECRET, store, logger: silentLogger(), metrics: new Metrics({ defaultMetrics: false }) });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AccessLog, type BatchWriter } from '../../../src/obs/access-log.js';
-import { eventually } from '../../support/upstream.js';
+import { eventually } from '../../support/eventually.js';
 
 const fields = (i: number) => ({ request_id: `id-${i}`, method: 'GET', path: '/v1/x', endpoint: 'e', route: undefined, status: 200, bytes: 64, duration_ms: 1.25, err_code: undefined });
 
