@@ -13,6 +13,8 @@ import { CidrList } from './auth/cidr.js';
 import { createAuth, type Auth } from './auth/create-auth.js';
 import { serveMetricsToPrimary, serveStatsToPrimary, WorkerPool } from './cluster/workers.js';
 import type { Settings } from './config/settings.js';
+import { KubernetesRuntime } from './controller/kubernetes-runtime.js';
+import { LeaseLeadership } from './controller/leadership.js';
 import { ServiceController } from './controller/service-controller.js';
 import type { AccessLogSink } from './obs/access-log.js';
 import type { Logger } from './obs/logger.js';
@@ -22,7 +24,7 @@ import { GatewayServer } from './proxy/gateway-server.js';
 import { createStore } from './store/create-store.js';
 import { resolveSecrets, type ResolvedSecrets } from './store/secrets.js';
 import { CertificateStore, readCaFile } from './tls/certificates.js';
-import type { Store } from './store/store.js';
+import { isLeaseStore, type Store } from './store/store.js';
 
 /**
  * Composition root: settings → store → auth → data plane (here, or in workers) → admin API and
@@ -200,7 +202,12 @@ async function startAdmin(core: Core, dataPlane: DataPlane): Promise<AdminPart> 
   const scheme = gatewayScheme(settings);
   const portSuffix = dataPlane.port === (scheme === 'https' ? 443 : 80) ? '' : `:${dataPlane.port}`;
   const endpointUrl = (name: string) => `${scheme}://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
-  const controller = settings.CONTROLLER_ENABLED ? new ServiceController({ store, settings, logger, endpointUrl, metrics: core.metrics }) : null;
+  // With a shared store one controller leads (a lease); the embedded store has one process.
+  const leadership = isLeaseStore(store) ? new LeaseLeadership({ store, logger, ttlMs: settings.CONTROLLER_LEASE_MS }) : undefined;
+  const kubernetes = () => new KubernetesRuntime({ namespace: settings.KUBERNETES_NAMESPACE, kubeconfig: settings.KUBECONFIG, logger });
+  const controller = settings.CONTROLLER_ENABLED
+    ? new ServiceController({ store, settings, logger, endpointUrl, metrics: core.metrics, leadership, kubernetes, defaultRuntime: settings.CONTROLLER_RUNTIME })
+    : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
       store,

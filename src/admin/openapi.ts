@@ -60,11 +60,16 @@ const serviceSchema = z.looseObject({
   healthy_replicas: z.number().int(),
   public: z.boolean(),
   model_folder: z.string(),
+  runtime: z.enum(['process', 'kubernetes']),
+  image: z.string().nullable(),
   error: z.string().nullable(),
   routes: z.array(
     z.looseObject({
       id: z.string(),
       status: z.string(),
+      runtime: z.enum(['process', 'kubernetes']),
+      node: z.string().nullable(),
+      host: z.string().nullable(),
       port: z.number().int().nullable(),
       pid: z.number().int().nullable(),
       restarts: z.number().int(),
@@ -86,6 +91,17 @@ const serviceSchema = z.looseObject({
     })
     .optional(),
 });
+
+const controllerSchema = z
+  .object({
+    mode: z.enum(['lease', 'sole']),
+    instance: z.string(),
+    is_leader: z.boolean(),
+    leader: z.string().nullable(),
+    term: z.number().int().nullable(),
+    lease_ttl_ms: z.number().int().nullable(),
+  })
+  .strict();
 
 const serviceEventsSchema = z
   .object({
@@ -175,6 +191,7 @@ export function buildOpenApi(): Record<string, unknown> {
         Service: jsonSchema(serviceSchema, 'output'),
         ServiceEvents: jsonSchema(serviceEventsSchema, 'output'),
         ServiceList: { type: 'object', properties: { services: { type: 'array', items: ref('Service') } }, required: ['services'] },
+        Controller: jsonSchema(controllerSchema, 'output'),
         Health: jsonSchema(healthSchema, 'output'),
         EndpointStats: jsonSchema(endpointStatsSchema, 'output'),
       },
@@ -255,6 +272,9 @@ export function buildOpenApi(): Record<string, unknown> {
       '/v1/endpoints/{name}/tokens/{jti}': {
         parameters: [nameParam, jtiParam],
         delete: op('Revoke a token everywhere within 1 s', { '204': { description: 'revoked' }, '404': errorResponse('ADM_NOT_FOUND') }),
+      },
+      '/v1/controller': {
+        get: op('Which gateway instance leads the model-service controller', { '200': { description: 'leadership', ...json('Controller') } }),
       },
       '/v1/services': {
         post: op('Create a model service', { '201': { description: 'created', ...json('Service') }, '409': errorResponse('ADM_CONFLICT: name taken') }, body('ServiceCreate')),

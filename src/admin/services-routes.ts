@@ -55,12 +55,14 @@ export function servicesRoutes(controller: ServiceController): AdminMount {
       return c.json(await controller.create(body), 201);
     });
 
-    app.get('/v1/services', (c) => c.json({ services: controller.list() }));
+    app.get('/v1/services', async (c) => c.json({ services: await controller.readAll() }));
 
-    app.get('/v1/services/:name', (c) => {
+    app.get('/v1/controller', async (c) => c.json(await controller.leadership.info()));
+
+    app.get('/v1/services/:name', async (c) => {
       const name = parseParam(endpointNameSchema, 'name', c.req.param('name'));
       const logs = c.req.query('logs');
-      return c.json(controller.get(name, logs === undefined ? 20 : parseParam(logLinesSchema, 'logs', logs)));
+      return c.json(await controller.read(name, logs === undefined ? 20 : parseParam(logLinesSchema, 'logs', logs)));
     });
 
     app.get('/v1/services/:name/events', (c) => {

@@ -31,6 +31,9 @@ interface ReplicaView {
   pid: number | null;
   restarts: number;
   last_error: string | null;
+  runtime?: string;
+  node?: string | null;
+  host?: string | null;
 }
 interface ServiceView {
   name: string;
@@ -41,6 +44,7 @@ interface ServiceView {
   public: boolean;
   url?: string;
   model_folder: string;
+  runtime?: string;
   error: string | null;
   routes: ReplicaView[];
 }
@@ -48,8 +52,8 @@ interface ServiceView {
 function printService(io: { stdout(t: string): void }, s: ServiceView): void {
   io.stdout(
     table(
-      ['NAME', 'STATUS', 'REPLICAS', 'PUBLIC', 'URL', 'MODEL FOLDER'],
-      [[s.name, s.status, `${s.healthy_replicas}/${s.replicas}`, s.public ? 'yes' : 'no', s.url, s.model_folder]],
+      ['NAME', 'STATUS', 'REPLICAS', 'PUBLIC', 'URL', 'MODEL FOLDER', 'RUNTIME'],
+      [[s.name, s.status, `${s.healthy_replicas}/${s.replicas}`, s.public ? 'yes' : 'no', s.url, s.model_folder, s.runtime ?? 'process']],
     ),
   );
   if (s.error) io.stdout(`error: ${s.error}\n`);
@@ -62,7 +66,13 @@ function printService(io: { stdout(t: string): void }, s: ServiceView): void {
   }
   if (s.routes.length > 0) {
     io.stdout('\n');
-    io.stdout(table(['ROUTE', 'STATUS', 'PORT', 'PID', 'RESTARTS', 'LAST ERROR'], s.routes.map((r) => [r.id, r.status, r.port, r.pid, r.restarts, r.last_error])));
+    io.stdout(
+      table(
+        // New columns go after the existing ones, so scripts reading the old ones keep working.
+        ['ROUTE', 'STATUS', 'PORT', 'PID', 'RESTARTS', 'LAST ERROR', 'RUNTIME', 'NODE', 'HOST'],
+        s.routes.map((r) => [r.id, r.status, r.port, r.pid, r.restarts, r.last_error, r.runtime ?? s.runtime ?? 'process', r.node, r.host]),
+      ),
+    );
   }
 }
 

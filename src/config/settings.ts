@@ -141,6 +141,14 @@ export const settingsSchema = z.object({
       .regex(/^([a-z_][a-z0-9_.-]*\$?|\d+(:\d+)?)$/i, 'must be a user name, a uid or uid:gid')
       .optional(),
   ),
+  /** Runtime of services that name none: local processes or Kubernetes Pods. */
+  CONTROLLER_RUNTIME: z.enum(['process', 'kubernetes']).default('process'),
+  /** Namespace of replica Pods; default: the gateway's own (in a cluster) or "default". */
+  KUBERNETES_NAMESPACE: optionalString,
+  /** Kubeconfig file for the kubernetes runtime; unset = in-cluster service account. */
+  KUBECONFIG: optionalString,
+  /** Controller leadership lease with Redis: a dead leader is replaced within this time. */
+  CONTROLLER_LEASE_MS: z.coerce.number().int().min(1_000, 'must be at least 1000').max(15_000, 'must be at most 15000 (the takeover bound)').default(10_000),
   /** Host written into the route URLs of controller replicas (reachable by every gateway instance). */
   CONTROLLER_ADVERTISE_HOST: z
     .string()

@@ -86,7 +86,7 @@ function requireCurrent(current: RouteTable | null, name: string): RouteTable {
 }
 
 /** PATCH /v1/endpoints/{name}: only the fields given. */
-export async function patchEndpoint(store: Store, name: string, input: EndpointInput, expectedVersion?: number) {
+export async function patchEndpoint(store: Store, name: string, input: EndpointInput, expectedVersion?: number, fence?: string) {
   const { table } = await store.updateEndpoint(
     name,
     (cur) => {
@@ -109,7 +109,7 @@ export async function patchEndpoint(store: Store, name: string, input: EndpointI
       else if (input.autoscaled === false) delete next.autoscaled;
       return next;
     },
-    { expectedVersion },
+    { expectedVersion, fence },
   );
   return table;
 }

@@ -1,17 +1,19 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chown, lchown, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { closeSync, openSync } from 'node:fs';
+import { chown, lchown, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../obs/logger.js';
 import { ArgumentMapper, replacePort } from './arguments.js';
 import { CgroupLimiter } from './cgroup.js';
-import { lineSplitter } from './log-ring.js';
+import { FileTail } from './file-tail.js';
 import { createOverlay } from './model-overlay.js';
 import { DEFAULT_MOUNT_DESTINATION } from './service-spec.js';
 import { PortAllocator } from './port-allocator.js';
 import { runPreStartActions } from './pre-start-actions.js';
 import type { RunAs } from './run-as.js';
-import { ReplicaStartError, type ExitInfo, type ReplicaHandle, type ReplicaRuntime, type ReplicaSpec } from './runtime.js';
+import { ReplicaStartError, type ExitInfo, type ReplicaHandle, type ReplicaRef, type ReplicaRuntime, type ReplicaSpec } from './runtime.js';
 import { TRAVERSE_ONLY } from './work-dir.js';
 
 /**
@@ -56,6 +58,10 @@ export interface ProcessRuntimeOptions {
 }
 
 const PID_FILE = 'replica.pid';
+/** The replica's stdout and stderr (a file, not a pipe: see file-tail.ts), beside the pid file. */
+const OUTPUT_FILE = 'output.log';
+/** How often an adopted replica (not our child: no exit event) is checked for being alive. */
+const ADOPTED_POLL_MS = 500;
 
 function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   if (pid === undefined) return;
@@ -81,6 +87,7 @@ function describeExit(exit: ExitInfo): string {
 }
 
 export class ProcessRuntime implements ReplicaRuntime {
+  readonly name = 'process' as const;
   readonly #workDir: string;
   readonly #ports: PortAllocator;
   readonly #logger: Logger;
@@ -127,13 +134,15 @@ export class ProcessRuntime implements ReplicaRuntime {
 
     const argv = startArgv(spec, mapper, port);
     spec.log(`[controller] exec ${argv.map((a) => JSON.stringify(a)).join(' ')}`);
-    const child = await this.#spawnReplica(spec, argv, dirs.home, env);
+    const outputFile = join(dirs.replica, OUTPUT_FILE);
+    const child = await this.#spawnReplica(spec, argv, dirs.home, env, outputFile);
     const pid = child.pid!;
-    const exited = watchExit(child, pid, spec.log);
+    const exited = watchExit(child, pid, spec.log, new FileTail(outputFile, spec.log));
 
     const groupName = `${spec.serviceName}-${spec.replicaId}`;
     const enforced = await this.#confine(groupName, pid, spec);
-    await recordPid(dirs.replica, pid);
+    const startTime = await recordPid(dirs.replica, pid);
+    const ref: ReplicaRef = { runtime: 'process', node: hostname(), host: '127.0.0.1', port, pid, start_time: startTime ?? undefined };
     const stop = this.#stopper(pid, exited, port, groupName);
     void exited.then(() => this.#ports.release(port));
 
@@ -141,7 +150,40 @@ export class ProcessRuntime implements ReplicaRuntime {
       await stop(0);
       throw new ReplicaStartError('cancelled');
     }
-    return { host: '127.0.0.1', port, pid, exited, enforced, stop };
+    return { ref, host: '127.0.0.1', port, pid, exited, enforced, stop };
+  }
+
+  async adopt(spec: ReplicaSpec, ref: ReplicaRef): Promise<ReplicaHandle | null> {
+    if (ref.runtime !== 'process' || ref.pid === undefined || !ref.start_time || ref.node !== hostname()) return null;
+    const pid = ref.pid;
+    if ((await processStartTime(pid)) !== ref.start_time) return null;
+    try {
+      await this.#ports.allocate(ref.port);
+    } catch {
+      // the allocator only knows this instance's ports; the replica holds its own anyway
+    }
+    const outputFile = join(this.#replicaDir(spec.serviceName, spec.replicaId), OUTPUT_FILE);
+    const size = await stat(outputFile).then((s) => s.size, () => 0);
+    const tail = new FileTail(outputFile, spec.log, { fromEnd: size });
+    spec.log(`[controller] adopted process ${pid} on port ${ref.port}`);
+    const exited = new Promise<ExitInfo>((resolve) => {
+      // Not our child: no exit event, and no exit status to learn. Watch for it to go.
+      const timer = setInterval(() => {
+        void processStartTime(pid).then(async (now) => {
+          if (now === ref.start_time) return;
+          clearInterval(timer);
+          killGroup(pid, 'SIGKILL');
+          await tail.close();
+          spec.log(`[controller] adopted process ${pid} is gone`);
+          resolve({ code: null, signal: null });
+        });
+      }, ADOPTED_POLL_MS);
+      timer.unref();
+    });
+    const groupName = `${spec.serviceName}-${spec.replicaId}`;
+    const stop = this.#stopper(pid, exited, ref.port, groupName);
+    void exited.then(() => this.#ports.release(ref.port));
+    return { ref, host: ref.host, port: ref.port, pid, exited, enforced: { cpu: false, memory: false }, stop };
   }
 
   /** Each attempt starts from a clean, freshly named directory: pre-start actions run again from scratch. */
@@ -203,14 +245,14 @@ export class ProcessRuntime implements ReplicaRuntime {
     if (spec.signal.aborted) throw new ReplicaStartError('cancelled');
   }
 
-  async #spawnReplica(spec: ReplicaSpec, argv: string[], cwd: string, env: Record<string, string>): Promise<ChildProcess> {
+  async #spawnReplica(spec: ReplicaSpec, argv: string[], cwd: string, env: Record<string, string>, outputFile: string): Promise<ChildProcess> {
     const runAs = this.#runAs;
-    let { child, spawned } = await spawnDetached(argv, cwd, env, runAs);
+    let { child, spawned } = await spawnDetached(argv, cwd, env, runAs, outputFile);
     if (spawned && (spawned as NodeJS.ErrnoException).code === 'ENOENT' && argv[0] === 'python') {
       // The seed system's example says `python`; Debian-like machines often only have python3.
       spec.log('[controller] python not found on PATH; running python3');
       argv[0] = 'python3';
-      ({ child, spawned } = await spawnDetached(argv, cwd, env, runAs));
+      ({ child, spawned } = await spawnDetached(argv, cwd, env, runAs, outputFile));
     }
     // After the first one, later 'error' events (a failed kill) must not crash the gateway.
     child.on('error', (err) => this.#logger.warn({ err, service: spec.serviceName, replica: spec.replicaId }, 'replica process error'));
@@ -255,12 +297,16 @@ export class ProcessRuntime implements ReplicaRuntime {
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
 
-  async releaseService(serviceName: string): Promise<void> {
+  async releaseService(serviceName: string, keep?: ReadonlySet<string>): Promise<void> {
     const dir = join(this.#workDir, serviceName);
     let entries: string[] = [];
     try {
       entries = await readdir(dir);
     } catch {
+      return;
+    }
+    if (keep && keep.size > 0) {
+      for (const entry of entries) if (!keep.has(entry)) await this.release(serviceName, entry);
       return;
     }
     for (const entry of entries) await killRecorded(join(dir, entry));
@@ -299,23 +345,17 @@ function startArgv(spec: ReplicaSpec, mapper: ArgumentMapper, port: number): str
     : [service.shell, '-c', mapper.map(replacePort(service.start_command, service.port, port))];
 }
 
-/** Forwards the output line by line; resolves on exit, after killing what the leader left in its group. */
-function watchExit(child: ChildProcess, pid: number, log: (line: string) => void): Promise<ExitInfo> {
-  const out = lineSplitter(log);
-  const err = lineSplitter(log);
-  child.stdout!.on('data', (chunk: Buffer) => out.write(chunk));
-  child.stderr!.on('data', (chunk: Buffer) => err.write(chunk));
-  child.stdout!.on('error', () => undefined);
-  child.stderr!.on('error', () => undefined);
+/** Resolves on exit (after the output file's last lines), after killing what the leader left in its group. */
+function watchExit(child: ChildProcess, pid: number, log: (line: string) => void, tail: FileTail): Promise<ExitInfo> {
   return new Promise<ExitInfo>((resolve) => {
     child.once('exit', (code, signal) => {
-      out.end();
-      err.end();
       // Whatever the leader left behind in its group (a shell's children) dies with it,
       // or an orphan would keep the replica's port.
       killGroup(pid, 'SIGKILL');
-      log(`[controller] process ${pid} exited with ${describeExit({ code, signal })}`);
-      resolve({ code, signal });
+      void tail.close().then(() => {
+        log(`[controller] process ${pid} exited with ${describeExit({ code, signal })}`);
+        resolve({ code, signal });
+      });
     });
   });
 }
@@ -325,9 +365,10 @@ function watchExit(child: ChildProcess, pid: number, log: (line: string) => void
  * Beside the attempt directory, not in it: a replica user must not be able to point the
  * gateway's clean-up kill at another process.
  */
-async function recordPid(replicaDir: string, pid: number): Promise<void> {
+async function recordPid(replicaDir: string, pid: number): Promise<string | null> {
   const startTime = await processStartTime(pid);
   await writeFile(join(replicaDir, PID_FILE), JSON.stringify({ pid, start_time: startTime }), { mode: 0o600 }).catch(() => undefined);
+  return startTime;
 }
 
 /**
@@ -360,10 +401,17 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Spawns a replica in its own process group; resolves once it started or failed to. */
-async function spawnDetached(argv: string[], cwd: string, env: Record<string, string>, runAs: RunAs | null): Promise<{ child: ChildProcess; spawned: Error | null }> {
+async function spawnDetached(argv: string[], cwd: string, env: Record<string, string>, runAs: RunAs | null, outputFile: string): Promise<{ child: ChildProcess; spawned: Error | null }> {
   // With uid/gid, libuv also drops the gateway's supplementary groups (setgroups(0)).
   const ids = runAs ? { uid: runAs.uid, gid: runAs.gid } : {};
-  const child = spawn(argv[0], argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...ids });
+  // The gateway opens the file and hands the replica only the descriptor.
+  const fd = openSync(outputFile, 'a', 0o600);
+  let child: ChildProcess;
+  try {
+    child = spawn(argv[0], argv.slice(1), { cwd, env, detached: true, stdio: ['ignore', fd, fd], ...ids });
+  } finally {
+    closeSync(fd);
+  }
   const spawned = await new Promise<Error | null>((resolve) => {
     child.once('spawn', () => resolve(null));
     child.once('error', (err) => resolve(err));

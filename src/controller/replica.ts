@@ -2,7 +2,7 @@ import type { RouteStatus } from '../schema/route-table.js';
 import { waitUntilHealthy, watchHealth, type HealthOutcome } from './health-prober.js';
 import { LogRing } from './log-ring.js';
 import type { ModelEntry } from './model-definition.js';
-import type { ExitInfo, ReplicaHandle, ReplicaResources, ReplicaRuntime } from './runtime.js';
+import type { ContainerSpec, ExitInfo, ReplicaHandle, ReplicaRef, ReplicaResources, ReplicaRuntime } from './runtime.js';
 
 /**
  * One replica ("route") of a service and its supervision loop: start, wait for the first
@@ -39,11 +39,18 @@ export interface ReplicaLaunch {
   model: ModelEntry;
   env: Record<string, string>;
   resources?: ReplicaResources;
+  container?: ContainerSpec;
 }
 
 export interface ReplicaView {
   id: string;
   status: RouteStatus;
+  /** Which runtime runs it: "process" or "kubernetes". */
+  runtime: ReplicaRef['runtime'];
+  /** Machine / Kubernetes node it runs on (null until placed). */
+  node: string | null;
+  /** Address the gateway routes to (null until started). */
+  host: string | null;
   port: number | null;
   pid: number | null;
   restarts: number;
@@ -72,6 +79,8 @@ export class Replica {
   /** Being drained/stopped by the controller. */
   retiring = false;
   enforced = { cpu: false, memory: false };
+  /** Where it runs, once started (published for adoption by a later leader). */
+  ref: ReplicaRef | undefined;
 
   readonly #runtime: ReplicaRuntime;
   readonly #launch: ReplicaLaunch;
@@ -79,6 +88,8 @@ export class Replica {
   readonly #onChange: (replica: Replica) => Promise<void>;
   readonly #abort = new AbortController();
   #handle: ReplicaHandle | undefined;
+  /** A running, healthy replica taken over from a previous leader: supervised without a start. */
+  #adopted: ReplicaHandle | undefined;
   #loop: Promise<void> | undefined;
   #stopped = false;
 
@@ -91,6 +102,7 @@ export class Replica {
     /** Called on every status change; awaited, so "leaves the table" happens before the kill. */
     onChange: (replica: Replica) => Promise<void>;
     log?: LogRing;
+    adopted?: { handle: ReplicaHandle; restarts: number };
   }) {
     this.id = opts.id;
     this.generation = opts.generation;
@@ -99,6 +111,20 @@ export class Replica {
     this.#policy = opts.policy;
     this.#onChange = opts.onChange;
     this.log = opts.log ?? new LogRing(500);
+    if (opts.adopted) {
+      this.#adopted = opts.adopted.handle;
+      this.restarts = opts.adopted.restarts;
+      this.#adoptHandle(opts.adopted.handle);
+      this.status = 'healthy';
+    }
+  }
+
+  #adoptHandle(handle: ReplicaHandle): void {
+    this.#handle = handle;
+    this.port = handle.port;
+    this.pid = handle.pid;
+    this.enforced = handle.enforced;
+    this.ref = handle.ref;
   }
 
   get stopped(): boolean {
@@ -137,8 +163,10 @@ export class Replica {
     let startFailures = 0;
     for (;;) {
       if (this.#stopped) return;
-      await this.#set('provisioning');
-      const outcome = await this.#attempt();
+      const adopted = this.#adopted;
+      this.#adopted = undefined;
+      if (!adopted) await this.#set('provisioning');
+      const outcome = await this.#attempt(adopted);
       if (this.#stopped || outcome.kind === 'stopped') return;
       this.failing = true;
       if (outcome.kind === 'start_failed') {
@@ -159,22 +187,24 @@ export class Replica {
     }
   }
 
-  async #attempt(): Promise<{ kind: 'start_failed'; error: string } | { kind: 'crashed'; error: string; healthyMs: number } | { kind: 'stopped' }> {
+  async #attempt(adopted?: ReplicaHandle): Promise<{ kind: 'start_failed'; error: string } | { kind: 'crashed'; error: string; healthyMs: number } | { kind: 'stopped' }> {
     const signal = this.#abort.signal;
-    let handle: ReplicaHandle;
-    try {
-      handle = await this.#runtime.start({ ...this.#launch, replicaId: this.id, preferredPort: this.port, log: (line) => this.log.push(line), signal });
-    } catch (err) {
-      return this.#stopped ? { kind: 'stopped' } : { kind: 'start_failed', error: (err as Error).message };
-    }
-    this.#handle = handle;
-    this.port = handle.port;
-    this.pid = handle.pid;
-    this.enforced = handle.enforced;
-    await this.#set('provisioning');
-
     const check = this.#launch.model.service.health_check;
-    const first = await waitUntilHealthy(handle, check, signal);
+    let handle: ReplicaHandle;
+    if (adopted) {
+      // Probed healthy by the adopting controller just before: watch it from here on.
+      handle = adopted;
+    } else {
+      try {
+        handle = await this.#runtime.start({ ...this.#launch, replicaId: this.id, preferredPort: this.port, log: (line) => this.log.push(line), signal });
+      } catch (err) {
+        return this.#stopped ? { kind: 'stopped' } : { kind: 'start_failed', error: (err as Error).message };
+      }
+      this.#adoptHandle(handle);
+      await this.#set('provisioning');
+    }
+
+    const first = adopted ? ({ kind: 'healthy' } as const) : await waitUntilHealthy(handle, check, signal);
     if (first.kind !== 'healthy') {
       await handle.stop(this.#policy.stopGraceMs);
       this.pid = undefined;
@@ -239,10 +269,23 @@ export class Replica {
     this.pid = undefined;
   }
 
-  view(logLines = 0): ReplicaView {
+  /**
+   * Leaves supervision without touching the process: this controller lost leadership and the
+   * new leader adopts the replica.
+   */
+  abandon(): void {
+    this.#stopped = true;
+    this.retiring = true;
+    this.#abort.abort();
+  }
+
+  view(logLines = 0, routeHost?: string): ReplicaView {
     const view: ReplicaView = {
       id: this.id,
       status: this.status,
+      runtime: this.ref?.runtime ?? this.#runtime.name,
+      node: this.ref?.node ?? null,
+      host: this.ref ? (routeHost ?? this.ref.host) : null,
       port: this.port ?? null,
       pid: this.pid ?? null,
       restarts: this.restarts,

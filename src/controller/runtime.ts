@@ -10,6 +10,14 @@ export interface ReplicaResources {
   /** CPU cores (fractional allowed). */
   cpu?: number;
   memory_bytes?: number;
+  gpu?: number;
+  shared_memory_bytes?: number;
+}
+
+/** What only a container runtime uses (service fields `image`, `model_volume`). */
+export interface ContainerSpec {
+  image: string;
+  modelVolume?: { claim: string; sub_path?: string; read_only?: boolean } | { host_path: string };
 }
 
 export interface ReplicaSpec {
@@ -24,6 +32,7 @@ export interface ReplicaSpec {
   /** The service's extra environment. */
   env: Record<string, string>;
   resources?: ReplicaResources;
+  container?: ContainerSpec;
   /** Port to try first (a restarted replica keeps its address when it can). */
   preferredPort?: number;
   /** Every output line of the replica and of its pre-start actions. */
@@ -37,7 +46,25 @@ export interface ExitInfo {
   signal: NodeJS.Signals | null;
 }
 
+/**
+ * Where a replica runs, as the leader publishes it in the store: enough for a new leader to find
+ * the replica again (adoption) and for the API to show it.
+ */
+export interface ReplicaRef {
+  runtime: 'process' | 'kubernetes';
+  /** Machine (process runtime: this host's name) or Kubernetes node running the replica. */
+  node: string | null;
+  /** Address the replica listens on (process: loopback; kubernetes: the Pod IP). */
+  host: string;
+  port: number;
+  pid?: number;
+  /** /proc start time of `pid`, so a reused pid is never mistaken for the replica. */
+  start_time?: string;
+  pod?: string;
+}
+
 export interface ReplicaHandle {
+  readonly ref: ReplicaRef;
   readonly host: string;
   readonly port: number;
   readonly pid: number | undefined;
@@ -58,9 +85,15 @@ export class ReplicaStartError extends Error {
 }
 
 export interface ReplicaRuntime {
+  readonly name: ReplicaRef['runtime'];
   start(spec: ReplicaSpec): Promise<ReplicaHandle>;
+  /**
+   * Takes over a replica another controller started (leader failover), if it still runs as
+   * recorded; null when it is gone. The caller probes its health before keeping it.
+   */
+  adopt(spec: ReplicaSpec, ref: ReplicaRef): Promise<ReplicaHandle | null>;
   /** Forgets a replica for good: its working files and reserved resources. */
   release(serviceName: string, replicaId: string): Promise<void>;
-  /** Forgets everything of a service (also leftovers of a previous gateway run). */
-  releaseService(serviceName: string): Promise<void>;
+  /** Forgets everything of a service (also leftovers of a previous gateway run) but the replicas in `keep`. */
+  releaseService(serviceName: string, keep?: ReadonlySet<string>): Promise<void>;
 }

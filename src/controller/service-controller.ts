@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Settings } from '../config/settings.js';
@@ -7,17 +7,19 @@ import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { RouteTable } from '../schema/route-table.js';
 import { newRouteId, patchEndpoint } from '../control/endpoint-ops.js';
-import type { Store } from '../store/store.js';
+import { isLeaseStore, type LeaseStore, type Store, type StoreEvent } from '../store/store.js';
 import { clamp, ServiceAutoscaler, type LastDecision } from './autoscale/autoscaler.js';
 import { MetricsCollector } from './autoscale/collector.js';
 import { EventLog, type ServiceEvent } from './autoscale/events.js';
 import type { AutoscalingSpec } from './autoscale/spec.js';
-import { TCP_CHECK } from './health-prober.js';
+import { probeOnce, TCP_CHECK } from './health-prober.js';
+import { SoleLeadership, type Leadership } from './leadership.js';
 import { DefinitionError, loadModelDefinition, type LoadedDefinition } from './model-definition.js';
 import { ProcessRuntime } from './process-runtime.js';
+import { LogRing } from './log-ring.js';
 import { resolveRunAs } from './run-as.js';
-import { DEFAULT_POLICY, Replica, type ReplicaPolicy, type ReplicaView } from './replica.js';
-import type { ReplicaResources, ReplicaRuntime } from './runtime.js';
+import { DEFAULT_POLICY, Replica, type ReplicaLaunch, type ReplicaPolicy, type ReplicaView } from './replica.js';
+import type { ReplicaRef, ReplicaResources, ReplicaRuntime } from './runtime.js';
 import { prepareWorkDir } from './work-dir.js';
 import {
   DEFAULT_MOUNT_DESTINATION,
@@ -62,6 +64,10 @@ export interface ServiceView {
   resources: (Resources & { memory_bytes?: number }) | null;
   /** What the runtime enforces of `resources` on this machine. */
   resources_enforced: { cpu: boolean; memory: boolean };
+  /** Where replicas run: "process" (this machine) or "kubernetes" (Pods). */
+  runtime: 'process' | 'kubernetes';
+  image: string | null;
+  model_volume: ServiceSpec['model_volume'] | null;
   /** The definition could not be read (until "clear error and retry"). */
   error: string | null;
   created_at: string;
@@ -81,12 +87,18 @@ export interface ServiceControllerOptions {
   logger: Logger;
   /** Default: local processes (ProcessRuntime). */
   runtime?: ReplicaRuntime;
+  /** Builds the Kubernetes runtime on first use (throws when no cluster is configured). */
+  kubernetes?: () => ReplicaRuntime;
+  /** Runtime of a service that names none (CONTROLLER_RUNTIME). */
+  defaultRuntime?: 'process' | 'kubernetes';
   policy?: Partial<ReplicaPolicy>;
   /** How long a route stays `terminating` (weight 0) before its process is stopped. */
   drainGraceMs?: number;
   reconcileIntervalMs?: number;
   /** Public address of an endpoint, for the `url` of the service view. */
   endpointUrl?: (name: string) => string;
+  /** Who may act (start/stop replicas, write route tables); default: this process alone. */
+  leadership?: Leadership;
   /** How often autoscaled services are decided (default 1 s). */
   autoscaleIntervalMs?: number;
   /** Autoscaled services: how long past the drain grace a replica may finish its requests (default 60 s). */
@@ -94,6 +106,23 @@ export interface ServiceControllerOptions {
   /** modelgate_service_desired_replicas / _current_replicas. */
   metrics?: Metrics;
 }
+
+/**
+ * What the leader publishes per service (`{prefix}service-status:{name}`, fenced): the observed
+ * state non-leaders answer GET with, and where each replica runs, for the next leader to adopt.
+ */
+interface PublishedStatus {
+  view: Omit<ServiceView, 'url'>;
+  generation: number;
+  /** Digest of what a roll depends on (env, resources, definition text). */
+  roll_key: string;
+  refs: Record<string, ReplicaRef & { generation: number; restarts: number }>;
+  leader: string;
+  updated_at: string;
+}
+
+/** How long a DELETE on a non-leader waits for the leader to finish the termination. */
+const REMOTE_TERMINATE_WAIT_MS = 30_000;
 
 interface ServiceState {
   spec: ServiceSpec;
@@ -108,6 +137,8 @@ interface ServiceState {
   lock: Promise<unknown>;
   sync: () => Promise<void>;
   reconcileQueued: boolean;
+  /** Last status published to the store (skip identical writes). */
+  published?: string;
   /** Present when `spec.autoscaling` is: owns the replica count. */
   autoscaler?: ServiceAutoscaler;
   /** A decision is being collected/made (one at a time per service). */
@@ -135,7 +166,21 @@ function replicaResources(resources: Resources | undefined): ReplicaResources | 
   const out: ReplicaResources = {};
   if (resources.cpu !== undefined) out.cpu = resources.cpu;
   if (resources.memory !== undefined) out.memory_bytes = parseMemory(resources.memory) ?? undefined;
+  if (resources.gpu !== undefined) out.gpu = resources.gpu;
+  if (resources.shared_memory !== undefined) out.shared_memory_bytes = parseMemory(resources.shared_memory) ?? undefined;
   return out;
+}
+
+function launchOf(spec: ServiceSpec, loaded: LoadedDefinition): ReplicaLaunch {
+  return {
+    serviceName: spec.name,
+    modelFolder: spec.model_folder,
+    model: loaded.model,
+    env: spec.env,
+    resources: replicaResources(spec.resources),
+    mountDestination: spec.model_mount_destination,
+    container: spec.image ? { image: spec.image, modelVolume: spec.model_volume } : undefined,
+  };
 }
 
 function sameJson(a: unknown, b: unknown): boolean {
@@ -146,6 +191,9 @@ export class ServiceController {
   readonly #store: Store;
   readonly #logger: Logger;
   readonly #runtime: ReplicaRuntime;
+  readonly #kubernetesFactory: (() => ReplicaRuntime) | undefined;
+  #kubernetes: ReplicaRuntime | undefined;
+  readonly #defaultRuntime: 'process' | 'kubernetes';
   /** Host in the replicas' route URLs (CONTROLLER_ADVERTISE_HOST). */
   readonly #advertiseHost: string;
   readonly #policy: ReplicaPolicy;
@@ -164,6 +212,12 @@ export class ServiceController {
   readonly #collector: MetricsCollector;
   readonly #metrics?: Metrics;
   #stopped = false;
+  readonly #leadership: Leadership;
+  /** Set with a shared store: the leader publishes status there, followers read it. */
+  readonly #cluster: LeaseStore | undefined;
+  /** This instance currently acts on services (leader, restore done or in progress). */
+  #acting = false;
+  #takeover: Promise<void> = Promise.resolve();
   #ownWorkDir: string | null = null;
 
   constructor(opts: ServiceControllerOptions) {
@@ -191,6 +245,29 @@ export class ServiceController {
         logger: this.#logger,
         runAs: s.CONTROLLER_RUN_AS ? resolveRunAs(s.CONTROLLER_RUN_AS) : null,
       });
+    this.#kubernetesFactory = opts.kubernetes;
+    this.#defaultRuntime = opts.defaultRuntime ?? 'process';
+    this.#leadership = opts.leadership ?? new SoleLeadership();
+    this.#cluster = opts.leadership && isLeaseStore(this.#store) ? this.#store : undefined;
+  }
+
+  /** The runtime a service's replicas use; ADM_INVALID when it cannot be had here. */
+  #runtimeFor(spec: Pick<ServiceSpec, 'runtime'>): ReplicaRuntime {
+    // A record without a runtime predates the field: it ran as local processes.
+    if ((spec.runtime ?? 'process') === 'process') return this.#runtime;
+    if (!this.#kubernetes) {
+      if (!this.#kubernetesFactory) throw new GatewayError('ADM_INVALID', { details: [{ field: 'runtime', message: 'the kubernetes runtime is not available in this gateway' }] });
+      try {
+        this.#kubernetes = this.#kubernetesFactory();
+      } catch (err) {
+        throw new GatewayError('ADM_INVALID', { details: [{ field: 'runtime', message: `kubernetes runtime unavailable: ${(err as Error).message}` }] });
+      }
+    }
+    return this.#kubernetes;
+  }
+
+  get leadership(): Leadership {
+    return this.#leadership;
   }
 
   // ---------------------------------------------------------------- life cycle
@@ -198,39 +275,205 @@ export class ServiceController {
   /** Restores every recorded service to its desired count (same endpoint name and id). */
   async start(): Promise<void> {
     this.#stopped = false;
-    const records = await this.#store.listServices();
-    for (const record of records) {
-      try {
-        await this.#restore(record.spec);
-      } catch (err) {
-        this.#logger.error({ err, service: record.name }, 'could not restore service');
-      }
-    }
     this.#timer = setInterval(() => {
-      for (const svc of this.#services.values()) this.#kick(svc);
+      for (const svc of this.#services.values()) {
+        this.#kick(svc);
+        void this.#publish(svc);
+      }
     }, this.#reconcileIntervalMs);
     this.#timer.unref();
     this.#autoscaleTimer = setInterval(() => {
       for (const svc of this.#services.values()) if (svc.autoscaler) void this.#autoscale(svc, false);
     }, this.#autoscaleIntervalMs);
     this.#autoscaleTimer.unref();
-    // A gateway holds a request for a service at zero (this process or another instance).
     this.#unsubscribe = this.#store.subscribe((event) => {
-      if (event.kind !== 'wake') return;
-      const svc = this.#services.get(event.name);
-      if (svc?.autoscaler) void this.#autoscale(svc, true);
+      if (event.kind === 'wake') {
+        // A gateway holds a request for a service at zero (this process or another instance);
+        // only the leader has the service to wake.
+        const svc = this.#services.get(event.name);
+        if (svc?.autoscaler) void this.#autoscale(svc, true);
+        return;
+      }
+      if (this.#cluster) this.#onStoreEvent(event);
+    });
+    if (!this.#cluster) {
+      // One process, one controller: it always acts, and replicas died with the last run.
+      this.#acting = true;
+      await this.#restoreAll(false);
+      return;
+    }
+    this.#leadership.onChange((leading) => {
+      this.#takeover = this.#takeover.then(() => (leading ? this.#becomeLeader() : this.#stepDown())).catch((err: unknown) => this.#logger.error({ err }, 'leadership change failed'));
+    });
+    this.#leadership.start();
+  }
+
+  async #restoreAll(adopt: boolean): Promise<void> {
+    const records = await this.#store.listServices();
+    for (const record of records) {
+      if (this.#stopped || !this.#acting) return;
+      try {
+        await this.#restore(record.spec, adopt);
+      } catch (err) {
+        this.#logger.error({ err, service: record.name }, 'could not restore service');
+      }
+    }
+  }
+
+  async #becomeLeader(): Promise<void> {
+    if (this.#stopped || this.#acting) return;
+    this.#acting = true;
+    this.#logger.info({ instance: this.#leadership.instance }, 'leading: adopting services');
+    await this.#restoreAll(true);
+  }
+
+  /** Lost the lease: stop acting at once and leave the replicas to the new leader. */
+  async #stepDown(): Promise<void> {
+    if (!this.#acting) return;
+    this.#acting = false;
+    for (const svc of this.#services.values()) for (const r of svc.replicas) r.abandon();
+    this.#services.clear();
+    this.#logger.warn({ instance: this.#leadership.instance }, 'no longer leading: replicas left to the new leader');
+  }
+
+  #onStoreEvent(event: StoreEvent): void {
+    if (!this.#acting || this.#stopped) return;
+    if (event.kind === 'service') void this.#onServiceChanged(event.name).catch((err: unknown) => this.#logger.warn({ err, service: event.name }, 'could not apply service change'));
+    else if (event.kind === 'resync') void this.#resyncServices().catch(() => undefined);
+  }
+
+  async #resyncServices(): Promise<void> {
+    const names = new Set((await this.#store.listServices()).map((r) => r.name));
+    for (const name of names) await this.#onServiceChanged(name);
+    for (const name of this.#services.keys()) if (!names.has(name)) await this.#onServiceChanged(name);
+  }
+
+  /** The leader applies a desired state written by any instance (create, patch, delete). */
+  async #onServiceChanged(name: string): Promise<void> {
+    if (this.#creating.has(name)) return;
+    const record = await this.#store.getService(name);
+    if (!this.#acting) return;
+    const svc = this.#services.get(name);
+    if (!record) {
+      if (svc && !svc.terminating) await this.terminate(name);
+      return;
+    }
+    const parsed = serviceSpecSchema.safeParse(record.spec);
+    if (!parsed.success) return;
+    const spec = parsed.data;
+    if (!svc) {
+      await this.#restore(spec, false);
+      return;
+    }
+    if (spec.terminating) {
+      if (!svc.terminating) void this.terminate(name, { drain: true });
+      return;
+    }
+    if (sameJson(spec, svc.spec) || svc.terminating) return;
+    await this.#locked(svc, async () => {
+      const clear = (spec.clear_errors ?? 0) !== (svc.spec.clear_errors ?? 0);
+      let loaded: LoadedDefinition | undefined;
+      try {
+        loaded = await loadModelDefinition(spec.model_folder, spec.model_definition_path);
+      } catch (err) {
+        svc.definitionError = (err as Error).message;
+      }
+      const roll = !sameJson(spec.env, svc.spec.env) || !sameJson(spec.resources, svc.spec.resources) || (loaded !== undefined && loaded.text !== svc.loaded?.text);
+      const autoscalingChanged = !sameJson(spec.autoscaling, svc.spec.autoscaling);
+      svc.spec = spec;
+      if (autoscalingChanged) {
+        this.#setAutoscaling(svc);
+        await svc.sync().catch(() => undefined);
+      }
+      if (loaded) {
+        svc.loaded = loaded;
+        svc.definitionError = undefined;
+      }
+      if (roll) svc.generation++;
+      if (clear) {
+        const failed = svc.replicas.filter((r) => !r.retiring && (r.givenUp || r.status === 'failed_to_start' || r.status === 'unhealthy'));
+        await Promise.all(failed.map((r) => this.#retire(svc, r, false)));
+      }
+      this.#logger.info({ service: name, replicas: spec.replicas, rolling: roll }, 'service changed in the store');
+      this.#kick(svc);
     });
   }
 
-  async #restore(raw: unknown): Promise<void> {
+  #rollKey(spec: ServiceSpec, loaded: LoadedDefinition | undefined): string {
+    return createHash('sha256')
+      .update(JSON.stringify([spec.env, spec.resources ?? null, loaded?.text ?? null]))
+      .digest('hex')
+      .slice(0, 32);
+  }
+
+  /**
+   * Replicas recorded by the previous leader that still run and answer their health check;
+   * the others are left to releaseService.
+   */
+  async #adoptable(spec: ServiceSpec, loaded: LoadedDefinition, status: PublishedStatus | null, generation: number): Promise<Replica[]> {
+    if (!status) return [];
+    const out: Replica[] = [];
+    for (const [id, ref] of Object.entries(status.refs)) {
+      const log = new LogRing(500);
+      const launch = launchOf(spec, loaded);
+      const abort = new AbortController();
+      const runtime = this.#runtimeFor(spec);
+      const handle = await runtime
+        .adopt({ ...launch, replicaId: id, log: (line) => log.push(line), signal: abort.signal }, ref)
+        .catch(() => null);
+      if (!handle) continue;
+      const probe = await probeOnce(handle.host, handle.port, loaded.model.service.health_check ?? TCP_CHECK);
+      if (!probe.ok) {
+        log.push(`[controller] not adopted: ${probe.detail}`);
+        await handle.stop(0);
+        continue;
+      }
+      const replica: Replica = new Replica({
+        id,
+        generation: ref.generation === status.generation ? generation : generation - 1,
+        runtime,
+        launch,
+        policy: this.#policy,
+        log,
+        adopted: { handle, restarts: ref.restarts },
+        onChange: async () => {
+          const svc = this.#services.get(spec.name);
+          if (!svc) return;
+          this.#kick(svc);
+          await svc.sync();
+        },
+      });
+      out.push(replica);
+    }
+    return out;
+  }
+
+  async #restore(raw: unknown, adopt = false): Promise<void> {
     const parsed = serviceSpecSchema.safeParse(raw);
     if (!parsed.success) {
       this.#logger.error({ issues: parsed.error.issues }, 'stored service record is invalid; skipped');
       return;
     }
     const spec = parsed.data;
-    // Processes died with the previous gateway (or were orphaned by a crash): clean them up.
-    await this.#runtime.releaseService(spec.name);
+    const status = adopt && this.#cluster ? parsePublished(await this.#cluster.getServiceStatus(spec.name).catch(() => null)) : null;
+    let loaded: LoadedDefinition | undefined;
+    let definitionError: string | undefined;
+    try {
+      loaded = await loadModelDefinition(spec.model_folder, spec.model_definition_path);
+    } catch (err) {
+      definitionError = (err as Error).message;
+    }
+    let generation = 1;
+    let adopted: Replica[] = [];
+    if (status && loaded && !spec.terminating) {
+      generation = status.roll_key === this.#rollKey(spec, loaded) ? status.generation : status.generation + 1;
+      adopted = await this.#adoptable(spec, loaded, status, generation);
+    }
+    // Replicas that died with the previous gateway, or were orphaned by a crash, are cleaned
+    // up; adopted ones are kept.
+    await this.#runtimeFor(spec)
+      .releaseService(spec.name, new Set(adopted.map((r) => r.id)))
+      .catch((err: unknown) => this.#logger.warn({ err, service: spec.name }, 'could not release leftovers'));
     if (spec.terminating) {
       await this.#store.deleteEndpoint(spec.name).catch(() => false);
       await this.#store.deleteService(spec.name);
@@ -244,20 +487,26 @@ export class ServiceController {
       const base: Omit<RouteTable, 'version'> = current
         ? (({ version: _v, ...rest }) => rest)(current)
         : { id: spec.endpoint_id, name: spec.name, public: spec.public, routes: [], created_at: spec.created_at };
-      const next: Omit<RouteTable, 'version'> = { ...base, routes: [], updated_at: new Date().toISOString() };
+      const keep = current ? current.routes.filter((r) => adopted.some((a) => a.id === r.id)) : [];
+      const next: Omit<RouteTable, 'version'> = { ...base, routes: keep, updated_at: new Date().toISOString() };
       if (spec.autoscaling) next.autoscaled = true;
       else delete next.autoscaled;
       return next;
-    });
+    }, { fence: this.#leadership.fence });
     const svc = this.#newState(spec);
-    try {
-      svc.loaded = await loadModelDefinition(spec.model_folder, spec.model_definition_path);
-    } catch (err) {
-      svc.definitionError = (err as Error).message;
-      this.#logger.error({ service: spec.name, error: svc.definitionError }, 'service definition cannot be read');
+    svc.generation = generation;
+    svc.loaded = loaded;
+    svc.definitionError = definitionError;
+    if (definitionError) this.#logger.error({ service: spec.name, error: definitionError }, 'service definition cannot be read');
+    svc.replicas = adopted;
+    if (!this.#acting || this.#stopped) {
+      for (const r of adopted) r.abandon();
+      return;
     }
     this.#services.set(spec.name, svc);
-    this.#logger.info({ service: spec.name, replicas: spec.replicas }, 'service restored');
+    for (const r of adopted) r.start();
+    this.#logger.info({ service: spec.name, replicas: spec.replicas, adopted: adopted.map((r) => r.pid) }, adopt ? 'service adopted' : 'service restored');
+    await svc.sync().catch(() => undefined);
     this.#kick(svc);
   }
 
@@ -267,6 +516,8 @@ export class ServiceController {
     if (this.#timer) clearInterval(this.#timer);
     if (this.#autoscaleTimer) clearInterval(this.#autoscaleTimer);
     this.#unsubscribe?.();
+    // A graceful stop stops the replicas, as with one gateway (an operator stopping the only
+    // instance expects nothing left running); only a leader that dies leaves them for adoption.
     await Promise.all(
       [...this.#services.values()].map(async (svc) => {
         await Promise.all(svc.replicas.map((r) => r.stop(0)));
@@ -276,6 +527,8 @@ export class ServiceController {
     );
     await Promise.allSettled([...this.#validations]);
     this.#services.clear();
+    this.#acting = false;
+    await this.#leadership.stop();
     if (this.#ownWorkDir) await rm(this.#ownWorkDir, { recursive: true, force: true }).catch(() => undefined);
   }
 
@@ -287,6 +540,9 @@ export class ServiceController {
     this.#creating.add(name);
     try {
       if (await this.#store.getService(name)) throw new GatewayError('ADM_CONFLICT', { message: `service ${name} already exists` });
+      const runtime = input.runtime ?? this.#defaultRuntime;
+      this.#runtimeFor({ runtime });
+      if (runtime === 'kubernetes' && !input.image) throw new GatewayError('ADM_INVALID', { details: [{ field: 'image', message: 'required with runtime "kubernetes"' }] });
       const modelFolder = resolve(input.model_folder);
       const loaded = await loadModelDefinition(modelFolder, input.model_definition_path).catch(invalidDefinition);
       const now = new Date().toISOString();
@@ -305,6 +561,9 @@ export class ServiceController {
         public: input.public,
         env: input.env,
         resources: input.resources,
+        runtime,
+        ...(input.image ? { image: input.image } : {}),
+        ...(input.model_volume ? { model_volume: input.model_volume } : {}),
         endpoint_id: table.id,
         created_at: now,
       };
@@ -321,8 +580,10 @@ export class ServiceController {
       }
       const svc = this.#newState(spec);
       svc.loaded = loaded;
-      this.#services.set(name, svc);
       this.#logger.info({ service: name, replicas: spec.replicas, model_folder: modelFolder }, 'service created');
+      // A follower only writes the desired state; the leader starts the replicas on the event.
+      if (!this.#acting) return this.#view(svc, 0);
+      this.#services.set(name, svc);
       this.#kick(svc);
       return this.#view(svc, 0);
     } finally {
@@ -338,8 +599,73 @@ export class ServiceController {
     return this.#view(this.#require(name), logLines);
   }
 
+  /** The API's list: this controller's services when it acts, the store's view otherwise. */
+  async readAll(): Promise<ServiceView[]> {
+    if (this.#acting) return this.list();
+    const records = await this.#store.listServices();
+    return Promise.all(records.map((r) => this.#remoteView(r.spec)));
+  }
+
+  async read(name: string, logLines = 20): Promise<ServiceView> {
+    if (this.#acting) return this.get(name, logLines);
+    const record = await this.#store.getService(name);
+    if (!record) throw new GatewayError('ADM_NOT_FOUND', { message: `service ${name} not found` });
+    return this.#remoteView(record.spec);
+  }
+
+  /** A follower's answer: the desired state from the record, what runs from the leader's status. */
+  async #remoteView(raw: unknown): Promise<ServiceView> {
+    const spec = serviceSpecSchema.parse(raw);
+    const svc = this.#newState(spec);
+    const view = this.#view(svc, 0);
+    const status = parsePublished(await this.#cluster?.getServiceStatus(spec.name).catch(() => null));
+    if (!status) return view;
+    const observed = status.view;
+    return {
+      ...view,
+      status: spec.terminating ? 'TERMINATING' : observed.status,
+      healthy_replicas: observed.healthy_replicas,
+      model_definition_path: observed.model_definition_path ?? view.model_definition_path,
+      model_name: observed.model_name,
+      resources_enforced: observed.resources_enforced,
+      error: observed.error,
+      routes: observed.routes,
+    };
+  }
+
+  /** Desired state for a follower's patch / clear: read, change, write; the leader acts on the event. */
+  async #patchRecord(name: string, change: (spec: ServiceSpec) => ServiceSpec): Promise<ServiceView> {
+    const record = await this.#store.getService(name);
+    if (!record) throw new GatewayError('ADM_NOT_FOUND', { message: `service ${name} not found` });
+    const spec = serviceSpecSchema.parse(record.spec);
+    if (spec.terminating) throw new GatewayError('ADM_CONFLICT', { message: `service ${name} is terminating` });
+    await loadModelDefinition(spec.model_folder, spec.model_definition_path).catch(invalidDefinition);
+    const next = change(spec);
+    await this.#store.putService({ name, spec: next, updated_at: new Date().toISOString() });
+    return this.#remoteView(next);
+  }
+
   /** Changes only the fields given; env, resources or a changed definition roll the replicas. */
   async patch(name: string, input: PatchServiceInput): Promise<ServiceView> {
+    if (!this.#acting) {
+      if (input.public !== undefined) await patchEndpoint(this.#store, name, { public: input.public }).catch(() => undefined);
+      return this.#patchRecord(name, (spec) => {
+        const next: ServiceSpec = { ...spec };
+        if (input.replicas !== undefined) next.replicas = input.replicas;
+        if (input.public !== undefined) next.public = input.public;
+        if (input.env !== undefined) next.env = input.env;
+        if (input.resources === null) delete next.resources;
+        else if (input.resources !== undefined) next.resources = input.resources;
+        if (input.autoscaling === null) {
+          delete next.autoscaling;
+          delete next.autoscaling_desired;
+        } else if (input.autoscaling !== undefined) {
+          next.autoscaling = input.autoscaling;
+          next.autoscaling_desired = clamp(spec.autoscaling_desired ?? spec.replicas, input.autoscaling.min_replicas, input.autoscaling.max_replicas);
+        }
+        return next;
+      });
+    }
     const svc = this.#require(name);
     return this.#locked(svc, async () => {
       if (svc.terminating) throw new GatewayError('ADM_CONFLICT', { message: `service ${name} is terminating` });
@@ -381,6 +707,7 @@ export class ServiceController {
    * again. A definition that still does not parse is reported (ADM_INVALID) and recorded.
    */
   async clearErrors(name: string): Promise<ServiceView> {
+    if (!this.#acting) return this.#patchRecord(name, (spec) => ({ ...spec, clear_errors: (spec.clear_errors ?? 0) + 1 }));
     const svc = this.#require(name);
     return this.#locked(svc, async () => {
       if (svc.terminating) throw new GatewayError('ADM_CONFLICT', { message: `service ${name} is terminating` });
@@ -408,11 +735,13 @@ export class ServiceController {
    * Resolves false when there is no such service.
    */
   async terminate(name: string, opts: { drain?: boolean } = {}): Promise<boolean> {
+    if (!this.#acting) return this.#terminateRemote(name);
     const svc = this.#services.get(name);
     if (!svc) {
       const record = await this.#store.getService(name);
       if (!record) return false;
-      await this.#runtime.releaseService(name);
+      const parsed = serviceSpecSchema.safeParse(record.spec);
+      await (parsed.success ? this.#runtimeFor(parsed.data) : this.#runtime).releaseService(name).catch(() => undefined);
       await this.#store.deleteEndpoint(name).catch(() => false);
       await this.#store.deleteService(name);
       return true;
@@ -421,8 +750,9 @@ export class ServiceController {
       this.#logger.info({ service: name }, 'terminating service');
       await this.#store.putService({ name, spec: { ...svc.spec, terminating: true }, updated_at: new Date().toISOString() }).catch(() => undefined);
       await Promise.all(svc.replicas.map((r) => r.stop(opts.drain ? this.#drainGraceMs : 0)));
-      await Promise.all(svc.replicas.map((r) => this.#runtime.release(name, r.id)));
-      await this.#runtime.releaseService(name);
+      const runtime = this.#runtimeFor(svc.spec);
+      await Promise.all(svc.replicas.map((r) => runtime.release(name, r.id).catch(() => undefined)));
+      await runtime.releaseService(name).catch(() => undefined);
       await this.#store.deleteEndpoint(name).catch((err: unknown) => this.#logger.warn({ err, service: name }, 'could not delete endpoint'));
       await this.#store.deleteService(name);
       this.#services.delete(name);
@@ -431,6 +761,28 @@ export class ServiceController {
       this.#logger.info({ service: name }, 'service terminated');
     })();
     await svc.terminating;
+    return true;
+  }
+
+  /**
+   * A follower marks the record terminating and waits (bounded) for the leader to finish,
+   * so a DELETE answered 204 means the endpoint is gone whenever a leader is alive.
+   */
+  async #terminateRemote(name: string): Promise<boolean> {
+    const record = await this.#store.getService(name);
+    if (!record) return false;
+    const spec = serviceSpecSchema.safeParse(record.spec);
+    if (!spec.success) {
+      await this.#store.deleteService(name);
+      return true;
+    }
+    if (!spec.data.terminating) await this.#store.putService({ name, spec: { ...spec.data, terminating: true }, updated_at: new Date().toISOString() });
+    const until = Date.now() + REMOTE_TERMINATE_WAIT_MS;
+    while (Date.now() < until && !this.#stopped) {
+      if (this.#acting) return this.terminate(name);
+      if (!(await this.#store.getService(name).catch(() => record))) return true;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     return true;
   }
 
@@ -631,9 +983,11 @@ export class ServiceController {
   async #writeRoutes(svc: ServiceState): Promise<void> {
     const routes = svc.replicas
       .filter((r) => r.port !== undefined)
-      .map((r) => ({ id: r.id, url: `http://${this.#advertiseHost}:${r.port}`, weight: r.status === 'terminating' ? 0 : 1, status: r.status }));
+      .map((r) => ({ id: r.id, url: `http://${this.#routeHost(r)}:${r.port}`, weight: r.status === 'terminating' ? 0 : 1, status: r.status }));
+    if (!this.#acting) return;
     try {
-      await patchEndpoint(this.#store, svc.spec.name, { routes, autoscaled: svc.spec.autoscaling !== undefined });
+      await patchEndpoint(this.#store, svc.spec.name, { routes, autoscaled: svc.spec.autoscaling !== undefined }, undefined, this.#leadership.fence);
+      await this.#publish(svc);
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'ADM_NOT_FOUND') {
         if (!svc.terminating && !this.#stopped) {
@@ -645,6 +999,29 @@ export class ServiceController {
       }
       this.#logger.warn({ err, service: svc.spec.name }, 'could not write route table; will retry');
       throw err;
+    }
+  }
+
+  /** Local processes are reached at CONTROLLER_ADVERTISE_HOST; Pods at their own IP. */
+  #routeHost(r: Replica): string {
+    return r.ref && r.ref.runtime !== 'process' ? r.ref.host : this.#advertiseHost;
+  }
+
+  /** Writes the observed state for followers and the next leader (lease mode only). */
+  async #publish(svc: ServiceState): Promise<void> {
+    const fence = this.#leadership.fence;
+    if (!this.#cluster || !fence || !this.#acting || svc.terminating) return;
+    const { url: _url, ...view } = this.#view(svc, 0);
+    const refs: PublishedStatus['refs'] = {};
+    for (const r of svc.replicas) if (r.ref && r.status === 'healthy' && !r.retiring) refs[r.id] = { ...r.ref, generation: r.generation, restarts: r.restarts };
+    const body = { view, generation: svc.generation, roll_key: this.#rollKey(svc.spec, svc.loaded), refs, leader: this.#leadership.instance };
+    const text = JSON.stringify(body);
+    if (text === svc.published) return;
+    try {
+      await this.#cluster.putServiceStatus(svc.spec.name, { ...body, updated_at: new Date().toISOString() } satisfies PublishedStatus, fence);
+      svc.published = text;
+    } catch (err) {
+      this.#logger.debug({ err, service: svc.spec.name }, 'could not publish service status');
     }
   }
 
@@ -662,7 +1039,7 @@ export class ServiceController {
   }
 
   #reconcile(svc: ServiceState): void {
-    if (svc.terminating || this.#stopped || !svc.loaded || this.#services.get(svc.spec.name) !== svc) return;
+    if (svc.terminating || this.#stopped || !this.#acting || !svc.loaded || this.#services.get(svc.spec.name) !== svc) return;
     const desired = this.#desired(svc);
     const live = svc.replicas.filter((r) => !r.retiring);
     this.#metrics?.serviceDesiredReplicas.labels(svc.spec.name).set(desired);
@@ -708,15 +1085,8 @@ export class ServiceController {
     const replica = new Replica({
       id: newRouteId(),
       generation: svc.generation,
-      runtime: this.#runtime,
-      launch: {
-        serviceName: svc.spec.name,
-        modelFolder: svc.spec.model_folder,
-        mountDestination: svc.spec.model_mount_destination,
-        model: svc.loaded!.model,
-        env: svc.spec.env,
-        resources: replicaResources(svc.spec.resources),
-      },
+      runtime: this.#runtimeFor(svc.spec),
+      launch: launchOf(svc.spec, svc.loaded!),
       policy: this.#policy,
       onChange: async (r) => {
         this.#noteReplica(svc, r, seen);
@@ -740,7 +1110,9 @@ export class ServiceController {
     } finally {
       if (drains) svc.draining--;
       svc.replicas = svc.replicas.filter((r) => r !== replica);
-      await this.#runtime.release(svc.spec.name, replica.id).catch(() => undefined);
+      await this.#runtimeFor(svc.spec)
+        .release(svc.spec.name, replica.id)
+        .catch(() => undefined);
       await svc.sync().catch(() => undefined);
       this.#kick(svc);
     }
@@ -782,9 +1154,12 @@ export class ServiceController {
       env: spec.env,
       resources,
       resources_enforced: enforced,
+      runtime: spec.runtime ?? 'process',
+      image: spec.image ?? null,
+      model_volume: spec.model_volume ?? null,
       error: svc.definitionError ?? null,
       created_at: spec.created_at,
-      routes: svc.replicas.map((r) => r.view(logLines)),
+      routes: svc.replicas.map((r) => r.view(logLines, this.#routeHost(r))),
     };
     if (this.#endpointUrl) view.url = this.#endpointUrl(spec.name);
     if (svc.autoscaler && spec.autoscaling) {
@@ -795,6 +1170,13 @@ export class ServiceController {
     }
     return view;
   }
+}
+
+function parsePublished(raw: unknown): PublishedStatus | null {
+  if (!raw || typeof raw !== 'object') return null;
+  const p = raw as Partial<PublishedStatus>;
+  if (!p.view || typeof p.generation !== 'number' || typeof p.roll_key !== 'string' || !p.refs || typeof p.refs !== 'object') return null;
+  return p as PublishedStatus;
 }
 
 /** Runs `fn` one call at a time; calls made while one waits share the next run. */

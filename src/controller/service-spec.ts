@@ -30,9 +30,35 @@ export const resourcesSchema = z
         else if (bytes < MIN_MEMORY_BYTES) ctx.addIssue({ code: 'custom', message: 'must be at least 4m' });
       })
       .optional(),
+    /** GPUs (Kubernetes: `nvidia.com/gpu`); the process runtime records it only. */
+    gpu: z.number().int('must be a whole number of GPUs').min(0).max(64).optional(),
+    /** Size of /dev/shm (Kubernetes: a memory-backed emptyDir). */
+    shared_memory: z
+      .union([z.string().max(32), z.number()])
+      .superRefine((v, ctx) => {
+        if (parseMemory(v) === null) ctx.addIssue({ code: 'custom', message: 'expected a size like "1g", "512m" or a number of bytes' });
+      })
+      .optional(),
   })
   .strict();
 export type Resources = z.infer<typeof resourcesSchema>;
+
+export const runtimeSchema = z.enum(['process', 'kubernetes']);
+
+/** Where a Kubernetes replica finds the model folder (mounted at the definition's model_path). */
+export const modelVolumeSchema = z.union([
+  z.object({ claim: z.string().min(1).max(253), sub_path: z.string().max(4096).optional(), read_only: z.boolean().optional() }).strict(),
+  z.object({ host_path: z.string().min(1).max(4096).startsWith('/', 'must be an absolute path') }).strict(),
+]);
+export type ModelVolume = z.infer<typeof modelVolumeSchema>;
+
+const imageSchema = z.string().min(1).max(1024).regex(/^\S+$/, 'must be an image reference without spaces');
+
+/** runtime "kubernetes" needs an image; the others must not carry Kubernetes-only fields. */
+function checkRuntime(v: { runtime?: string; image?: string; model_volume?: unknown }, ctx: z.RefinementCtx): void {
+  if (v.runtime === 'kubernetes' && !v.image) ctx.addIssue({ code: 'custom', path: ['image'], message: 'required with runtime "kubernetes"' });
+  if (v.runtime === 'process' && v.image) ctx.addIssue({ code: 'custom', path: ['image'], message: 'only used with runtime "kubernetes"' });
+}
 
 export const envSchema = z
   .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _').max(256), z.string().max(65_536))
@@ -61,8 +87,13 @@ export const createServiceSchema = z
     resources: resourcesSchema.optional(),
     /** Present: the controller owns the replica count (`replicas` is only the first count). */
     autoscaling: autoscalingSchema.optional(),
+    /** Default: CONTROLLER_RUNTIME. */
+    runtime: runtimeSchema.optional(),
+    image: imageSchema.optional(),
+    model_volume: modelVolumeSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine(checkRuntime);
 export type CreateServiceInput = z.infer<typeof createServiceSchema>;
 
 export const patchServiceSchema = z
@@ -104,9 +135,14 @@ export const serviceSpecSchema = z.object({
   autoscaling: autoscalingSchema.optional(),
   /** The autoscaler's last decided count, so a restarted controller resumes from it. */
   autoscaling_desired: z.number().int().min(0).optional(),
+  runtime: runtimeSchema.optional(),
+  image: z.string().optional(),
+  model_volume: modelVolumeSchema.optional(),
   endpoint_id: z.string(),
   created_at: z.string(),
   /** Set while a termination is in progress, so a restart finishes it instead of reviving it. */
   terminating: z.boolean().optional(),
+  /** Bumped by "clear error and retry" on a non-leader; the leader clears on seeing it change. */
+  clear_errors: z.number().int().optional(),
 });
 export type ServiceSpec = z.infer<typeof serviceSpecSchema>;

@@ -5,7 +5,7 @@ import { ENDPOINT_NAME_RE, type RouteTable } from '../schema/route-table.js';
 import type { Logger } from '../obs/logger.js';
 import { parseRedisUrl } from '../config/redis-url.js';
 import { parseLoadReport, type LoadReport } from './load-board.js';
-import { DELETE_ENDPOINT_LUA, UPDATE_ENDPOINT_LUA } from './redis-scripts.js';
+import { ACQUIRE_LEASE_LUA, DELETE_ENDPOINT_LUA, PUT_SERVICE_STATUS_LUA, RELEASE_LEASE_LUA, RENEW_LEASE_LUA, UPDATE_ENDPOINT_LUA } from './redis-scripts.js';
 import { addFields, emptyReport, incrementFields, MINUTE, USAGE_RETENTION_MS, type UsageIncrement, type UsageQuery, type UsageReport } from './usage.js';
 import {
   nowSeconds,
@@ -17,6 +17,7 @@ import {
   storeUnavailable,
 } from './records.js';
 import type {
+  LeaseStore,
   RevokedToken,
   ServiceRecord,
   Store,
@@ -68,6 +69,10 @@ class Script {
 }
 const UPDATE_SCRIPT = new Script(UPDATE_ENDPOINT_LUA);
 const DELETE_SCRIPT = new Script(DELETE_ENDPOINT_LUA);
+const ACQUIRE_SCRIPT = new Script(ACQUIRE_LEASE_LUA);
+const RENEW_SCRIPT = new Script(RENEW_LEASE_LUA);
+const RELEASE_SCRIPT = new Script(RELEASE_LEASE_LUA);
+const STATUS_SCRIPT = new Script(PUT_SERVICE_STATUS_LUA);
 
 function isReplyError(err: unknown): err is Error {
   return err instanceof Error && err.name === 'ReplyError';
@@ -77,7 +82,7 @@ function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&');
 }
 
-export class RedisStore implements Store {
+export class RedisStore implements Store, LeaseStore {
   readonly kind = 'redis' as const;
   readonly #prefix: string;
   readonly #logger: Logger;
@@ -344,8 +349,9 @@ export class RedisStore implements Store {
       const prepared = prepareUpdate(name, raw, update, opts, this.#logger);
       const event = JSON.stringify({ kind: 'endpoint', name, version: prepared.table.version });
       const written = await this.#run('update endpoint', (r) =>
-        this.#evalScript(r, UPDATE_SCRIPT, [key, `${this.#prefix}endpoints`], [prepared.base, prepared.json, name, this.#channel, event]),
+        this.#evalScript(r, UPDATE_SCRIPT, [key, `${this.#prefix}endpoints`, this.#leaseKey], [prepared.base, prepared.json, name, this.#channel, event, opts?.fence ?? '']),
       );
+      if (written === -1) throw lostLease(`endpoint ${name} not written`);
       if (written === 1) {
         await this.#confirmReplicated('update endpoint');
         return { table: prepared.table, created: prepared.created };
@@ -504,6 +510,7 @@ export class RedisStore implements Store {
       const results = await r
         .multi()
         .del(this.#key('service', name))
+        .del(this.#key('service-status', name))
         .srem(`${this.#prefix}services`, name)
         .publish(this.#channel, event)
         .exec();
@@ -512,6 +519,49 @@ export class RedisStore implements Store {
     });
     await this.#confirmReplicated('delete service');
     return deleted;
+  }
+  // ---------------------------------------------------------------- controller leadership
+
+  get #leaseKey(): string {
+    return `${this.#prefix}controller:lease`;
+  }
+
+  async acquireLease(holder: string, ttlMs: number): Promise<string | null> {
+    const value = await this.#run('acquire controller lease', (r) => this.#evalScript(r, ACQUIRE_SCRIPT, [this.#leaseKey, `${this.#prefix}controller:fence`], [holder, ttlMs]));
+    return typeof value === 'string' ? value : null;
+  }
+
+  async renewLease(value: string, ttlMs: number): Promise<boolean> {
+    return (await this.#run('renew controller lease', (r) => this.#evalScript(r, RENEW_SCRIPT, [this.#leaseKey], [value, ttlMs]))) === 1;
+  }
+
+  async releaseLease(value: string): Promise<void> {
+    await this.#run('release controller lease', (r) => this.#evalScript(r, RELEASE_SCRIPT, [this.#leaseKey], [value]));
+  }
+
+  async readLease(): Promise<{ value: string; ttl_ms: number } | null> {
+    return this.#run('read controller lease', async (r) => {
+      const [[, value], [, ttl]] = ((await r.multi().get(this.#leaseKey).pttl(this.#leaseKey).exec()) ?? [[], []]) as [unknown, unknown][];
+      return typeof value === 'string' ? { value, ttl_ms: typeof ttl === 'number' ? Math.max(ttl, 0) : 0 } : null;
+    });
+  }
+
+  async putServiceStatus(name: string, status: unknown, fence: string): Promise<boolean> {
+    const result = await this.#run('store service status', (r) =>
+      this.#evalScript(r, STATUS_SCRIPT, [this.#key('service-status', name), this.#leaseKey, this.#key('service', name)], [JSON.stringify(status), fence]),
+    );
+    if (result === -1) throw lostLease(`status of service ${name} not written`);
+    return result === 1;
+  }
+
+  async getServiceStatus(name: string): Promise<unknown> {
+    const raw = await this.#run('read service status', (r) => r.get(this.#key('service-status', name)).catch(nullOnWrongType));
+    if (raw === null) return null;
+    try {
+      return JSON.parse(raw) as unknown;
+    } catch {
+      return null;
+    }
   }
 
   async addUsage(increments: UsageIncrement[]): Promise<void> {
@@ -597,6 +647,10 @@ export class RedisStore implements Store {
   async requestWake(name: string): Promise<void> {
     await this.#run('publish wake', (r) => r.publish(this.#channel, JSON.stringify({ kind: 'wake', name })));
   }
+}
+
+function lostLease(what: string): GatewayError {
+  return new GatewayError('ADM_CONFLICT', { message: `${what}: this controller no longer holds the lease (another instance leads)` });
 }
 
 function throwExecErrors(results: [Error | null, unknown][] | null): void {

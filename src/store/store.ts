@@ -57,6 +57,12 @@ export type TableUpdate = (current: RouteTable | null) => Omit<RouteTable, 'vers
 export interface UpdateOptions {
   /** Compare-and-set: fail with ADM_CONFLICT unless the stored version equals this. */
   expectedVersion?: number;
+  /**
+   * The controller lease value the writer holds (leadership.ts): the write is refused with
+   * ADM_CONFLICT when the lease has moved on, so a paused old leader cannot overwrite the new
+   * one's tables. Ignored by the embedded store, where the single process always leads.
+   */
+  fence?: string;
 }
 
 export interface StoreHealth {
@@ -116,4 +122,22 @@ export interface Store {
 
   /** Subscribes to change events (at-most-once; readers also resync periodically). */
   subscribe(listener: (event: StoreEvent) => void): () => void;
+}
+
+/** What a store that several controllers share offers for leadership (RedisStore). */
+export interface LeaseStore {
+  /** Takes the lease if free (or renews it if already ours); the held value, or null. */
+  acquireLease(holder: string, ttlMs: number): Promise<string | null>;
+  /** True when still ours and extended. */
+  renewLease(value: string, ttlMs: number): Promise<boolean>;
+  releaseLease(value: string): Promise<void>;
+  /** The current value and its remaining time, or null when nobody leads. */
+  readLease(): Promise<{ value: string; ttl_ms: number } | null>;
+  /** Writes the leader's observed state of a service; false when fenced out or the service is gone. */
+  putServiceStatus(name: string, status: unknown, fence: string): Promise<boolean>;
+  getServiceStatus(name: string): Promise<unknown>;
+}
+
+export function isLeaseStore(store: Store): store is Store & LeaseStore {
+  return typeof (store as Partial<LeaseStore>).acquireLease === 'function';
 }

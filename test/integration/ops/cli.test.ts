@@ -174,7 +174,8 @@ describe('modelgate service against a gateway running the controller', { timeout
     expect(view.routes[0]).toMatchObject({ status: 'healthy' });
 
     const table = await modelgate(['service', 'get', 'web', ...admin], env);
-    expect(table.stdout).toMatch(/^ROUTE\s+STATUS\s+PORT\s+PID\s+RESTARTS\s+LAST ERROR/m);
+    expect(table.stdout).toMatch(/^ROUTE\s+STATUS\s+PORT\s+PID\s+RESTARTS\s+LAST ERROR\s+RUNTIME\s+NODE\s+HOST$/m);
+    expect(table.stdout).toMatch(/\s-\s+process\s+\S+\s+127\.0\.0\.1$/m);
 
     const rm = await modelgate(['service', 'rm', 'web', ...admin], env);
     expect(rm.code).toBe(0);
