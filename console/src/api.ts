@@ -4,6 +4,7 @@ import type { createServiceSchema, patchServiceSchema, validateServiceSchema } f
 import type { FieldError } from '../../src/errors/gateway-error.js';
 import type { RouteTable } from '../../src/schema/route-table.js';
 import type { EndpointStats } from '../../src/obs/endpoint-stats.js';
+import type { ServiceEvent } from '../../src/controller/autoscale/events.js';
 import type { endpointBodySchema, routePatchSchema } from '../../src/admin/endpoints-routes.js';
 import type { issueBodySchema } from '../../src/admin/tokens-routes.js';
 
@@ -12,7 +13,7 @@ import type { issueBodySchema } from '../../src/admin/tokens-routes.js';
  * schemas that validate the API on the server, so a renamed field breaks the console's build.
  */
 
-export type { ServiceView, ValidateEvent, FieldError, RouteTable, EndpointStats };
+export type { ServiceView, ValidateEvent, FieldError, RouteTable, EndpointStats, ServiceEvent };
 export type ReplicaView = ServiceView['routes'][number];
 
 /** Autoscaling as POST/PATCH /v1/services take it (docs/api.md); optional on servers without it. */
@@ -28,6 +29,7 @@ export interface AutoscalingInput {
 export interface AutoscalingStatus {
   desired?: number;
   current?: number;
+  panicking?: boolean;
   last_decision?: { at: string; from: number; to: number; reason: string } | null;
 }
 
@@ -135,6 +137,9 @@ export class AdminApi {
   patchService = (name: string, body: PatchServiceBody): Promise<Service> => this.#json('PATCH', `/v1/services/${enc(name)}`, body);
   terminateService = (name: string): Promise<void> => this.#json('DELETE', `/v1/services/${enc(name)}`);
   clearErrors = (name: string): Promise<Service> => this.#json('POST', `/v1/services/${enc(name)}/errors/clear`);
+  /** Newest first: scale decisions, replica restarts and health changes. */
+  serviceEvents = async (name: string, limit = 10): Promise<ServiceEvent[]> =>
+    (await this.#json<{ events: ServiceEvent[] }>('GET', `/v1/services/${enc(name)}/events?limit=${limit}`)).events;
 
   /** POST /v1/services/validate: one line of NDJSON per event, passed to `onEvent` as it arrives. */
   async validate(body: ValidateBody, onEvent: (event: ValidateEvent) => void, signal?: AbortSignal): Promise<ValidateResult> {

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import type { AdminApi, ApiError, Endpoint, Service } from './api.js';
+import type { AdminApi, ApiError, AutoscalingStatus, Endpoint, Service, ServiceEvent } from './api.js';
 import { EndpointCharts } from './charts.js';
 import { formatTime } from './format.js';
 import { usePoll } from './hooks.js';
@@ -10,15 +10,21 @@ import { ErrorBanner, StatusBadge } from './ui.js';
 
 /**
  * A service's routing page: its endpoint, the routes table (one route per replica: status,
- * address, restarts, last error), live charts and the tokens.
+ * runtime, node / host, address, restarts, last error), the autoscaling status and recent
+ * events, live charts and the tokens.
  */
 export function ServicePage(props: { api: AdminApi; name: string }) {
   const { api, name } = props;
-  // Both are read together so the routes table never mixes two moments.
+  // Read together so the routes table never mixes two moments. Events are optional: a server
+  // without them (or a failed read) just leaves the list out.
   const state = usePoll(
     async () => {
-      const [service, endpoint] = await Promise.all([api.getService(name, 20), api.getEndpoint(name).catch(() => null as Endpoint | null)]);
-      return { service, endpoint };
+      const [service, endpoint, events] = await Promise.all([
+        api.getService(name, 20),
+        api.getEndpoint(name).catch(() => null as Endpoint | null),
+        api.serviceEvents(name, 10).catch(() => null as ServiceEvent[] | null),
+      ]);
+      return { service, endpoint, events };
     },
     2000,
     [api, name],
@@ -88,11 +94,18 @@ export function ServicePage(props: { api: AdminApi; name: string }) {
           </div>
           <div>
             <dt>Autoscaling</dt>
+            <dd>{auto ? `${auto.min_replicas}–${auto.max_replicas} replicas, ${auto.target_in_flight} in flight each` : 'off (fixed count)'}</dd>
+          </div>
+          <div>
+            <dt>Runtime</dt>
             <dd>
-              {auto
-                ? `${auto.min_replicas}–${auto.max_replicas} replicas, ${auto.target_in_flight} in flight each` +
-                  (auto.status?.last_decision ? ` · last: ${auto.status.last_decision.from} → ${auto.status.last_decision.to} (${auto.status.last_decision.reason})` : '')
-                : 'off (fixed count)'}
+              {service.runtime ?? 'process'}
+              {service.image ? (
+                <>
+                  {' · '}
+                  <code>{service.image}</code>
+                </>
+              ) : null}
             </dd>
           </div>
           <div>
@@ -117,6 +130,8 @@ export function ServicePage(props: { api: AdminApi; name: string }) {
             <tr>
               <th scope="col">Route ID</th>
               <th scope="col">Status</th>
+              <th scope="col">Runtime</th>
+              <th scope="col">Node / host</th>
               <th scope="col">Address</th>
               <th scope="col">Restarts</th>
               <th scope="col">Last error</th>
@@ -134,6 +149,8 @@ export function ServicePage(props: { api: AdminApi; name: string }) {
                 <td>
                   <StatusBadge status={r.status} />
                 </td>
+                <td>{r.runtime ?? '—'}</td>
+                <td>{nodeAndHost(r.node, r.host)}</td>
                 <td>
                   <code>{routeUrls.get(r.id) ?? (r.port ? `127.0.0.1:${r.port}` : '—')}</code>
                   {r.pid ? <span class="hint"> pid {r.pid}</span> : null}
@@ -151,7 +168,7 @@ export function ServicePage(props: { api: AdminApi; name: string }) {
             ))}
             {service.routes.length === 0 && (
               <tr>
-                <td colSpan={6} class="empty">
+                <td colSpan={8} class="empty">
                   No route: {service.replicas === 0 ? 'scaled to zero' : 'replicas are being started'}.
                 </td>
               </tr>
@@ -165,8 +182,47 @@ export function ServicePage(props: { api: AdminApi; name: string }) {
         )}
       </section>
 
+      {(auto?.status || (state.data?.events?.length ?? 0) > 0) && <ScalingCard status={auto?.status} events={state.data?.events ?? []} />}
+
       <EndpointCharts api={api} endpoint={name} />
       <TokensPanel api={api} endpoint={name} isPublic={service.public} />
+    </section>
+  );
+}
+
+/** "node / host", or one of them when the other is unknown or the same (a process replica). */
+function nodeAndHost(node: string | null | undefined, host: string | null | undefined): string {
+  if (node && host && node !== host) return `${node} / ${host}`;
+  return node || host || '—';
+}
+
+/**
+ * The controller's view of the count (desired vs current, the last decision and why) and the
+ * service's recent events, newest first, so an operator sees why the replica count moved.
+ */
+function ScalingCard(props: { status?: AutoscalingStatus; events: ServiceEvent[] }) {
+  const { status, events } = props;
+  const last = status?.last_decision;
+  return (
+    <section class="card" aria-labelledby="scaling-title">
+      <div class="card-head">
+        <h2 id="scaling-title">{status ? 'Scaling and events' : 'Recent events'}</h2>
+      </div>
+      {status && (
+        <p role="status" aria-label="Autoscaling status">
+          Autoscaling: {last ? `${last.from} → ${last.to} ` : ''}(desired {status.desired ?? '—'}, current {status.current ?? '—'}){status.panicking ? ', panicking' : ''}
+          {last ? ` — ${last.reason}, at ${formatTime(last.at)}` : ' — no decision yet'}
+        </p>
+      )}
+      {events.length > 0 && (
+        <ol class="events" aria-label="Recent events">
+          {events.map((e, i) => (
+            <li key={`${e.at}-${i}`}>
+              <time dateTime={e.at}>{formatTime(e.at)}</time> <span class="badge muted">{e.kind}</span> {e.message}
+            </li>
+          ))}
+        </ol>
+      )}
     </section>
   );
 }

@@ -216,6 +216,14 @@ describe('console in a real browser', () => {
       // A server with autoscaling (DESIGN.md "Autoscaling and scale to zero").
       await form.waitFor({ state: 'detached' });
       await serviceRow('scaled').waitFor();
+      // Its page shows the controller's count as the API reports it (no traffic: it stays put).
+      await page.getByRole('link', { name: 'scaled' }).click();
+      const status = page.getByRole('status', { name: 'Autoscaling status' });
+      await status.waitFor();
+      const s = (await gw.admin('GET', '/v1/services/scaled')).body.autoscaling.status;
+      await eventually(async () => ((await status.textContent()) ?? '').includes(`desired ${s.desired}, current ${s.current}`), { what: 'the autoscaling status', timeoutMs: 10_000, stepMs: 100 });
+      expect(await status.textContent()).toMatch(/^Autoscaling: /);
+      await page.getByRole('link', { name: '‹ Back to the list' }).click();
       expect((await gw.admin('DELETE', '/v1/services/scaled')).status).toBe(204);
     } else {
       // A server without it refuses the unknown field: said in the dialog, nothing created.
@@ -255,6 +263,26 @@ describe('console in a real browser', () => {
     expect(await first.textContent()).toMatch(/http:\/\/127\.0\.0\.1:26\d{3}/);
     expect(await page.getByRole('columnheader', { name: 'Last error' }).count()).toBe(1);
     expect(await page.getByRole('columnheader', { name: 'Restarts' }).count()).toBe(1);
+    // Where each replica runs, as GET /v1/services/web reports it (issue 17).
+    const view = (await gw.admin('GET', '/v1/services/web')).body;
+    expect(view.runtime).toBe('process');
+    expect(await page.getByRole('columnheader', { name: 'Runtime' }).count()).toBe(1);
+    expect(await page.getByRole('columnheader', { name: 'Node / host' }).count()).toBe(1);
+    for (const r of view.routes) {
+      const row = routes.getByRole('row').filter({ hasText: r.id });
+      const cells = row.getByRole('cell');
+      expect(await cells.nth(2).textContent()).toBe(r.runtime);
+      expect(r.node ?? r.host).toBeTruthy();
+      const nodeHost = (await cells.nth(3).textContent()) ?? '';
+      for (const part of [r.node, r.host].filter(Boolean)) expect(nodeHost).toContain(part);
+    }
+    expect(await page.locator('dl.facts').textContent()).toContain('Runtimeprocess');
+    // Recent events, newest first, as the API lists them (the replicas' health changes at least).
+    const newest = async () => (await gw.admin('GET', '/v1/services/web/events?limit=10')).body.events as { message: string }[];
+    expect((await newest()).length).toBeGreaterThan(0);
+    const eventItems = page.getByRole('list', { name: 'Recent events' }).getByRole('listitem');
+    await eventually(async () => ((await eventItems.first().textContent()) ?? '').includes((await newest())[0].message), { what: 'the newest event first', timeoutMs: 10_000, stepMs: 200 });
+    expect(await eventItems.count()).toBeLessThanOrEqual(10);
 
     expect(await callEndpoint('web')).toBe(401);
     await page.getByRole('button', { name: 'Generate token' }).click();
