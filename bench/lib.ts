@@ -3,7 +3,7 @@
  * latency probe with microsecond resolution (autocannon records whole milliseconds), stats.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +19,11 @@ const children = new Set<ChildProcess>();
 export function killAll(): void {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
-process.on('exit', killAll);
+process.on('exit', () => {
+  killAll();
+  // Gateway logs and data of this run: gone with it.
+  rmSync(TMP, { recursive: true, force: true });
+});
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -12,7 +12,10 @@ export type RedisConnection =
   | { kind: 'sentinel'; options: RedisOptions; where: string; masterName: string };
 
 const SENTINEL_SCHEMES = ['redis+sentinel:', 'rediss+sentinel:'];
-const DEFAULT_SENTINEL_PORT = 26_379;
+/** Sentinel's own port when a sentinel address names none. */
+export const DEFAULT_SENTINEL_PORT = 26_379;
+/** Redis's port when a redis:// URL names none. */
+export const DEFAULT_REDIS_PORT = 6_379;
 
 export function isSentinelUrl(url: string): boolean {
   return SENTINEL_SCHEMES.some((scheme) => url.startsWith(`${scheme}//`));
@@ -27,7 +30,7 @@ export function parseRedisUrl(url: string): RedisConnection {
     } catch {
       throw new Error('is not a valid URL');
     }
-    return { kind: 'single', url, where: `Redis at ${parsed.hostname}:${parsed.port || '6379'}` };
+    return { kind: 'single', url, where: `Redis at ${parsed.hostname}:${parsed.port || DEFAULT_REDIS_PORT}` };
   }
   if (!isSentinelUrl(url)) throw new Error('must be a redis://, rediss:// or redis+sentinel:// URL');
   const scheme = url.slice(0, url.indexOf('//'));

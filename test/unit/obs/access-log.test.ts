@@ -1,4 +1,4 @@
-import { mkdtempSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -119,6 +119,7 @@ describe('access log', () => {
     await on.flush();
     closeSync(fd);
     const lines = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
+    rmSync(dir, { recursive: true, force: true });
     expect(lines.map((l) => l.request_id)).toEqual(['id-1', 'id-2', 'id-3']);
   });
 });
