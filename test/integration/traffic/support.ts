@@ -1,4 +1,5 @@
 import type { TestGateway } from '../../support/gateway.js';
+import { metric as metricAt } from '../../support/metrics.js';
 
 export interface ChatOptions {
   token?: string;
@@ -36,16 +37,6 @@ export async function issueToken(gw: TestGateway, endpoint: string, body: Record
 }
 
 /** A metric's value from /metrics (sum over label sets matching `labels`). */
-export async function metric(gw: TestGateway, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const res = await fetch(`${gw.adminUrl}/metrics`);
-  const text = await res.text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (rest[0] !== '{' && rest[0] !== ' ') continue;
-    if (!Object.entries(labels).every(([k, v]) => rest.includes(`${k}="${v}"`))) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
+export function metric(gw: TestGateway, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return metricAt(gw.adminUrl, name, labels);
 }
