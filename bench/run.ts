@@ -272,7 +272,8 @@ async function pinnedOnly(): Promise<void> {
 // `npm run bench -- autoscale`: burst and load ramp against an autoscaled service (bench/autoscale.ts);
 // `npm run bench -- pinned`: the pinned comparison alone (bench/pinned.ts);
 // `npm run bench -- tls`: TLS HTTP/1.1 and HTTP/2 against nginx with the same certificate (bench/tls.ts);
-// `npm run bench -- traffic`: the hot-path cost of caps, rate limits and metering (bench/traffic.ts).
+// `npm run bench -- traffic`: the hot-path cost of caps, rate limits and metering (bench/traffic.ts);
+// `npm run bench -- traffic --profile [--capped]`: where that cost goes (bench/traffic-profile.ts).
 const run = process.argv.includes('failover')
   ? () => import('./failover.js').then(() => undefined)
   : process.argv.includes('autoscale')
@@ -282,7 +283,7 @@ const run = process.argv.includes('failover')
       : process.argv.includes('pinned')
         ? pinnedOnly
         : process.argv.includes('traffic')
-          ? () => import('./traffic.js').then(() => undefined)
+          ? () => import(process.argv.includes('--profile') ? './traffic-profile.js' : './traffic.js').then(() => undefined)
           : main;
 
 run().then(

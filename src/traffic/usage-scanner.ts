@@ -1,7 +1,11 @@
 /**
  * Finds the top-level `usage` object (and whether `choices` is an empty array) in JSON text fed
- * in pieces, byte by byte, the way an HTTP parser reads a message: no copy of the document is
- * kept, only the bytes of the `usage` value itself (bounded).
+ * in pieces, the way an HTTP parser reads a message: no copy of the document is kept. The usage
+ * object is read where it lies in the chunk; only a usage object split across chunks is copied
+ * (bounded), so the common response allocates nothing.
+ *
+ * This runs on every metered response, so the state lives in locals during a feed (V8 keeps them
+ * in registers) and strings nobody reads are skipped in a tight loop, or natively when long.
  */
 
 const QUOTE = 0x22;
@@ -15,13 +19,17 @@ const RBRACKET = 0x5d;
 
 /** A `usage` object bigger than this is not one (and is ignored). */
 export const USAGE_MAX_BYTES = 4096;
-const KEY_MAX = 16;
+/** Past this many bytes of one skipped string, the search for its end goes native (long message content). */
+const NATIVE_SKIP_AFTER = 32;
 
 const enum Key {
   Other = 0,
   Usage = 1,
   Choices = 2,
 }
+
+const USAGE_KEY = 'usage';
+const CHOICES_KEY = 'choices';
 
 export interface Usage {
   prompt: number;
@@ -34,148 +42,201 @@ export class UsageScanner {
   #escape = false;
   /** At depth 1, the next string is a key (after `{` or `,`). */
   #expectKey = false;
-  #keyBytes: number[] = [];
-  #capturingKey = false;
+  /** Reading a top-level key, matched against "usage" and "choices" as its bytes pass. */
+  #inKey = false;
+  #keyLen = 0;
+  #keyIsUsage = false;
+  #keyIsChoices = false;
   #lastKey: Key = Key.Other;
   /** After the `:` of a top-level key, before its value starts. */
   #awaitValue = false;
-  #capture: Buffer | null = null;
-  #captureLen = 0;
   #capturing = false;
   #choicesOpen = false;
   /** `choices` seen as `[]`. */
   choicesEmpty = false;
-  /** Raw bytes of the last top-level `usage` object. */
-  #usageRaw: Buffer | null = null;
+  /** Bytes of a usage object begun in an earlier piece (allocated only when one is split). */
+  #spill: Buffer | null = null;
+  /** Bytes of the usage object in earlier pieces (counted past the bound, kept up to it). */
+  #spillLen = 0;
+  /** A top-level usage object (within the bound) ended; its counts, or null when malformed. */
+  #seen = false;
+  #usage: Usage | null = null;
 
   reset(): void {
     this.#depth = 0;
     this.#inString = false;
     this.#escape = false;
     this.#expectKey = false;
-    this.#capturingKey = false;
+    this.#inKey = false;
     this.#lastKey = Key.Other;
     this.#awaitValue = false;
     this.#capturing = false;
-    this.#captureLen = 0;
+    this.#spillLen = 0;
     this.#choicesOpen = false;
     this.choicesEmpty = false;
-    this.#usageRaw = null;
+    this.#seen = false;
+    this.#usage = null;
   }
 
   /** True when a `usage` object was seen. */
   get hasUsage(): boolean {
-    return this.#usageRaw !== null;
+    return this.#seen;
+  }
+
+  /** The counts of the last `usage` object seen, or null when absent or malformed. */
+  usage(): Usage | null {
+    return this.#usage;
   }
 
   feed(buf: Buffer, start = 0, end = buf.length): void {
-    // Next backslash at or after i in this chunk: -2 unknown, -1 none (searched once, kept, so
-    // the skipping below stays linear in the chunk).
+    let depth = this.#depth;
+    let inString = this.#inString;
+    let escape = this.#escape;
+    let expectKey = this.#expectKey;
+    let inKey = this.#inKey;
+    let keyLen = this.#keyLen;
+    let keyIsUsage = this.#keyIsUsage;
+    let keyIsChoices = this.#keyIsChoices;
+    let lastKey = this.#lastKey;
+    let awaitValue = this.#awaitValue;
+    let capturing = this.#capturing;
+    let choicesOpen = this.#choicesOpen;
+    // Where the usage object's bytes start in this piece.
+    let captureFrom = start;
+    // Next backslash at or after i: -2 not searched yet, -1 none in the buffer (searched once, so
+    // the native skipping stays linear in the piece).
     let backslash = -2;
     for (let i = start; i < end; i++) {
-      // Inside a string that is not being kept: jump to the next quote or backslash natively
-      // (message content is most of an LLM response's bytes).
-      if (this.#inString && !this.#escape && !this.#capturing && !this.#capturingKey) {
-        const q = buf.indexOf(QUOTE, i);
-        let next = q < 0 || q >= end ? end : q;
-        if (backslash !== -1 && backslash < i) backslash = buf.indexOf(BACKSLASH, i);
-        if (backslash >= 0 && backslash < next) next = backslash;
-        if (next >= end) return;
-        i = next;
+      const b = buf[i];
+      if (inString) {
+        if (escape) {
+          escape = false;
+        } else if (b === BACKSLASH) {
+          escape = true;
+        } else if (b === QUOTE) {
+          inString = false;
+          if (inKey) {
+            inKey = false;
+            expectKey = false;
+            lastKey = keyIsUsage && keyLen === 5 ? Key.Usage : keyIsChoices && keyLen === 7 ? Key.Choices : Key.Other;
+          }
+        } else if (inKey) {
+          // Escaped bytes and backslashes do not count as key bytes (as they never did).
+          if (keyLen < 5 && b !== USAGE_KEY.charCodeAt(keyLen)) keyIsUsage = false;
+          if (keyLen < 7 && b !== CHOICES_KEY.charCodeAt(keyLen)) keyIsChoices = false;
+          keyLen++;
+        } else {
+          // A string nobody reads (message content is most of a response): jump to its next
+          // quote or backslash, in JS for short runs, natively for long ones.
+          let j = i + 1;
+          const fast = j + NATIVE_SKIP_AFTER < end ? j + NATIVE_SKIP_AFTER : end;
+          while (j < fast) {
+            const c = buf[j];
+            if (c === QUOTE || c === BACKSLASH) break;
+            j++;
+          }
+          if (j === fast && j < end) {
+            const q = buf.indexOf(QUOTE, j);
+            let next = q < 0 || q >= end ? end : q;
+            if (backslash !== -1 && backslash < j) backslash = buf.indexOf(BACKSLASH, j);
+            if (backslash >= 0 && backslash < next) next = backslash;
+            j = next;
+          }
+          i = j - 1;
+        }
+        continue;
       }
-      this.#byte(buf[i]);
+      if (b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) continue;
+      if (awaitValue) {
+        awaitValue = false;
+        if (lastKey === Key.Usage && b === LBRACE) {
+          capturing = true;
+          captureFrom = i;
+          this.#spillLen = 0;
+        } else if (lastKey === Key.Choices && b === LBRACKET) choicesOpen = true;
+      } else if (choicesOpen) {
+        choicesOpen = false;
+        if (b === RBRACKET) this.choicesEmpty = true;
+      }
+      switch (b) {
+        case QUOTE:
+          inString = true;
+          if (depth === 1 && expectKey) {
+            inKey = true;
+            keyLen = 0;
+            keyIsUsage = true;
+            keyIsChoices = true;
+          }
+          break;
+        case LBRACE:
+        case LBRACKET:
+          depth++;
+          expectKey = depth === 1 && b === LBRACE;
+          break;
+        case RBRACE:
+        case RBRACKET:
+          depth--;
+          if (capturing && depth === 1) {
+            capturing = false;
+            this.#endCapture(buf, captureFrom, i + 1);
+          }
+          break;
+        case COMMA:
+          if (depth === 1) expectKey = true;
+          break;
+        case COLON:
+          if (depth === 1) awaitValue = true;
+          break;
+        default:
+      }
     }
+    if (capturing) this.#keep(buf, captureFrom, end);
+    this.#depth = depth;
+    this.#inString = inString;
+    this.#escape = escape;
+    this.#expectKey = expectKey;
+    this.#inKey = inKey;
+    this.#keyLen = keyLen;
+    this.#keyIsUsage = keyIsUsage;
+    this.#keyIsChoices = keyIsChoices;
+    this.#lastKey = lastKey;
+    this.#awaitValue = awaitValue;
+    this.#capturing = capturing;
+    this.#choicesOpen = choicesOpen;
   }
 
-  #byte(b: number): void {
-    if (this.#capturing) this.#keep(b);
-    if (this.#inString) {
-      if (this.#escape) this.#escape = false;
-      else if (b === BACKSLASH) this.#escape = true;
-      else if (b === QUOTE) {
-        this.#inString = false;
-        if (this.#capturingKey) this.#endKey();
-      } else if (this.#capturingKey && this.#keyBytes.length <= KEY_MAX) this.#keyBytes.push(b);
+  /** The piece ends inside the usage object: its bytes so far are copied (up to the bound). */
+  #keep(buf: Buffer, from: number, to: number): void {
+    const len = this.#spillLen;
+    this.#spillLen = len + (to - from);
+    if (len >= USAGE_MAX_BYTES) return;
+    const take = Math.min(to, from + (USAGE_MAX_BYTES - len));
+    let spill = this.#spill;
+    if (spill === null || spill.length < len + (take - from)) {
+      // Small first (a usage object is ~100 bytes), grown up to the bound.
+      const bigger = Buffer.allocUnsafe(Math.min(USAGE_MAX_BYTES, Math.max(256, 2 * (len + (take - from)))));
+      if (spill !== null && len > 0) spill.copy(bigger, 0, 0, len);
+      this.#spill = spill = bigger;
+    }
+    buf.copy(spill, len, from, take);
+  }
+
+  #endCapture(buf: Buffer, from: number, to: number): void {
+    const len = this.#spillLen;
+    const total = len + (to - from);
+    // Too big to be a usage object: ignored (an earlier one stays).
+    if (total > USAGE_MAX_BYTES) {
+      this.#spillLen = 0;
       return;
     }
-    if (b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) return;
-    if (this.#awaitValue) {
-      this.#awaitValue = false;
-      if (this.#lastKey === Key.Usage && b === LBRACE) this.#startCapture(b);
-      else if (this.#lastKey === Key.Choices && b === LBRACKET) this.#choicesOpen = true;
-    } else if (this.#choicesOpen) {
-      this.#choicesOpen = false;
-      if (b === RBRACKET) this.choicesEmpty = true;
+    this.#seen = true;
+    if (len === 0) {
+      this.#usage = readUsage(buf, from, to);
+      return;
     }
-    switch (b) {
-      case QUOTE:
-        this.#inString = true;
-        if (this.#depth === 1 && this.#expectKey) {
-          this.#capturingKey = true;
-          this.#keyBytes.length = 0;
-        }
-        return;
-      case LBRACE:
-      case LBRACKET:
-        this.#depth++;
-        this.#expectKey = this.#depth === 1 && b === LBRACE;
-        return;
-      case RBRACE:
-      case RBRACKET:
-        this.#depth--;
-        if (this.#capturing && this.#depth === 1) this.#endCapture();
-        return;
-      case COMMA:
-        if (this.#depth === 1) this.#expectKey = true;
-        return;
-      case COLON:
-        if (this.#depth === 1) this.#awaitValue = true;
-        return;
-      default:
-    }
-  }
-
-  #endKey(): void {
-    this.#capturingKey = false;
-    this.#expectKey = false;
-    const k = this.#keyBytes;
-    // "usage" / "choices", compared without building a string.
-    if (k.length === 5 && k[0] === 0x75 && k[1] === 0x73 && k[2] === 0x61 && k[3] === 0x67 && k[4] === 0x65) this.#lastKey = Key.Usage;
-    else if (k.length === 7 && k[0] === 0x63 && k[1] === 0x68 && k[2] === 0x6f && k[3] === 0x69 && k[4] === 0x63 && k[5] === 0x65 && k[6] === 0x73) {
-      this.#lastKey = Key.Choices;
-    } else this.#lastKey = Key.Other;
-  }
-
-  #startCapture(b: number): void {
-    // Small first (a usage object is ~100 bytes), grown up to the bound.
-    this.#capture ??= Buffer.allocUnsafe(256);
-    this.#capturing = true;
-    this.#captureLen = 0;
-    this.#keep(b);
-  }
-
-  #keep(b: number): void {
-    const len = this.#captureLen++;
-    if (len >= USAGE_MAX_BYTES) return;
-    let cap = this.#capture!;
-    if (len === cap.length) {
-      const bigger = Buffer.allocUnsafe(Math.min(USAGE_MAX_BYTES, cap.length * 2));
-      cap.copy(bigger);
-      this.#capture = cap = bigger;
-    }
-    cap[len] = b;
-  }
-
-  #endCapture(): void {
-    this.#capturing = false;
-    // The capture buffer is this scanner's own; it is not reused before usage() reads it.
-    if (this.#captureLen <= USAGE_MAX_BYTES) this.#usageRaw = this.#capture!.subarray(0, this.#captureLen);
-  }
-
-  /** The counts of the `usage` object seen, or null when absent or malformed. */
-  usage(): Usage | null {
-    const raw = this.#usageRaw;
-    return raw === null ? null : readUsage(raw);
+    this.#keep(buf, from, to);
+    this.#spillLen = 0;
+    this.#usage = readUsage(this.#spill!, 0, total);
   }
 }
 
@@ -185,41 +246,56 @@ const enum Field {
   Completion = 2,
 }
 
+function equals(raw: Buffer, start: number, key: string): boolean {
+  for (let k = 0; k < key.length; k++) if (raw[start + k] !== key.charCodeAt(k)) return false;
+  return true;
+}
+
 /** Which count a key of the usage object names (OpenAI and Responses-API spellings). */
 function fieldOf(raw: Buffer, start: number, end: number): Field {
-  const len = end - start;
-  if (len === 13 && raw.toString('latin1', start, end) === 'prompt_tokens') return Field.Prompt;
-  if (len === 17 && raw.toString('latin1', start, end) === 'completion_tokens') return Field.Completion;
-  if (len === 12 && raw.toString('latin1', start, end) === 'input_tokens') return Field.Prompt;
-  if (len === 13 && raw.toString('latin1', start, end) === 'output_tokens') return Field.Completion;
-  return Field.None;
+  switch (end - start) {
+    case 13:
+      if (equals(raw, start, 'prompt_tokens')) return Field.Prompt;
+      if (equals(raw, start, 'output_tokens')) return Field.Completion;
+      return Field.None;
+    case 17:
+      return equals(raw, start, 'completion_tokens') ? Field.Completion : Field.None;
+    case 12:
+      return equals(raw, start, 'input_tokens') ? Field.Prompt : Field.None;
+    default:
+      return Field.None;
+  }
+}
+
+function isSpace(b: number): boolean {
+  return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 }
 
 /**
- * Reads the two counts from the bytes of a `usage` object without JSON.parse (this runs once per
- * metered response). Only keys of the object itself count; a count must be a plain non-negative
- * integer. Anything malformed around a count makes it absent; the structure was already checked
- * by the scanner (balanced braces, strings closed).
+ * Reads the two counts from the bytes of a `usage` object (`raw[start..end)`) without JSON.parse
+ * (this runs once per metered response). Only keys of the object itself count; a count must be a
+ * plain non-negative integer. Anything malformed around a count makes it absent; the structure
+ * was already checked by the scanner (balanced braces, strings closed).
  */
-export function readUsage(raw: Buffer): Usage | null {
+export function readUsage(raw: Buffer, start = 0, end = raw.length): Usage | null {
   let prompt = -1;
   let completion = -1;
   let depth = 0;
-  let i = 0;
-  const n = raw.length;
+  let i = start;
+  const n = end;
   while (i < n) {
     const b = raw[i];
     if (b === QUOTE) {
-      const start = i + 1;
-      let j = start;
+      const from = i + 1;
+      let j = from;
       while (j < n && raw[j] !== QUOTE) j += raw[j] === BACKSLASH ? 2 : 1;
-      const field = depth === 1 ? fieldOf(raw, start, j) : Field.None;
+      const field = depth === 1 && j <= n ? fieldOf(raw, from, j) : Field.None;
       i = j + 1;
       if (field === Field.None) continue;
-      while (i < n && (raw[i] === 0x20 || raw[i] === 0x0a || raw[i] === 0x0d || raw[i] === 0x09)) i++;
-      if (raw[i] !== COLON) continue;
+      while (i < n && isSpace(raw[i])) i++;
+      if (i >= n || raw[i] !== COLON) continue;
       i++;
-      while (i < n && (raw[i] === 0x20 || raw[i] === 0x0a || raw[i] === 0x0d || raw[i] === 0x09)) i++;
+      while (i < n && isSpace(raw[i])) i++;
       let value = 0;
       let digits = 0;
       while (i < n && raw[i] >= 0x30 && raw[i] <= 0x39 && digits < 13) {
@@ -228,8 +304,8 @@ export function readUsage(raw: Buffer): Usage | null {
         i++;
       }
       // A number must end there: `12.5`, `1e3`, `12abc` or more than 12 digits are not counts.
-      const next = raw[i];
-      const ends = next === COMMA || next === RBRACE || next === 0x20 || next === 0x0a || next === 0x0d || next === 0x09;
+      const next = i < n ? raw[i] : -1;
+      const ends = next === COMMA || next === RBRACE || isSpace(next);
       if (digits === 0 || digits > 12 || !ends) continue;
       if (field === Field.Prompt) prompt = value;
       else completion = value;

@@ -1,0 +1,117 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { UsageScanner } from '../../../src/traffic/usage-scanner.js';
+import { ReferenceUsageScanner } from './support/usage-scanner-reference.js';
+
+function pieces(buf: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let last = 0;
+  for (const p of points) {
+    out.push(buf.subarray(last, p));
+    last = p;
+  }
+  out.push(buf.subarray(last));
+  return out;
+}
+
+function scan(text: Buffer, cuts: number[]) {
+  const fast = new UsageScanner();
+  const ref = new ReferenceUsageScanner();
+  for (const p of pieces(text, cuts)) {
+    // Fed as a window of a bigger buffer too: the scanner must not read past `end`.
+    const padded = Buffer.concat([Buffer.from('}"x'), p, Buffer.from('"}:,')]);
+    fast.feed(padded, 3, 3 + p.length);
+    ref.feed(p);
+  }
+  return {
+    fast: { has: fast.hasUsage, usage: fast.usage(), empty: fast.choicesEmpty },
+    ref: { has: ref.hasUsage, usage: ref.usage(), empty: ref.choicesEmpty },
+  };
+}
+
+const count = fc.oneof(fc.nat({ max: 100_000 }), fc.constantFrom('"7"', '1.5', '-3', 'null', '12abc', '9999999999999'));
+const usageObject = fc
+  .record({
+    p: count,
+    c: count,
+    extra: fc.jsonValue({ maxDepth: 2 }),
+    order: fc.boolean(),
+    spelling: fc.constantFrom(['prompt_tokens', 'completion_tokens'], ['input_tokens', 'output_tokens']),
+    pad: fc.constantFrom('', ' ', '\n  '),
+  })
+  .map(({ p, c, extra, order, spelling, pad }) => {
+    const a = `${pad}"${spelling[0]}"${pad}:${pad}${p}`;
+    const b = `"${spelling[1]}":${c}${pad}`;
+    return `{${order ? a : b},"details":${JSON.stringify(extra)},${order ? b : a}}`;
+  });
+/** Documents shaped like completions: usage at the top level, nested, in strings, choices empty or not. */
+const document = fc
+  .record({
+    before: fc.dictionary(fc.constantFrom('id', 'model', 'usage_x', 'x'), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 3 }),
+    choices: fc.oneof(fc.constant('[]'), fc.constant(' [ ] '), fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify([v]))),
+    usage: fc.oneof(usageObject, fc.constant('null'), fc.constant('"usage"')),
+    nested: fc.option(usageObject),
+    tricky: fc.constantFrom('', '"\\"usage\\": {\\"prompt_tokens\\": 9}"', '"usa\\"ge"', '"\\\\"'),
+    usageFirst: fc.boolean(),
+  })
+  .map(({ before, choices, usage, nested, tricky, usageFirst }) => {
+    const head = JSON.stringify(before).slice(1, -1);
+    const parts = [head, `"choices":${choices}`, `"note":${tricky || '1'}`, nested === null ? '' : `"n":{"usage":${nested}}`].filter((s) => s !== '');
+    const u = `"usage" : ${usage}`;
+    return `{${(usageFirst ? [u, ...parts] : [...parts, u]).join(',')}}`;
+  });
+
+describe('UsageScanner (against the byte-by-byte reference)', () => {
+  it('reads the same usage and choices from completion-shaped JSON split anywhere', () => {
+    fc.assert(
+      fc.property(document, fc.array(fc.nat(), { maxLength: 10 }), (doc, cuts) => {
+        const r = scan(Buffer.from(doc), cuts);
+        expect(r.fast).toEqual(r.ref);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('agrees on malformed input (bytes dropped, doubled or changed)', () => {
+    fc.assert(
+      fc.property(
+        document,
+        fc.array(fc.record({ at: fc.nat(), op: fc.constantFrom('drop', 'dup', '{', '}', '"', '\\', ':', ',', '[', ']') }), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        (doc, edits, cuts) => {
+          let s = doc;
+          for (const { at, op } of edits) {
+            const k = at % (s.length + 1);
+            s = op === 'drop' ? s.slice(0, k) + s.slice(k + 1) : op === 'dup' ? s.slice(0, k) + s.slice(k, k + 1) + s.slice(k) : s.slice(0, k) + op + s.slice(k);
+          }
+          const r = scan(Buffer.from(s), cuts);
+          expect(r.fast).toEqual(r.ref);
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('agrees on long strings and on usage objects near and over the 4 KiB bound', () => {
+    for (const len of [10, 31, 32, 33, 200, 5000]) {
+      for (const pad of [4000, 4096 - 40, 4096 - 39, 5000]) {
+        const doc = `{"choices":[{"message":{"content":"${'y'.repeat(len)}\\n${'z'.repeat(len)}"}}],"usage":{"prompt_tokens":3,"pad":"${'x'.repeat(pad)}","completion_tokens":4}}`;
+        for (const cuts of [[], [17], [len + 40, len + 60, len + 100], [doc.length - 30], [doc.length - 2000, doc.length - 1000]]) {
+          const r = scan(Buffer.from(doc), cuts);
+          expect(r.fast).toEqual(r.ref);
+        }
+      }
+    }
+  });
+
+  it('is reset between SSE events', () => {
+    const s = new UsageScanner();
+    s.feed(Buffer.from('{"choices":[],"usage":{"prompt_tokens":1}}'));
+    expect(s.usage()).toEqual({ prompt: 1, completion: 0 });
+    expect(s.choicesEmpty).toBe(true);
+    s.reset();
+    s.feed(Buffer.from('{"choices":[1],"usage":null}'));
+    expect([s.hasUsage, s.usage(), s.choicesEmpty]).toEqual([false, null, false]);
+  });
+});
