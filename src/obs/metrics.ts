@@ -202,28 +202,29 @@ export class Metrics {
     },
   });
 
-  readonly llmTokens = new Counter({
-    name: 'modelgate_llm_tokens_total',
-    help: 'LLM tokens metered from upstream usage, by endpoint and kind (prompt, completion)',
-    labelNames: ['endpoint', 'kind'] as const,
-    registers: [this.registry],
-  });
+  /** Per metered response: plain additions like the request series (obs/fast-metrics.ts). */
+  readonly llmTokens = new LabeledCounter(
+    'modelgate_llm_tokens_total',
+    'LLM tokens metered from upstream usage, by endpoint and kind (prompt, completion)',
+    ['endpoint', 'kind'],
+    this.registry,
+  );
 
-  readonly llmTimeToFirstToken = new Histogram({
-    name: 'modelgate_llm_time_to_first_token_seconds',
-    help: 'Time from request start to the first streamed body byte of an LLM response',
-    labelNames: ['endpoint'] as const,
-    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
-    registers: [this.registry],
-  });
+  readonly llmTimeToFirstToken = new LabeledHistogram(
+    'modelgate_llm_time_to_first_token_seconds',
+    'Time from request start to the first streamed body byte of an LLM response',
+    ['endpoint'],
+    [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+    this.registry,
+  );
 
-  readonly llmOutputTokensPerSecond = new Histogram({
-    name: 'modelgate_llm_output_tokens_per_second',
-    help: 'Completion tokens per second of generation (first body byte to end), per response',
-    labelNames: ['endpoint'] as const,
-    buckets: [1, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560],
-    registers: [this.registry],
-  });
+  readonly llmOutputTokensPerSecond = new LabeledHistogram(
+    'modelgate_llm_output_tokens_per_second',
+    'Completion tokens per second of generation (first body byte to end), per response',
+    ['endpoint'],
+    [1, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560],
+    this.registry,
+  );
 
   readonly trafficQueued = new Gauge({
     name: 'modelgate_traffic_queued_requests',

@@ -50,7 +50,8 @@ export class ResponseMeter {
   #lineEmpty = true;
   #lastCR = false;
   #eventHasData = false;
-  #pending: Buffer[] = [];
+  /** Bytes of the event held back (filter mode only; allocated when first needed). */
+  #pending: Buffer[] | null = null;
   #pendingLen = 0;
   #passEvent = false;
 
@@ -83,8 +84,8 @@ export class ResponseMeter {
     }
     if (this.#eventHasData) this.#dispatch(null, null);
     if (this.#pendingLen === 0) return null;
-    const rest = Buffer.concat(this.#pending);
-    this.#pending = [];
+    const rest = Buffer.concat(this.#pending!);
+    this.#pending = null;
     this.#pendingLen = 0;
     return rest;
   }
@@ -177,14 +178,11 @@ export class ResponseMeter {
       if (end > start) out.push(chunk.subarray(start, end));
       return;
     }
-    if (usageOnly) {
-      this.#pending = [];
-      this.#pendingLen = 0;
-      return;
-    }
-    for (const p of this.#pending) out.push(p);
-    this.#pending = [];
+    const pending = this.#pending;
+    this.#pending = null;
     this.#pendingLen = 0;
+    if (usageOnly) return;
+    if (pending !== null) for (const p of pending) out.push(p);
     if (end > start) out.push(chunk.subarray(start, end));
   }
 
@@ -213,12 +211,13 @@ export class ResponseMeter {
     }
     // Copy: the chunk's memory belongs to the connection once we return.
     const copy = Buffer.from(bytes);
-    this.#pending.push(copy);
+    const pending = (this.#pending ??= []);
+    pending.push(copy);
     this.#pendingLen += copy.length;
     if (this.#pendingLen > HELD_EVENT_MAX_BYTES) {
       // Too big to be a usage chunk: let it through and stop holding this event.
-      for (const p of this.#pending) out.push(p);
-      this.#pending = [];
+      for (const p of pending) out.push(p);
+      this.#pending = null;
       this.#pendingLen = 0;
       this.#passEvent = true;
     }

@@ -402,7 +402,8 @@ export class TrafficControl {
       clearTimeout(ticket.waitTimer);
       ticket.waitTimer = null;
     }
-    const gate = this.#gates.get(ticket.policy.endpointId);
+    // Gates exist only for endpoints that ever had a cap: the rest skip the lookup.
+    const gate = this.#gates.size === 0 ? undefined : this.#gates.get(ticket.policy.endpointId);
     if (gate !== undefined && gate.queue.remove(ticket)) this.#metrics.trafficQueued.dec();
     this.releaseSlot(ticket);
     if (!reachedUpstream) {

@@ -15,6 +15,12 @@ export class UsageRecorder {
   readonly #logger: Logger;
   readonly #onFailure: () => void;
   #pending = new Map<string, UsageIncrement>();
+  /**
+   * The increment each (endpoint, token) added to last, found with two lookups of strings the
+   * caller already holds (hashes cached) instead of building a composite key per request. Valid
+   * for the current batch only: cleared whenever #pending is handed to the store.
+   */
+  readonly #recent = new Map<string, Map<string, UsageIncrement>>();
   #timer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> | null = null;
   #warned = false;
@@ -27,12 +33,12 @@ export class UsageRecorder {
 
   record(endpoint: string, token: string, sub: string, prompt: number, completion: number, nowMs: number): void {
     const minute = Math.floor(nowMs / MINUTE);
-    const key = `${endpoint}\u0000${minute}\u0000${token}\u0000${sub}`;
-    let inc = this.#pending.get(key);
-    if (inc === undefined) {
-      if (this.#pending.size >= MAX_PENDING) this.#dropOldest();
-      inc = { endpoint, minute, token, sub, prompt_tokens: 0, completion_tokens: 0, requests: 0 };
-      this.#pending.set(key, inc);
+    let byToken = this.#recent.get(endpoint);
+    let inc = byToken?.get(token);
+    if (inc === undefined || inc.minute !== minute || inc.sub !== sub) {
+      inc = this.#incrementFor(endpoint, minute, token, sub);
+      if (byToken === undefined) this.#recent.set(endpoint, (byToken = new Map()));
+      byToken.set(token, inc);
     }
     inc.prompt_tokens += prompt;
     inc.completion_tokens += completion;
@@ -46,7 +52,20 @@ export class UsageRecorder {
     }
   }
 
+  #incrementFor(endpoint: string, minute: number, token: string, sub: string): UsageIncrement {
+    const key = `${endpoint}\u0000${minute}\u0000${token}\u0000${sub}`;
+    let inc = this.#pending.get(key);
+    if (inc === undefined) {
+      if (this.#pending.size >= MAX_PENDING) this.#dropOldest();
+      inc = { endpoint, minute, token, sub, prompt_tokens: 0, completion_tokens: 0, requests: 0 };
+      this.#pending.set(key, inc);
+    }
+    return inc;
+  }
+
   #dropOldest(): void {
+    // The dropped increment may be one #recent points at: forget them all (rebuilt on use).
+    this.#recent.clear();
     const first = this.#pending.keys().next();
     if (!first.done) this.#pending.delete(first.value);
     if (!this.#warned) {
@@ -61,6 +80,7 @@ export class UsageRecorder {
     if (this.#pending.size === 0) return Promise.resolve();
     const batch = this.#pending;
     this.#pending = new Map();
+    this.#recent.clear();
     this.#flushing = this.#store
       .addUsage([...batch.values()])
       .then(
@@ -81,6 +101,8 @@ export class UsageRecorder {
             }
           }
           this.#pending = batch;
+          // Some increments #recent points at were merged into the batch's own: start afresh.
+          this.#recent.clear();
           if (this.#timer === null) {
             this.#timer = setTimeout(() => {
               this.#timer = null;
