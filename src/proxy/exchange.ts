@@ -555,10 +555,12 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     let listed: Set<string> | null = null;
     const ticket = this.#ticket;
     let contentType: string | undefined;
+    let contentLength = -1;
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = rawHeaders[i].toString('latin1');
       const lower = name.toLowerCase();
       if (ticket !== null && lower === 'content-type') contentType = rawHeaders[i + 1].toString('latin1');
+      else if (ticket !== null && lower === 'content-length') contentLength = Number(rawHeaders[i + 1].toString('latin1'));
       if (lower === 'connection') {
         listed = connectionListedHeaders(rawHeaders[i + 1].toString('latin1'));
         continue;
@@ -568,7 +570,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     }
     if (listed !== null) dropListed(out, listed);
     if (ticket !== null) {
-      const extra = this.#ctx.traffic.onResponseHead(ticket, statusCode, contentType);
+      const extra = this.#ctx.traffic.onResponseHead(ticket, statusCode, contentType, contentLength);
       if (extra !== null) for (let i = 0; i < extra.length; i++) out.push(extra[i]);
       // Filtering the usage chunk changes the length: let node frame the body itself.
       if (ticket.meter !== null && ticket.injectedUsage) dropListed(out, CONTENT_LENGTH);

@@ -22,6 +22,13 @@ export interface LimiterState {
   usedMs: number;
 }
 
+/** Where local limiter states live: a Map, or the bounded RecentMap of rate-limiter.ts. */
+export interface TatStore {
+  get(key: string): number | undefined;
+  set(key: string, tat: number): unknown;
+  delete(key: string): unknown;
+}
+
 export interface LimitDecision {
   allowed: boolean;
   /** One per spec, same order. */
@@ -33,7 +40,7 @@ export function interval(spec: { limit: number; windowMs: number }): number {
 }
 
 /** Local GCRA over several limiters, all-or-nothing like the script. `tats` is the state map. */
-export function gcraLocal(tats: Map<string, number>, specs: readonly LimiterSpec[], now: number): LimitDecision {
+export function gcraLocal(tats: TatStore, specs: readonly LimiterSpec[], now: number): LimitDecision {
   let allowed = true;
   const states: LimiterState[] = [];
   const next: number[] = [];
@@ -52,7 +59,7 @@ export function gcraLocal(tats: Map<string, number>, specs: readonly LimiterSpec
 }
 
 /** Local settle: shifts the TAT by `delta` units (negative refunds). */
-export function gcraSettleLocal(tats: Map<string, number>, key: string, spec: { limit: number; windowMs: number }, delta: number, now: number): void {
+export function gcraSettleLocal(tats: TatStore, key: string, spec: { limit: number; windowMs: number }, delta: number, now: number): void {
   let tat = tats.get(key) ?? 0;
   if (tat < now) tat = now;
   tat += delta * interval(spec);

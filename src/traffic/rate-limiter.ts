@@ -1,14 +1,59 @@
-import { LRUCache } from 'lru-cache';
-import { gcraLocal, gcraSettleLocal, type LimitDecision, type LimiterSpec } from './gcra.js';
+import { gcraLocal, gcraSettleLocal, type LimitDecision, type LimiterSpec, type TatStore } from './gcra.js';
 import type { FallbackFlag } from './redis-link.js';
 import type { SharedLimits } from './shared-limits.js';
 
 /** Local limiter states kept (LRU): one number per active limiter key. */
 const LOCAL_MAX_KEYS = 100_000;
 
-/** A Map-like LRU of GCRA states (an idle limiter's state is dropped first). */
-export function localLimiterState(): Map<string, number> {
-  return new LRUCache<string, number>({ max: LOCAL_MAX_KEYS }) as unknown as Map<string, number>;
+/**
+ * Bounded GCRA states in two generations of plain Maps: a state used since the last turnover
+ * stays, one idle for a whole generation is dropped. Cheaper per request than an LRU's list
+ * upkeep; what is forgotten is the same kind (idle limiters, whose state has run out anyway).
+ */
+export class RecentMap implements TatStore {
+  #young = new Map<string, number>();
+  #old = new Map<string, number>();
+  readonly #generation: number;
+
+  constructor(max: number) {
+    this.#generation = Math.max(1, Math.floor(max / 2));
+  }
+
+  get size(): number {
+    return this.#young.size + this.#old.size;
+  }
+
+  get(key: string): number | undefined {
+    const v = this.#young.get(key);
+    if (v !== undefined || this.#old.size === 0) return v;
+    const old = this.#old.get(key);
+    // Used again: it moves to the young generation (a refused limiter must not be forgotten).
+    if (old !== undefined) this.set(key, old);
+    return old;
+  }
+
+  set(key: string, tat: number): this {
+    const young = this.#young;
+    if (!young.has(key)) {
+      this.#old.delete(key);
+      if (young.size >= this.#generation) {
+        this.#old = young;
+        this.#young = new Map();
+      }
+    }
+    this.#young.set(key, tat);
+    return this;
+  }
+
+  delete(key: string): boolean {
+    const a = this.#young.delete(key);
+    const b = this.#old.delete(key);
+    return a || b;
+  }
+}
+
+export function localLimiterState(): RecentMap {
+  return new RecentMap(LOCAL_MAX_KEYS);
 }
 
 /**

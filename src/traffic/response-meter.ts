@@ -1,4 +1,4 @@
-import { UsageScanner, type Usage } from './usage-scanner.js';
+import { UsageScanner, usageAtEnd, type Usage } from './usage-scanner.js';
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -41,6 +41,10 @@ export class ResponseMeter {
   readonly #scanner = new UsageScanner();
   readonly #mode: MeterMode;
   readonly #filter: boolean;
+  /** The response's Content-Length (-1: unknown): a chunk this long is the whole body. */
+  readonly #length: number;
+  /** JSON: the usage was read from the whole body at once; the rest passes unread. */
+  #settled = false;
   usage: Usage | null = null;
   /** Events seen (SSE). */
   events = 0;
@@ -55,14 +59,26 @@ export class ResponseMeter {
   #pendingLen = 0;
   #passEvent = false;
 
-  constructor(mode: MeterMode, filter: boolean) {
+  constructor(mode: MeterMode, filter: boolean, length = -1) {
     this.#mode = mode;
     this.#filter = filter && mode === MeterMode.Sse;
+    this.#length = length;
   }
 
   /** Feeds a chunk; returns what to send to the client now (the chunk itself unless filtering). */
   onData(chunk: Buffer): Buffer | null {
     if (this.#mode === MeterMode.Json) {
+      if (this.#settled) return chunk;
+      // The whole body in one chunk (the usual non-streamed answer): its usage is its last
+      // member, read from the end; otherwise the forward scan reads it as the bytes pass.
+      if (chunk.length === this.#length) {
+        const usage = usageAtEnd(chunk);
+        if (usage !== undefined) {
+          this.usage = usage;
+          this.#settled = true;
+          return chunk;
+        }
+      }
       this.#scanner.feed(chunk);
       return chunk;
     }
@@ -79,7 +95,7 @@ export class ResponseMeter {
   /** End of the body: a JSON body's usage, and any held bytes of an unterminated event. */
   end(): Buffer | null {
     if (this.#mode === MeterMode.Json) {
-      this.usage = this.#scanner.usage();
+      if (!this.#settled) this.usage = this.#scanner.usage();
       return null;
     }
     if (this.#eventHasData) this.#dispatch(null, null);

@@ -119,6 +119,8 @@ export class TrafficControl {
   readonly #recorder: UsageRecorder;
   readonly #gates = new Map<string, EndpointGate>();
   readonly #llmMetrics = new Map<string, LlmMetrics>();
+  /** Limiter plans by token (or by policy for requests without one); see #planFor. */
+  readonly #plans = new WeakMap<object, LimiterPlan>();
   readonly #bodyLimit: number;
 
   constructor(opts: TrafficControlOptions) {
@@ -200,35 +202,38 @@ export class TrafficControl {
   }
 
   #limit(ticket: TrafficTicket, host: TrafficHost): void {
-    const specs = this.#specsFor(ticket);
-    if (specs === null) {
+    const plan = this.#planFor(ticket);
+    if (plan === null) {
       host.trafficAdmitted();
       return;
     }
+    const specs = plan.specsFor(ticket.reserved);
     const decided = this.#limiter.check(specs);
-    if (decided instanceof Promise) decided.then((d) => this.#decided(ticket, host, specs, d), (err) => host.fail(err));
-    else this.#decided(ticket, host, specs, decided);
+    if (decided instanceof Promise) decided.then((d) => this.#decided(ticket, host, plan, specs, d), (err) => host.fail(err));
+    else this.#decided(ticket, host, plan, specs, decided);
   }
 
-  #specsFor(ticket: TrafficTicket): LimiterSpec[] | null {
+  /**
+   * The limiters of a request: built once per (token, endpoint policy) and kept with the token
+   * (or the policy, without one), so a request reuses the same key strings (V8 caches a string's
+   * hash in it: no concatenation and rehash per request) and the same RateLimit-Policy value.
+   * Only tokens-per-minute costs differ per request.
+   */
+  #planFor(ticket: TrafficTicket): LimiterPlan | null {
     const policy = ticket.policy;
     const token = ticket.token;
-    const id = policy.endpointId;
-    let specs: LimiterSpec[] | null = null;
-    const add = (spec: LimiterSpec) => (specs ??= []).push(spec);
-    if (token !== undefined && token.rpm > 0) {
-      add({ key: `rl:${id}:t:${ticket.tokenKey}:rpm`, name: 'token-requests', limit: token.rpm, windowMs: MINUTE_MS, cost: 1 });
+    if (policy.rpm === 0 && policy.tpm === 0 && (token === undefined || (token.rpm === 0 && token.tpm === 0))) return null;
+    const owner: object = token ?? policy;
+    let plan = this.#plans.get(owner);
+    if (plan === undefined || plan.policy !== policy) {
+      plan = new LimiterPlan(policy, token, ticket.tokenKey);
+      this.#plans.set(owner, plan);
     }
-    if (token !== undefined && token.tpm > 0) {
-      add({ key: `rl:${id}:t:${ticket.tokenKey}:tpm`, name: 'token-tokens', limit: token.tpm, windowMs: MINUTE_MS, cost: Math.min(ticket.reserved, token.tpm) });
-    }
-    if (policy.rpm > 0) add({ key: `rl:${id}:e:rpm`, name: 'endpoint-requests', limit: policy.rpm, windowMs: MINUTE_MS, cost: 1 });
-    if (policy.tpm > 0) add({ key: `rl:${id}:e:tpm`, name: 'endpoint-tokens', limit: policy.tpm, windowMs: MINUTE_MS, cost: Math.min(ticket.reserved, policy.tpm) });
-    return specs;
+    return plan;
   }
 
-  #decided(ticket: TrafficTicket, host: TrafficHost, specs: LimiterSpec[], d: LimitDecision): void {
-    const [policyHeader, stateHeader] = rateLimitHeaders(specs, d);
+  #decided(ticket: TrafficTicket, host: TrafficHost, plan: LimiterPlan, specs: LimiterSpec[], d: LimitDecision): void {
+    const stateHeader = rateLimitState(specs, d);
     if (!d.allowed) {
       let waitMs = 0;
       for (const s of d.states) if (s.waitMs > waitMs) waitMs = s.waitMs;
@@ -236,14 +241,13 @@ export class TrafficControl {
       host.fail(
         new GatewayError('GW_RATE_LIMITED', {
           retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)),
-          headers: { 'ratelimit-policy': policyHeader, ratelimit: stateHeader },
+          headers: { 'ratelimit-policy': plan.policyHeader, ratelimit: stateHeader },
         }),
       );
       return;
     }
-    ticket.rateHeaders = ['ratelimit-policy', policyHeader, 'ratelimit', stateHeader];
-    const tpmSpecs = specs.filter((s) => s.name.endsWith('-tokens'));
-    if (tpmSpecs.length > 0) ticket.tpmSpecs = tpmSpecs;
+    ticket.rateHeaders = ['ratelimit-policy', plan.policyHeader, 'ratelimit', stateHeader];
+    if (plan.tpm) ticket.tpmSpecs = specs.filter((s) => s.name.endsWith('-tokens'));
     host.trafficAdmitted();
   }
 
@@ -370,11 +374,14 @@ export class TrafficControl {
 
   // ---- response: metering ----
 
-  /** Response headers arrived: decides metering and returns extra headers (RateLimit) to send. */
-  onResponseHead(ticket: TrafficTicket, status: number, contentType: string | undefined): string[] | null {
+  /**
+   * Response headers arrived: decides metering and returns extra headers (RateLimit) to send.
+   * `contentLength` (-1: none) lets the meter recognise a body that arrives in one chunk.
+   */
+  onResponseHead(ticket: TrafficTicket, status: number, contentType: string | undefined, contentLength = -1): string[] | null {
     if (ticket.policy.meter && ticket.method === 'POST' && status >= 200 && status < 300) {
       const mode = meterModeFor(contentType);
-      if (mode !== MeterMode.None) ticket.meter = new ResponseMeter(mode, ticket.injectedUsage);
+      if (mode !== MeterMode.None) ticket.meter = new ResponseMeter(mode, ticket.injectedUsage, contentLength);
     }
     return ticket.rateHeaders;
   }
@@ -458,19 +465,62 @@ export class TrafficControl {
   }
 }
 
-/** IETF RateLimit-Policy and RateLimit field values (draft-ietf-httpapi-ratelimit-headers). */
-export function rateLimitHeaders(specs: readonly LimiterSpec[], d: LimitDecision): [string, string] {
+/** The limiters that apply to one token (or to callers without one) on one endpoint policy. */
+class LimiterPlan {
+  readonly #specs: LimiterSpec[];
+  /** Some limiter counts tokens: its cost is the request's reservation. */
+  readonly tpm: boolean;
+  readonly policyHeader: string;
+
+  constructor(
+    readonly policy: TrafficPolicy,
+    token: CachedToken | undefined,
+    tokenKey: string,
+  ) {
+    const id = policy.endpointId;
+    const specs: LimiterSpec[] = [];
+    if (token !== undefined && token.rpm > 0) {
+      specs.push({ key: `rl:${id}:t:${tokenKey}:rpm`, name: 'token-requests', limit: token.rpm, windowMs: MINUTE_MS, cost: 1 });
+    }
+    if (token !== undefined && token.tpm > 0) specs.push({ key: `rl:${id}:t:${tokenKey}:tpm`, name: 'token-tokens', limit: token.tpm, windowMs: MINUTE_MS, cost: 0 });
+    if (policy.rpm > 0) specs.push({ key: `rl:${id}:e:rpm`, name: 'endpoint-requests', limit: policy.rpm, windowMs: MINUTE_MS, cost: 1 });
+    if (policy.tpm > 0) specs.push({ key: `rl:${id}:e:tpm`, name: 'endpoint-tokens', limit: policy.tpm, windowMs: MINUTE_MS, cost: 0 });
+    this.#specs = specs;
+    this.tpm = specs.some((s) => s.name.endsWith('-tokens'));
+    this.policyHeader = rateLimitPolicy(specs);
+  }
+
+  /** The specs with this request's costs: shared when only request counts apply (cost 1). */
+  specsFor(reserved: number): LimiterSpec[] {
+    if (!this.tpm) return this.#specs;
+    return this.#specs.map((s) => (s.name.endsWith('-tokens') ? { ...s, cost: Math.min(reserved, s.limit) } : s));
+  }
+}
+
+/** IETF RateLimit-Policy field value (draft-ietf-httpapi-ratelimit-headers). */
+export function rateLimitPolicy(specs: readonly LimiterSpec[]): string {
   let policy = '';
+  for (let i = 0; i < specs.length; i++) {
+    const s = specs[i];
+    policy += `${i === 0 ? '' : ', '}"${s.name}";q=${s.limit};w=${Math.round(s.windowMs / 1000)}`;
+  }
+  return policy;
+}
+
+/** IETF RateLimit field value for one decision. */
+export function rateLimitState(specs: readonly LimiterSpec[], d: LimitDecision): string {
   let state = '';
   for (let i = 0; i < specs.length; i++) {
     const s = specs[i];
     const st = d.states[i];
-    const sep = i === 0 ? '' : ', ';
-    const w = Math.round(s.windowMs / 1000);
-    policy += `${sep}"${s.name}";q=${s.limit};w=${w}`;
     const r = d.allowed ? remaining(s, st) : st.waitMs > 0 ? 0 : remaining(s, { waitMs: 0, usedMs: st.usedMs - s.cost * (s.windowMs / s.limit) });
     const t = Math.max(0, Math.ceil((d.allowed ? st.usedMs : st.waitMs) / 1000));
-    state += `${sep}"${s.name}";r=${r};t=${t}`;
+    state += `${i === 0 ? '' : ', '}"${s.name}";r=${r};t=${t}`;
   }
-  return [policy, state];
+  return state;
+}
+
+/** IETF RateLimit-Policy and RateLimit field values. */
+export function rateLimitHeaders(specs: readonly LimiterSpec[], d: LimitDecision): [string, string] {
+  return [rateLimitPolicy(specs), rateLimitState(specs, d)];
 }

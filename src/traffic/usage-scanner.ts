@@ -240,31 +240,84 @@ export class UsageScanner {
   }
 }
 
+/** Steps back over whitespace from `i`; the index of the first byte that is not (or start - 1). */
+function backOverSpace(buf: Buffer, i: number, start: number): number {
+  while (i >= start && isSpace(buf[i])) i--;
+  return i;
+}
+
+/**
+ * The usage of a whole JSON document whose last top-level member is `"usage": {...}` (where
+ * OpenAI-style servers put it), read backwards from the end: the usage object's few dozen bytes
+ * instead of the whole body. `undefined` when the document does not end that way (or the usage
+ * object is over the bound): then the forward scan decides. For a valid JSON document this is
+ * exactly what the forward scan finds (the last top-level `usage` wins there too).
+ */
+export function usageAtEnd(buf: Buffer, start = 0, end = buf.length): Usage | null | undefined {
+  let i = backOverSpace(buf, end - 1, start);
+  if (i < start || buf[i] !== RBRACE) return undefined;
+  i = backOverSpace(buf, i - 1, start);
+  if (i < start || buf[i] !== RBRACE) return undefined;
+  const valueEnd = i + 1;
+  // Back to the brace that opens the value, following nesting and strings backwards: a quote
+  // ends a string (read backwards) unless an odd run of backslashes precedes it.
+  let depth = 0;
+  for (; i >= start; i--) {
+    const b = buf[i];
+    if (b === QUOTE) {
+      for (i--; ; i--) {
+        if (i < start || valueEnd - i > USAGE_MAX_BYTES) return undefined;
+        if (buf[i] !== QUOTE) continue;
+        let k = i - 1;
+        while (k >= start && buf[k] === BACKSLASH) k--;
+        if ((i - 1 - k) % 2 === 0) break;
+      }
+    } else if (b === RBRACE || b === RBRACKET) {
+      depth++;
+    } else if (b === LBRACE || b === LBRACKET) {
+      if (--depth === 0) break;
+    }
+    if (valueEnd - i > USAGE_MAX_BYTES) return undefined;
+  }
+  if (i < start || buf[i] !== LBRACE) return undefined;
+  const valueStart = i;
+  i = backOverSpace(buf, i - 1, start);
+  if (i < start || buf[i] !== COLON) return undefined;
+  i = backOverSpace(buf, i - 1, start);
+  // The key: exactly "usage", its opening quote preceded by `{` or `,` (so not escaped).
+  if (i - 6 < start || buf[i] !== QUOTE || buf[i - 6] !== QUOTE || !equals(buf, i - 5, USAGE_BYTES)) return undefined;
+  i = backOverSpace(buf, i - 7, start);
+  if (i < start || (buf[i] !== COMMA && buf[i] !== LBRACE)) return undefined;
+  return readUsage(buf, valueStart, valueEnd);
+}
+
 const enum Field {
   None = 0,
   Prompt = 1,
   Completion = 2,
 }
 
-function equals(raw: Buffer, start: number, key: string): boolean {
-  for (let k = 0; k < key.length; k++) if (raw[start + k] !== key.charCodeAt(k)) return false;
+const PROMPT_TOKENS = Buffer.from('prompt_tokens');
+const COMPLETION_TOKENS = Buffer.from('completion_tokens');
+const INPUT_TOKENS = Buffer.from('input_tokens');
+const OUTPUT_TOKENS = Buffer.from('output_tokens');
+const USAGE_BYTES = Buffer.from(USAGE_KEY);
+
+/** `raw[start..]` begins with `key` (the caller checked the length). */
+function equals(raw: Buffer, start: number, key: Buffer): boolean {
+  for (let k = 0; k < key.length; k++) if (raw[start + k] !== key[k]) return false;
   return true;
 }
 
 /** Which count a key of the usage object names (OpenAI and Responses-API spellings). */
 function fieldOf(raw: Buffer, start: number, end: number): Field {
-  switch (end - start) {
-    case 13:
-      if (equals(raw, start, 'prompt_tokens')) return Field.Prompt;
-      if (equals(raw, start, 'output_tokens')) return Field.Completion;
-      return Field.None;
-    case 17:
-      return equals(raw, start, 'completion_tokens') ? Field.Completion : Field.None;
-    case 12:
-      return equals(raw, start, 'input_tokens') ? Field.Prompt : Field.None;
-    default:
-      return Field.None;
-  }
+  const len = end - start;
+  const first = raw[start];
+  if (len === 13 && first === 0x70) return equals(raw, start, PROMPT_TOKENS) ? Field.Prompt : Field.None;
+  if (len === 17 && first === 0x63) return equals(raw, start, COMPLETION_TOKENS) ? Field.Completion : Field.None;
+  if (len === 12 && first === 0x69) return equals(raw, start, INPUT_TOKENS) ? Field.Prompt : Field.None;
+  if (len === 13 && first === 0x6f) return equals(raw, start, OUTPUT_TOKENS) ? Field.Completion : Field.None;
+  return Field.None;
 }
 
 function isSpace(b: number): boolean {

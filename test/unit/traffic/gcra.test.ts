@@ -41,3 +41,23 @@ describe('GCRA', () => {
     expect(rateLimitHeaders([big], d)).toEqual(['"token-requests";q=100000000;w=60', '"token-requests";r=99999999;t=1']);
   });
 });
+
+describe('RecentMap (local limiter states)', () => {
+  it('keeps what is used, forgets what stayed idle for a generation, and stays bounded', async () => {
+    const { RecentMap } = await import('../../../src/traffic/rate-limiter.js');
+    const m = new RecentMap(4);
+    m.set('a', 1);
+    m.set('b', 2);
+    m.set('c', 3); // turnover: a, b are the old generation
+    expect(m.get('a')).toBe(1); // used: back to the young one
+    m.set('d', 4); // turnover: c, a old; b forgotten
+    m.set('e', 5);
+    expect(m.get('b')).toBeUndefined();
+    expect(m.get('c')).toBe(3);
+    expect(m.size).toBeLessThanOrEqual(4);
+    m.delete('c');
+    expect(m.get('c')).toBeUndefined();
+    for (let i = 0; i < 100; i++) m.set(`k${i}`, i);
+    expect(m.size).toBeLessThanOrEqual(4);
+  });
+});

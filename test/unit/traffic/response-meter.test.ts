@@ -90,9 +90,11 @@ describe('ResponseMeter', () => {
       `{"usage": {"prompt_tokens": 1, "pad": "${'x'.repeat(10_000)}"}}`,
       '{"usage": {"prompt_tokens": -4, "completion_tokens": 1.5}}',
     ]) {
-      const meter = new ResponseMeter(MeterMode.Json, false);
-      expect(feed(meter, [Buffer.from(body)])).toBe(body);
-      expect(meter.usage).toBeNull();
+      for (const length of [-1, Buffer.byteLength(body)]) {
+        const meter = new ResponseMeter(MeterMode.Json, false, length);
+        expect(feed(meter, [Buffer.from(body)])).toBe(body);
+        expect(meter.usage).toBeNull();
+      }
     }
   });
 

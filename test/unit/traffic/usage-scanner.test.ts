@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { UsageScanner } from '../../../src/traffic/usage-scanner.js';
+import { MeterMode, ResponseMeter } from '../../../src/traffic/response-meter.js';
+import { UsageScanner, usageAtEnd } from '../../../src/traffic/usage-scanner.js';
 import { ReferenceUsageScanner } from './support/usage-scanner-reference.js';
 
 function pieces(buf: Buffer, cuts: number[]): Buffer[] {
@@ -103,6 +104,50 @@ describe('UsageScanner (against the byte-by-byte reference)', () => {
         }
       }
     }
+  });
+
+  it('reads a whole valid document from its end exactly as the forward scan does', () => {
+    let fromEnd = 0;
+    fc.assert(
+      fc.property(document, fc.constantFrom('', ' ', '\n'), (doc, trail) => {
+        const text = doc + trail;
+        try {
+          JSON.parse(text);
+        } catch {
+          return; // the equivalence is for valid JSON; malformed bodies are covered below
+        }
+        const buf = Buffer.from(text);
+        const ref = new ReferenceUsageScanner();
+        ref.feed(buf);
+        const back = usageAtEnd(Buffer.concat([Buffer.from('{"usage":{"prompt_tokens":5}}'), buf, Buffer.from('}}')]), 29, 29 + buf.length);
+        if (back !== undefined) {
+          fromEnd++;
+          expect(back).toEqual(ref.usage());
+        }
+        // The meter, told the body's length, agrees whichever way it read it.
+        const meter = new ResponseMeter(MeterMode.Json, false, buf.length);
+        expect(meter.onData(buf)).toBe(buf);
+        expect(meter.end()).toBeNull();
+        expect(meter.usage).toEqual(ref.usage());
+      }),
+      { numRuns: 3000 },
+    );
+    // Completions put usage last: most of them were read from the end.
+    expect(fromEnd).toBeGreaterThan(300);
+  });
+
+  it('reads from the end only what is a top-level usage object within the bound', () => {
+    const end = (s: string) => usageAtEnd(Buffer.from(s));
+    expect(end('{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n')).toEqual({ prompt: 1, completion: 2 });
+    expect(end('{"usage" :\n{"prompt_tokens":1,"x":"}\\\"{"}}')).toEqual({ prompt: 1, completion: 0 });
+    expect(end('{"a":{"usage":{"prompt_tokens":1}}}')).toBeUndefined();
+    expect(end('{"x\\"usage":{"prompt_tokens":1}}')).toBeUndefined();
+    expect(end('{"usage":{"prompt_tokens":1},"id":"x"}')).toBeUndefined();
+    expect(end('{"usage":null}')).toBeUndefined();
+    expect(end('[{"usage":{"prompt_tokens":1}}]')).toBeUndefined();
+    expect(end(`{"usage":{"prompt_tokens":1,"pad":"${'x'.repeat(5000)}"}}`)).toBeUndefined();
+    expect(end('{"usage":{"prompt_tokens":"7"}}')).toBeNull();
+    expect(end('}}')).toBeUndefined();
   });
 
   it('is reset between SSE events', () => {
