@@ -100,14 +100,15 @@ export function buildGateway(): void {
  * Runs modelgate (dist/main.js, built by buildGateway) in its own process. Its stdout goes to a file (the access log
  * costs the gateway what it costs in production, not the bench's CPU); the start line is read from it.
  */
-export async function spawnGateway(env: Record<string, string>, nodeArgs: string[] = [], wrap: string[] = []): Promise<Gateway> {
+export async function spawnGateway(env: Record<string, string>, nodeArgs: string[] = [], wrap: string[] = [], mainJs?: string): Promise<Gateway> {
   const port = await freePort();
   const adminPort = await freePort();
   const logFile = join(TMP, `gateway-${port}.log`);
   const fd = openSync(logFile, 'w');
   // The compiled build, as `npm start` runs it (bench/run.ts builds first): tsx would add its
   // own memory and start-up cost to what is measured.
-  const entry = existsSync(join(ROOT, 'dist/main.js')) ? [join(ROOT, 'dist/main.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
+  // `mainJs`: another build (a before/after comparison within one run).
+  const entry = mainJs !== undefined ? [mainJs] : existsSync(join(ROOT, 'dist/main.js')) ? [join(ROOT, 'dist/main.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
   // `wrap` is a command prefix, e.g. ['taskset', '-c', '0'] to pin the gateway to a CPU.
   const argv = [process.execPath, ...nodeArgs, ...entry];
   const child = spawn(wrap[0] ?? argv[0], [...wrap.slice(1), ...(wrap.length > 0 ? argv : argv.slice(1))], {

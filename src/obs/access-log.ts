@@ -20,6 +20,10 @@ export interface AccessLogSink {
     durationMs: number,
     ttfbMs: number,
     errCode: string | undefined,
+    /** Traffic control's fields (docs/traffic-control.md); < 0 leaves them out. */
+    priority?: number,
+    promptTokens?: number,
+    completionTokens?: number,
   ): void;
   /** Any other line (WebSocket sessions): a flat object of fields. */
   info(fields: Record<string, unknown>, msg: string): void;
@@ -29,7 +33,7 @@ export interface AccessLogSink {
 export function pinoAccessSink(logger: Logger): AccessLogSink {
   return {
     enabled: logger.isLevelEnabled('info'),
-    request(requestId, method, path, endpoint, route, status, bytes, durationMs, ttfbMs, errCode) {
+    request(requestId, method, path, endpoint, route, status, bytes, durationMs, ttfbMs, errCode, priority = -1, promptTokens = -1, completionTokens = -1) {
       logger.info(
         {
           request_id: requestId,
@@ -42,6 +46,9 @@ export function pinoAccessSink(logger: Logger): AccessLogSink {
           duration_ms: Math.round(durationMs * 1000) / 1000,
           ttfb_ms: ttfbMs < 0 ? undefined : Math.round(ttfbMs * 1000) / 1000,
           err_code: errCode,
+          priority: priority < 0 ? undefined : priority,
+          prompt_tokens: promptTokens < 0 ? undefined : promptTokens,
+          completion_tokens: completionTokens < 0 ? undefined : completionTokens,
         },
         'request',
       );
@@ -176,6 +183,9 @@ export class AccessLog implements AccessLogSink {
     durationMs: number,
     ttfbMs: number,
     errCode: string | undefined,
+    priority = -1,
+    promptTokens = -1,
+    completionTokens = -1,
   ): void {
     if (!this.enabled) return;
     if (this.#buffered + this.#inFlight >= this.#maxPending) {
@@ -188,6 +198,9 @@ export class AccessLog implements AccessLogSink {
     line += `,"status":${status},"bytes":${bytes},"duration_ms":${ms3(durationMs)}`;
     if (ttfbMs >= 0) line += `,"ttfb_ms":${ms3(ttfbMs)}`;
     if (errCode !== undefined) line += `,"err_code":${quote(errCode)}`;
+    if (priority >= 0) line += `,"priority":${priority}`;
+    if (promptTokens >= 0) line += `,"prompt_tokens":${promptTokens}`;
+    if (completionTokens >= 0) line += `,"completion_tokens":${completionTokens}`;
     this.#append(`${line},"msg":"request"}\n`);
   }
 

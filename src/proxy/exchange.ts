@@ -924,8 +924,9 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     if (ctx.accessLog) {
       const q = this.#path.indexOf('?');
       const path = q < 0 ? this.#path : this.#path.slice(0, q);
-      if (this.#upgrade === null && ticket === null && this.#replays === 0) {
-        ctx.accessLogger.request(this.requestId, this.#method, path, runtime?.name, this.#routeId, status, this.#bytes, durationMs, this.#ttfbMs, this.#errCode);
+      if (this.#upgrade === null && this.#replays === 0) {
+        if (ticket === null) ctx.accessLogger.request(this.requestId, this.#method, path, runtime?.name, this.#routeId, status, this.#bytes, durationMs, this.#ttfbMs, this.#errCode);
+        else ctx.accessLogger.request(this.requestId, this.#method, path, runtime?.name, this.#routeId, status, this.#bytes, durationMs, this.#ttfbMs, this.#errCode, ticket.priority, ticket.prompt, ticket.completion);
       } else {
         const line: Record<string, unknown> = {
           request_id: this.requestId,

@@ -18,6 +18,9 @@ describe('access log', () => {
     log.request('id-1', 'GET', '/v1/x', 'e', 'r1', 200, 64, 1.25, 0.5, undefined);
     log.request('a"b\\c', 'POST', '/ü\u2603', undefined, undefined, 502, 0, 12, -1, 'GW_UPSTREAM_UNAVAILABLE');
     log.request('id-3', 'GET', '/', 'e', 'r1', 200, 1, 1000.0004, 3.1, undefined);
+    // Traffic control's fields: priority always, token counts when usage was read.
+    log.request('id-4', 'POST', '/v1/chat/completions', 'e', 'r1', 200, 9, 2, 1, undefined, 7, 12, 5);
+    log.request('id-5', 'POST', '/v1/chat/completions', 'e', 'r1', 200, 9, 2, 1, undefined, 5, -1, -1);
     await log.flush();
     const text = batches.join('');
     expect(/^[\x20-\x7e\n]*$/.test(text)).toBe(true);
@@ -26,6 +29,10 @@ describe('access log', () => {
     expect(lines[0]).toMatchObject({ level: 'info', pid: process.pid, request_id: 'id-1', status: 200, bytes: 64, duration_ms: 1.25, ttfb_ms: 0.5, msg: 'request' });
     expect(lines[1]).toEqual({ level: 'info', time: lines[1].time, pid: process.pid, request_id: 'a"b\\c', method: 'POST', path: '/ü\u2603', status: 502, bytes: 0, duration_ms: 12, err_code: 'GW_UPSTREAM_UNAVAILABLE', msg: 'request' });
     expect(lines[2]).toMatchObject({ duration_ms: 1000, ttfb_ms: 3.1 });
+    expect(Object.keys(lines[3]).slice(-4)).toEqual(['priority', 'prompt_tokens', 'completion_tokens', 'msg']);
+    expect(lines[3]).toMatchObject({ priority: 7, prompt_tokens: 12, completion_tokens: 5 });
+    expect(lines[4].priority).toBe(5);
+    expect('prompt_tokens' in lines[4] || 'completion_tokens' in lines[4]).toBe(false);
   });
 
   it('writes other lines (WebSocket sessions) from a fields object, undefined fields left out and odd strings escaped', async () => {
