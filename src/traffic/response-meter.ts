@@ -1,4 +1,4 @@
-import { UsageScanner, usageAtEnd, type Usage } from './usage-scanner.js';
+import { USAGE_BYTES, UsageScanner, usageAtEnd, type Usage } from './usage-scanner.js';
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -109,6 +109,8 @@ export class ResponseMeter {
   #sse(chunk: Buffer, out: Buffer[] | null): void {
     let eventStart = 0;
     const n = chunk.length;
+    // Next "usage" in the chunk at or after a data line: -2 not searched yet, -1 none left.
+    let usageAt = -2;
     for (let i = 0; i < n; i++) {
       const b = chunk[i];
       if (this.#lastCR) {
@@ -155,11 +157,25 @@ export class ResponseMeter {
             this.#fieldLen++;
           }
           break;
-        case Line.AfterColon:
+        case Line.AfterColon: {
+          const first = !this.#eventHasData;
           this.#startData();
           this.#line = Line.Data;
-          if (b !== SPACE) this.#scanner.feed(chunk, i, i + 1);
+          // The value starts after one optional space and runs to the end of the line.
+          const from = b === SPACE ? i + 1 : i;
+          let j = from;
+          while (j < n && chunk[j] !== LF && chunk[j] !== CR) j++;
+          i = j - 1;
+          // The event's only data line, whole in this chunk, and no "usage" in its bytes: no
+          // usage object can be in it (a matching key holds those bytes as they are), so the
+          // scanner need not read it. Content chunks of a stream are all like that.
+          if (first && blankLineAt(chunk, j)) {
+            if (usageAt !== -1 && usageAt < from) usageAt = chunk.indexOf(USAGE_BYTES, from);
+            if (usageAt < 0 || usageAt >= j) break;
+          }
+          this.#scanner.feed(chunk, from, j);
           break;
+        }
         case Line.Data: {
           // Feed the run of value bytes up to the end of the line in one call.
           let j = i;
@@ -241,3 +257,12 @@ export class ResponseMeter {
 }
 
 const NEWLINE = Buffer.from('\n');
+
+/** The line ending at `j` (LF, CR or CRLF there) is followed by a blank line within the chunk. */
+function blankLineAt(chunk: Buffer, j: number): boolean {
+  const n = chunk.length;
+  if (j >= n) return false;
+  let k = j + 1;
+  if (chunk[j] === CR && k < n && chunk[k] === LF) k++;
+  return k < n && (chunk[k] === LF || chunk[k] === CR);
+}

@@ -113,6 +113,9 @@ export class UsageScanner {
           escape = false;
         } else if (b === BACKSLASH) {
           escape = true;
+          // A key spelled with an escape is not taken for "usage" or "choices" (`us\"age` is not
+          // `usage`); so a key that matches always holds those bytes as they are (see the SSE meter).
+          if (inKey) keyIsUsage = keyIsChoices = false;
         } else if (b === QUOTE) {
           inString = false;
           if (inKey) {
@@ -121,7 +124,6 @@ export class UsageScanner {
             lastKey = keyIsUsage && keyLen === 5 ? Key.Usage : keyIsChoices && keyLen === 7 ? Key.Choices : Key.Other;
           }
         } else if (inKey) {
-          // Escaped bytes and backslashes do not count as key bytes (as they never did).
           if (keyLen < 5 && b !== USAGE_KEY.charCodeAt(keyLen)) keyIsUsage = false;
           if (keyLen < 7 && b !== CHOICES_KEY.charCodeAt(keyLen)) keyIsChoices = false;
           keyLen++;
@@ -301,7 +303,8 @@ const PROMPT_TOKENS = Buffer.from('prompt_tokens');
 const COMPLETION_TOKENS = Buffer.from('completion_tokens');
 const INPUT_TOKENS = Buffer.from('input_tokens');
 const OUTPUT_TOKENS = Buffer.from('output_tokens');
-const USAGE_BYTES = Buffer.from(USAGE_KEY);
+/** The bytes every top-level `usage` key holds as they are (no escapes: see feed). */
+export const USAGE_BYTES = Buffer.from(USAGE_KEY);
 
 /** `raw[start..]` begins with `key` (the caller checked the length). */
 function equals(raw: Buffer, start: number, key: Buffer): boolean {

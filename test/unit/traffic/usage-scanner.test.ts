@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MeterMode, ResponseMeter } from '../../../src/traffic/response-meter.js';
 import { UsageScanner, usageAtEnd } from '../../../src/traffic/usage-scanner.js';
+import { ReferenceResponseMeter } from './support/response-meter-reference.js';
 import { ReferenceUsageScanner } from './support/usage-scanner-reference.js';
 
 function pieces(buf: Buffer, cuts: number[]): Buffer[] {
@@ -158,5 +159,34 @@ describe('UsageScanner (against the byte-by-byte reference)', () => {
     s.reset();
     s.feed(Buffer.from('{"choices":[1],"usage":null}'));
     expect([s.hasUsage, s.usage(), s.choicesEmpty]).toEqual([false, null, false]);
+  });
+});
+
+describe('ResponseMeter on SSE (against the meter before the hot-path work)', () => {
+  const eol = fc.constantFrom('\n', '\r\n', '\r');
+  const event = fc.oneof(
+    fc.record({ i: fc.nat(99), note: fc.constantFrom('t', '\\"usage\\":{\\"prompt_tokens\\":3}', 'usage', 'x') }).map(({ i, note }) => [`data: {"id":"c${i}","choices":[{"delta":{"content":"${note}"}}]}`]),
+    fc.record({ p: fc.nat(999), c: fc.nat(999), empty: fc.boolean() }).map(({ p, c, empty }) => [`data: {"choices":${empty ? '[]' : '[{"delta":{}}]'},"usage":{"prompt_tokens":${p},"completion_tokens":${c}}}`]),
+    fc.constant(['data: {"choices":[{"delta":{}}],"usage":null}']),
+    fc.record({ p: fc.nat(999) }).map(({ p }) => ['data: {"choices":[],', `data: "usage":{"prompt_tokens":${p}}}`]),
+    fc.constant(['id: 7', 'data:{"usage":{"completion_tokens":4}}']),
+    fc.constant([': keep-alive']),
+    fc.constant(['data: [DONE]']),
+    fc.constant(['event: x', 'data: {"us\\"age":{"prompt_tokens":1}}']),
+  );
+  it('forwards the same bytes and reads the same usage, whatever the chunking, line ends and filter mode', () => {
+    fc.assert(
+      fc.property(fc.array(event, { maxLength: 8 }), eol, fc.boolean(), fc.array(fc.nat(), { maxLength: 12 }), (events, nl, filter, cuts) => {
+        const text = Buffer.from(events.map((lines) => lines.join(nl) + nl + nl).join(''));
+        const run = (meter: { onData(c: Buffer): Buffer | null; end(): Buffer | null; usage: unknown; events: number }) => {
+          let out = '';
+          for (const c of pieces(text, cuts)) out += meter.onData(c)?.toString('latin1') ?? '';
+          out += meter.end()?.toString('latin1') ?? '';
+          return { out, usage: meter.usage, events: meter.events };
+        };
+        expect(run(new ResponseMeter(MeterMode.Sse, filter))).toEqual(run(new ReferenceResponseMeter(2, filter)));
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

@@ -1,6 +1,7 @@
 // The byte-by-byte usage scanner as it was before the hot-path work (issue 15, item 5): the
-// reference the rewritten src/traffic/usage-scanner.ts must agree with on every input. One fix:
-// a finished usage object is copied, so a later unfinished one cannot overwrite it.
+// reference the rewritten src/traffic/usage-scanner.ts must agree with on every input. Two fixes:
+// a finished usage object is copied, so a later unfinished one cannot overwrite it; a key spelled
+// with an escape (`us\"age`) is no longer taken for `usage`.
 /**
  * Finds the top-level `usage` object (and whether `choices` is an empty array) in JSON text fed
  * in pieces, byte by byte, the way an HTTP parser reads a message: no copy of the document is
@@ -94,7 +95,11 @@ export class ReferenceUsageScanner {
     if (this.#capturing) this.#keep(b);
     if (this.#inString) {
       if (this.#escape) this.#escape = false;
-      else if (b === BACKSLASH) this.#escape = true;
+      else if (b === BACKSLASH) {
+        this.#escape = true;
+        // (Added: a key with an escape never matches; the original dropped the escaped bytes.)
+        if (this.#capturingKey) this.#keyBytes.push(0);
+      }
       else if (b === QUOTE) {
         this.#inString = false;
         if (this.#capturingKey) this.#endKey();

@@ -1,0 +1,226 @@
+// The SSE/JSON meter as it was before the hot-path work (issue 15, item 5), on the reference
+// scanner: what the rewritten src/traffic/response-meter.ts must agree with.
+import { ReferenceUsageScanner as UsageScanner } from './usage-scanner-reference.js';
+
+interface Usage {
+  prompt: number;
+  completion: number;
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+const COLON = 0x3a;
+const SPACE = 0x20;
+const DATA = [0x64, 0x61, 0x74, 0x61];
+
+/** An event held back for filtering that grows past this is passed on as it is. */
+const HELD_EVENT_MAX_BYTES = 1024 * 1024;
+
+export const enum MeterMode {
+  None = 0,
+  Json = 1,
+  Sse = 2,
+}
+
+const enum Line {
+  Field = 0,
+  AfterColon = 1,
+  Data = 2,
+  Skip = 3,
+}
+
+/**
+ * Reads `usage` from a response as its bytes pass: a JSON body's top-level `usage`, or the last
+ * SSE event carrying one. Pass-through mode never holds a byte. Filter mode (the gateway asked for
+ * the usage chunk, the client did not) holds each event only until its blank line and drops the
+ * usage-only event (`choices: []`).
+ */
+export class ReferenceResponseMeter {
+  readonly #scanner = new UsageScanner();
+  readonly #mode: MeterMode;
+  readonly #filter: boolean;
+  usage: Usage | null = null;
+  /** Events seen (SSE). */
+  events = 0;
+  #line: Line = Line.Field;
+  #fieldLen = 0;
+  #fieldIsData = true;
+  #lineEmpty = true;
+  #lastCR = false;
+  #eventHasData = false;
+  #pending: Buffer[] = [];
+  #pendingLen = 0;
+  #passEvent = false;
+
+  constructor(mode: MeterMode, filter: boolean) {
+    this.#mode = mode;
+    this.#filter = filter && mode === MeterMode.Sse;
+  }
+
+  /** Feeds a chunk; returns what to send to the client now (the chunk itself unless filtering). */
+  onData(chunk: Buffer): Buffer | null {
+    if (this.#mode === MeterMode.Json) {
+      this.#scanner.feed(chunk);
+      return chunk;
+    }
+    if (!this.#filter) {
+      this.#sse(chunk, null);
+      return chunk;
+    }
+    const out: Buffer[] = [];
+    this.#sse(chunk, out);
+    if (out.length === 0) return null;
+    return out.length === 1 ? out[0] : Buffer.concat(out);
+  }
+
+  /** End of the body: a JSON body's usage, and any held bytes of an unterminated event. */
+  end(): Buffer | null {
+    if (this.#mode === MeterMode.Json) {
+      this.usage = this.#scanner.usage();
+      return null;
+    }
+    if (this.#eventHasData) this.#dispatch(null, null);
+    if (this.#pendingLen === 0) return null;
+    const rest = Buffer.concat(this.#pending);
+    this.#pending = [];
+    this.#pendingLen = 0;
+    return rest;
+  }
+
+  #sse(chunk: Buffer, out: Buffer[] | null): void {
+    let eventStart = 0;
+    const n = chunk.length;
+    for (let i = 0; i < n; i++) {
+      const b = chunk[i];
+      if (this.#lastCR) {
+        this.#lastCR = false;
+        if (b === LF) {
+          // The LF of a CRLF: the line already ended at the CR, but the event's bytes end here.
+          if (this.#eventEndsAfterLF) {
+            this.#eventEndsAfterLF = false;
+            this.#finishEvent(chunk, eventStart, i + 1, out);
+            eventStart = i + 1;
+          }
+          continue;
+        }
+        if (this.#eventEndsAfterLF) {
+          this.#eventEndsAfterLF = false;
+          this.#finishEvent(chunk, eventStart, i, out);
+          eventStart = i;
+        }
+      }
+      if (b === LF || b === CR) {
+        const blank = this.#lineEmpty;
+        if (!blank && this.#line === Line.Data) this.#dataLineEnd();
+        this.#line = Line.Field;
+        this.#fieldLen = 0;
+        this.#fieldIsData = true;
+        this.#lineEmpty = true;
+        if (b === CR) this.#lastCR = true;
+        if (blank) {
+          if (b === CR) this.#eventEndsAfterLF = true;
+          else {
+            this.#finishEvent(chunk, eventStart, i + 1, out);
+            eventStart = i + 1;
+          }
+        }
+        continue;
+      }
+      this.#lineEmpty = false;
+      switch (this.#line) {
+        case Line.Field:
+          if (b === COLON) {
+            this.#line = this.#fieldIsData && this.#fieldLen === 4 ? Line.AfterColon : Line.Skip;
+          } else {
+            if (this.#fieldLen >= 4 || b !== DATA[this.#fieldLen]) this.#fieldIsData = false;
+            this.#fieldLen++;
+          }
+          break;
+        case Line.AfterColon:
+          this.#startData();
+          this.#line = Line.Data;
+          if (b !== SPACE) this.#scanner.feed(chunk, i, i + 1);
+          break;
+        case Line.Data: {
+          // Feed the run of value bytes up to the end of the line in one call.
+          let j = i;
+          while (j < n && chunk[j] !== LF && chunk[j] !== CR) j++;
+          this.#scanner.feed(chunk, i, j);
+          i = j - 1;
+          break;
+        }
+        default:
+      }
+    }
+    if (out !== null && eventStart < n) this.#hold(chunk.subarray(eventStart), out);
+  }
+
+  #eventEndsAfterLF = false;
+
+  #startData(): void {
+    // A second data line of the same event joins the first with a newline.
+    if (this.#eventHasData) this.#scanner.feed(NEWLINE, 0, 1);
+    this.#eventHasData = true;
+  }
+
+  #dataLineEnd(): void {
+    // "data:" with nothing after it still is a (empty) data line.
+  }
+
+  #finishEvent(chunk: Buffer, start: number, end: number, out: Buffer[] | null): void {
+    const usageOnly = this.#dispatch(chunk, out);
+    if (out === null) return;
+    if (this.#passEvent) {
+      this.#passEvent = false;
+      if (end > start) out.push(chunk.subarray(start, end));
+      return;
+    }
+    if (usageOnly) {
+      this.#pending = [];
+      this.#pendingLen = 0;
+      return;
+    }
+    for (const p of this.#pending) out.push(p);
+    this.#pending = [];
+    this.#pendingLen = 0;
+    if (end > start) out.push(chunk.subarray(start, end));
+  }
+
+  /** An event ended: keeps its usage; true when it carried nothing but usage. */
+  #dispatch(_chunk: Buffer | null, _out: Buffer[] | null): boolean {
+    if (!this.#eventHasData) return false;
+    this.events++;
+    const s = this.#scanner;
+    let usageOnly = false;
+    if (s.hasUsage) {
+      const u = s.usage();
+      if (u !== null) {
+        this.usage = u;
+        usageOnly = s.choicesEmpty;
+      }
+    }
+    s.reset();
+    this.#eventHasData = false;
+    return usageOnly;
+  }
+
+  #hold(bytes: Buffer, out: Buffer[]): void {
+    if (this.#passEvent) {
+      out.push(bytes);
+      return;
+    }
+    // Copy: the chunk's memory belongs to the connection once we return.
+    const copy = Buffer.from(bytes);
+    this.#pending.push(copy);
+    this.#pendingLen += copy.length;
+    if (this.#pendingLen > HELD_EVENT_MAX_BYTES) {
+      // Too big to be a usage chunk: let it through and stop holding this event.
+      for (const p of this.#pending) out.push(p);
+      this.#pending = [];
+      this.#pendingLen = 0;
+      this.#passEvent = true;
+    }
+  }
+}
+
+const NEWLINE = Buffer.from('\n');
