@@ -11,7 +11,7 @@ function threads(pid: number): Map<string, number> {
   const m = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\d+$/, '');
+    const name = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\d+$/, '').trim() + (tid === String(pid) ? '' : ' (other)');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     m.set(name, (m.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * 10_000);
   }
@@ -27,14 +27,14 @@ async function main() {
     const pid = gw.child.pid!;
     const acc: Record<string, Map<string, number>> = { plain: new Map(), metered: new Map() };
     const N = 20_000;
-    for (let r = 0; r < 7; r++) {
+    for (let r = 0; r < 11; r++) {
       for (const name of r % 2 ? ['metered', 'plain'] : ['plain', 'metered']) {
         const before = threads(pid);
         const res = await autocannon({ url: `http://127.0.0.1:${gw.port}/v1/chat/completions`, method: 'POST', body: BODY, headers: { host: `${name}.localhost`, 'content-type': 'application/json' }, connections: 32, amount: N });
         if (res.non2xx + res.errors) throw new Error('errors');
         const after = threads(pid);
         if (r === 0) continue;
-        for (const [k, v] of after) acc[name].set(k, (acc[name].get(k) ?? 0) + (v - (before.get(k) ?? 0)) / N / 6);
+        for (const [k, v] of after) acc[name].set(k, (acc[name].get(k) ?? 0) + (v - (before.get(k) ?? 0)) / N / 10);
       }
     }
     for (const k of new Set([...acc.plain.keys(), ...acc.metered.keys()])) {

@@ -38,7 +38,8 @@ export function meterModeFor(contentType: string | undefined): MeterMode {
  * usage-only event (`choices: []`).
  */
 export class ResponseMeter {
-  readonly #scanner = new UsageScanner();
+  /** Made on first use: a JSON body read whole from its end, or a stream of content chunks, needs none. */
+  #scanner: UsageScanner | null = null;
   readonly #mode: MeterMode;
   readonly #filter: boolean;
   /** The response's Content-Length (-1: unknown): a chunk this long is the whole body. */
@@ -79,7 +80,7 @@ export class ResponseMeter {
           return chunk;
         }
       }
-      this.#scanner.feed(chunk);
+      this.#scan().feed(chunk);
       return chunk;
     }
     if (!this.#filter) {
@@ -95,7 +96,7 @@ export class ResponseMeter {
   /** End of the body: a JSON body's usage, and any held bytes of an unterminated event. */
   end(): Buffer | null {
     if (this.#mode === MeterMode.Json) {
-      if (!this.#settled) this.usage = this.#scanner.usage();
+      if (!this.#settled) this.usage = this.#scanner === null ? null : this.#scanner.usage();
       return null;
     }
     if (this.#eventHasData) this.#dispatch(null, null);
@@ -173,14 +174,14 @@ export class ResponseMeter {
             if (usageAt !== -1 && usageAt < from) usageAt = chunk.indexOf(USAGE_BYTES, from);
             if (usageAt < 0 || usageAt >= j) break;
           }
-          this.#scanner.feed(chunk, from, j);
+          this.#scan().feed(chunk, from, j);
           break;
         }
         case Line.Data: {
           // Feed the run of value bytes up to the end of the line in one call.
           let j = i;
           while (j < n && chunk[j] !== LF && chunk[j] !== CR) j++;
-          this.#scanner.feed(chunk, i, j);
+          this.#scan().feed(chunk, i, j);
           i = j - 1;
           break;
         }
@@ -192,9 +193,13 @@ export class ResponseMeter {
 
   #eventEndsAfterLF = false;
 
+  #scan(): UsageScanner {
+    return (this.#scanner ??= new UsageScanner());
+  }
+
   #startData(): void {
     // A second data line of the same event joins the first with a newline.
-    if (this.#eventHasData) this.#scanner.feed(NEWLINE, 0, 1);
+    if (this.#eventHasData) this.#scan().feed(NEWLINE, 0, 1);
     this.#eventHasData = true;
   }
 
@@ -224,14 +229,16 @@ export class ResponseMeter {
     this.events++;
     const s = this.#scanner;
     let usageOnly = false;
-    if (s.hasUsage) {
-      const u = s.usage();
-      if (u !== null) {
-        this.usage = u;
-        usageOnly = s.choicesEmpty;
+    if (s !== null) {
+      if (s.hasUsage) {
+        const u = s.usage();
+        if (u !== null) {
+          this.usage = u;
+          usageOnly = s.choicesEmpty;
+        }
       }
+      s.reset();
     }
-    s.reset();
     this.#eventHasData = false;
     return usageOnly;
   }
