@@ -1,6 +1,8 @@
 /**
- * Diagnostic: CPU per request of each gateway thread (main JS thread, V8 workers for GC and
- * compilation, libuv pool), `plain` vs `metered`, alternating rounds.
+ * `npx tsx bench/traffic-threads.ts` (after `npm run build`): where the CPU of a metered request
+ * goes by thread, `plain` vs `metered` in alternating rounds: the main JS thread, and the others
+ * (V8's workers: parallel scavenges, concurrent marking and compilation; libuv's pool). A
+ * `--cpu-prof` profile sees only the main thread; /proc CPU time counts them all.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import autocannon from 'autocannon';

@@ -140,7 +140,7 @@ describe('UsageScanner (against the byte-by-byte reference)', () => {
   it('reads from the end only what is a top-level usage object within the bound', () => {
     const end = (s: string) => usageAtEnd(Buffer.from(s));
     expect(end('{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n')).toEqual({ prompt: 1, completion: 2 });
-    expect(end('{"usage" :\n{"prompt_tokens":1,"x":"}\\\"{"}}')).toEqual({ prompt: 1, completion: 0 });
+    expect(end('{"usage" :\n{"prompt_tokens":1,"x":"}\\"{"}}')).toEqual({ prompt: 1, completion: 0 });
     expect(end('{"a":{"usage":{"prompt_tokens":1}}}')).toBeUndefined();
     expect(end('{"x\\"usage":{"prompt_tokens":1}}')).toBeUndefined();
     expect(end('{"usage":{"prompt_tokens":1},"id":"x"}')).toBeUndefined();
