@@ -19,11 +19,16 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { TokenIssuer } from '../src/auth/issuer.js';
-import { buildGateway, killAll, median, ROOT, spawnGateway, spawnScript, TOKEN_SECRET, type Gateway } from './lib.js';
+import { buildGateway, killAll, median, percentile, ROOT, spawnGateway, spawnScript, TOKEN_SECRET, type Gateway } from './lib.js';
 
 const quick = process.argv.includes('--quick');
-const ROUNDS = quick ? 3 : 7;
-const REQUESTS = quick ? 3_000 : 10_000;
+/** `--access-log`: the access log on, as `npm start` (and the referee) run the gateway. */
+const accessLog = process.argv.includes('--access-log');
+const gatewayEnv = { ACCESS_LOG: accessLog ? 'true' : 'false' };
+// Many short rounds: an endpoint and its baseline run seconds apart, so the ratio taken within a
+// round sees the same machine; the median over rounds steadies it on a shared, busy machine.
+const ROUNDS = quick ? 5 : 21;
+const REQUESTS = quick ? 3_000 : 4_000;
 const CONNECTIONS = 32;
 const BODY = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16 });
 const log = (msg: string) => process.stderr.write(`[bench traffic] ${msg}\n`);
@@ -90,12 +95,12 @@ async function main(): Promise<void> {
   buildGateway();
   const other = compareDir();
   const upstream = await spawnScript('upstream.ts');
-  const gws: Gateway[] = [await spawnGateway({})];
+  const gws: Gateway[] = [await spawnGateway(gatewayEnv)];
   try {
     const url = `http://127.0.0.1:${upstream.port}`;
     const targets = await setUp(gws[0], 'this', url);
     if (other !== null) {
-      gws.push(await spawnGateway({}, [], [], join(other, 'main.js')));
+      gws.push(await spawnGateway(gatewayEnv, [], [], join(other, 'main.js')));
       targets.push(...(await setUp(gws[1], 'compared', url)));
     }
     const run = async (t: Target, amount: number) => {
@@ -127,17 +132,19 @@ async function main(): Promise<void> {
     const lines = [
       '# Traffic control on the hot path',
       '',
-      `\`npm run bench -- traffic${quick ? ' --quick' : ''}${other !== null ? ' --compare …' : ''}\`: POST /v1/chat/completions (JSON answer with usage), ${CONNECTIONS} connections, ${ROUNDS} alternating rounds of ${REQUESTS} requests per endpoint, medians. Embedded store (one instance: the lock-free slot counters). The gateway's CPU time per request is the measure; req/s depends on what else the machine runs. "Per-round" is the median of the ratios taken within each round (the endpoint and its baseline measured minutes apart at most), steadier than the ratio of medians on a busy machine.`,
+      `\`npm run bench -- traffic${quick ? ' --quick' : ''}${accessLog ? ' --access-log' : ''}${other !== null ? ' --compare …' : ''}\`: POST /v1/chat/completions (JSON answer with usage), ${CONNECTIONS} connections, ${ROUNDS} alternating rounds of ${REQUESTS} requests per endpoint, medians. Embedded store (one instance: the lock-free slot counters), access log ${accessLog ? 'on (to a file)' : 'off'}. The gateway's CPU time per request is the measure; req/s depends on what else the machine runs. "Per-round" is the median of the ratios taken within each round (the endpoint and its baseline measured seconds apart), steadier than the ratio of medians on a busy machine; "middle half" is the spread of those ratios (25th to 75th percentile).`,
       other !== null ? `\nBuilds: \`this\` (this tree) and \`compared\` (${other}), both gateways running, every round alternating all eight endpoints.` : '',
       '',
-      '| build | endpoint | CPU µs / request | vs its baseline | per-round | req/s | p99 ms |',
-      '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+      '| build | endpoint | CPU µs / request | vs its baseline | per-round (median) | per-round (middle half) | req/s | p99 ms |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...targets.map((t, i) => {
         const r = rows[i];
         const base = rowOf(t.build, baselineName(t.name));
         const cpu = median(r.cpuUs);
-        const perRound = median(r.cpuUs.map((v, k) => v / base.cpuUs[k]));
-        return `| ${t.build} | ${t.name} | ${cpu.toFixed(1)} | ${((cpu / median(base.cpuUs) - 1) * 100).toFixed(1)} % | ${((perRound - 1) * 100).toFixed(1)} % | ${median(r.rps).toFixed(0)} | ${median(r.p99)} |`;
+        const ratios = r.cpuUs.map((v, k) => v / base.cpuUs[k]);
+        const pct = (x: number) => `${((x - 1) * 100).toFixed(1)} %`;
+        const middle = r === base ? '' : `${pct(percentile(ratios, 25))} … ${pct(percentile(ratios, 75))}`;
+        return `| ${t.build} | ${t.name} | ${cpu.toFixed(1)} | ${pct(cpu / median(base.cpuUs))} | ${pct(median(ratios))} | ${middle} | ${median(r.rps).toFixed(0)} | ${median(r.p99)} |`;
       }),
       '',
       `Run at ${new Date().toISOString()}, load average at the end ${loadavg()[0].toFixed(2)}.`,
