@@ -70,8 +70,31 @@ function onUpgradeResponseFinish(this: TaggedResponse): void {
   (this.socket as Socket | null)?.destroySoon();
 }
 
+/** X-Forwarded-For for a connection whose peer is not a trusted proxy (plain HTTP/1.x only). */
+const kUntrustedPeer = Symbol('modelgate.untrustedPeer');
+type PeerSocket = IncomingMessage['socket'] & { encrypted?: boolean; [kUntrustedPeer]?: string };
+
 const CLIENT_GONE = 499;
 const CONTENT_LENGTH: Set<string> = new Set(['content-length']);
+
+/**
+ * 1 at the lengths of the response header names onHeaders acts on: the hop-by-hop set,
+ * x-request-id and content-type. Any other name is passed through without lower-casing it.
+ */
+const ACTED_ON_LENGTH: Uint8Array = (() => {
+  const names = [...HOP_BY_HOP, 'x-request-id', 'content-type'];
+  const table = new Uint8Array(Math.max(...names.map((n) => n.length)) + 1);
+  for (const n of names) table[n.length] = 1;
+  return table;
+})();
+
+/**
+ * A header Buffer from undici as a string (latin1: a byte per character, as node:http writes it
+ * back). `latin1Slice` is what `toString('latin1')` ends in, without its argument handling.
+ */
+function latin1(buf: Buffer): string {
+  return (buf as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(0, buf.length);
+}
 
 /** Methods `retry.on_reset: idempotent` replays (RFC 9110 §9.2.2; TRACE is never proxied). */
 const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -258,7 +281,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     let check: void | Promise<void>;
     const access: AccessRequest = {
       authorization: this.#head.authorization,
-      remoteAddress: this.#req.socket.remoteAddress ?? '',
+      remoteAddress: this.#peer(),
       xForwardedFor: this.#head.xForwardedFor,
       isPreflight: this.#head.isPreflight,
     };
@@ -285,6 +308,11 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       );
   }
 
+  /** The client's socket address (node caches it on the socket after the first read). */
+  #peer(): string {
+    return this.#req.socket.remoteAddress ?? '';
+  }
+
   #admitted(): void {
     const ctx = this.#ctx;
     const runtime = this.#runtime!;
@@ -306,9 +334,24 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     if (head.isPreflight && !runtime.isPublic) keepPreflightHeaders(headers);
     // Private endpoints keep their token to themselves; public ones pass Authorization through.
     if (runtime.isPublic && head.authorization !== undefined) headers.push('authorization', head.authorization);
-    const peer = this.#req.socket.remoteAddress ?? '';
-    const forwarded = forwardedFor(head, peer, ctx.isTrustedProxy(peer), (this.#req.socket as { encrypted?: boolean }).encrypted === true);
-    headers.push('x-forwarded-for', forwarded.forFor, 'x-forwarded-proto', forwarded.proto, 'x-request-id', this.requestId, 'via', VIA_ENTRY);
+    const peer = this.#peer();
+    const socket = this.#req.socket as PeerSocket;
+    const secure = socket.encrypted === true;
+    let forFor: string;
+    let proto: string;
+    if (!secure && socket[kUntrustedPeer] !== undefined) {
+      // A client that is not a trusted proxy gets the same values on every request of its
+      // connection: worked out once per connection.
+      forFor = socket[kUntrustedPeer];
+      proto = 'http';
+    } else {
+      const trusted = ctx.isTrustedProxy(peer);
+      const forwarded = forwardedFor(head, peer, trusted, secure);
+      forFor = forwarded.forFor;
+      proto = forwarded.proto;
+      if (!trusted && !secure && this.#req.httpVersionMajor === 1) socket[kUntrustedPeer] = forFor;
+    }
+    headers.push('x-forwarded-for', forFor, 'x-forwarded-proto', proto, 'x-request-id', this.requestId, 'via', VIA_ENTRY);
     if (head.host) headers.push('x-forwarded-host', head.host);
 
     // Decided once per request from the compiled table: endpoints without replay pay nothing.
@@ -556,15 +599,18 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     const ticket = this.#ticket;
     let contentType: string | undefined;
     for (let i = 0; i < rawHeaders.length; i += 2) {
-      const name = rawHeaders[i].toString('latin1');
-      const lower = name.toLowerCase();
-      if (ticket !== null && lower === 'content-type') contentType = rawHeaders[i + 1].toString('latin1');
-      if (lower === 'connection') {
-        listed = connectionListedHeaders(rawHeaders[i + 1].toString('latin1'));
-        continue;
+      const name = latin1(rawHeaders[i]);
+      // Only names as long as one the gateway acts on are lower-cased (Server, Date, ... are not).
+      if (name.length < ACTED_ON_LENGTH.length && ACTED_ON_LENGTH[name.length] === 1) {
+        const lower = name.toLowerCase();
+        if (ticket !== null && lower === 'content-type') contentType = latin1(rawHeaders[i + 1]);
+        if (lower === 'connection') {
+          listed = connectionListedHeaders(latin1(rawHeaders[i + 1]));
+          continue;
+        }
+        if (HOP_BY_HOP.has(lower) || lower === 'x-request-id') continue;
       }
-      if (HOP_BY_HOP.has(lower) || lower === 'x-request-id') continue;
-      out.push(name, rawHeaders[i + 1].toString('latin1'));
+      out.push(name, latin1(rawHeaders[i + 1]));
     }
     if (listed !== null) dropListed(out, listed);
     if (ticket !== null) {
@@ -918,7 +964,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     const durationMs = performance.now() - this.#startMs;
     if (runtime !== null) runtime.shared.record(status, durationMs / 1000);
     else ctx.recordUnrouted(status, durationMs / 1000);
-    this.#span.end({ endpoint: runtime?.name, route: this.#routeId, status, errCode: this.#errCode, bytes: this.#bytes });
+    // Without a tracer no facts object is built: one allocation less per request.
+    if (this.#span !== NOOP_SPAN) this.#span.end({ endpoint: runtime?.name, route: this.#routeId, status, errCode: this.#errCode, bytes: this.#bytes });
     if (ctx.accessLog) {
       const q = this.#path.indexOf('?');
       const path = q < 0 ? this.#path : this.#path.slice(0, q);

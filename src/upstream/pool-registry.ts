@@ -1,6 +1,7 @@
 import { rootCertificates } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
 import type { RouteProtocol } from '../schema/route-table.js';
+import { registerGatewayHeaderNames } from './known-header-names.js';
 
 export interface PoolOptions {
   connections: number;
@@ -19,11 +20,14 @@ export interface PoolOptions {
 export class LazyPool {
   #pool: Pool | null = null;
   #closed = false;
+  readonly #options: Pool.Options;
 
   constructor(
     readonly origin: string,
-    private readonly options: Pool.Options,
-  ) {}
+    options: Pool.Options,
+  ) {
+    this.#options = options;
+  }
 
   get created(): boolean {
     return this.#pool !== null;
@@ -39,7 +43,7 @@ export class LazyPool {
   }
 
   #create(): Pool {
-    const pool = new Pool(this.origin, this.options);
+    const pool = new Pool(this.origin, this.#options);
     // An idle socket dropped by the upstream must never surface as an unhandled error.
     pool.on('connectionError', () => {});
     // A dispatch after close (a request that outlived its route) gets undici's ClientClosedError.
@@ -78,6 +82,7 @@ export class PoolRegistry {
 
   constructor(defaults: PoolOptions) {
     this.#defaults = defaults;
+    registerGatewayHeaderNames();
     this.#ca = defaults.extraCa ? [...rootCertificates, defaults.extraCa] : undefined;
   }
 
