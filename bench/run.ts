@@ -2,6 +2,7 @@
  * `npm run bench` (about 8 minutes) / `npm run bench -- --quick` (under 2 minutes) /
  * `npm run bench -- --profile` (a CPU profile of the public endpoint under load, summarised) /
  * `npm run bench -- failover` (one of three routes killed and restarted under load) /
+ * `npm run bench -- scale` (memory and lookups with up to 1,000,000 endpoints in Redis, bench/scale.ts) /
  * `npm run bench -- traffic` (the hot-path cost of caps, rate limits and metering, bench/traffic.ts) /
  * `npm run bench -- autoscale [--ramp-seconds 180]` (burst → new replica, failed requests over a ramp).
  *
@@ -86,6 +87,67 @@ function machine(): string {
     // keep os.cpus()
   }
   return `${nproc} cores (nproc), ${cpu}, Node ${process.version}, ${process.platform} ${process.arch}, ${Math.round(Number(execSync('grep MemTotal /proc/meminfo').toString().split(/\s+/)[1]) / 1024 / 1024)} GiB RAM`;
+}
+
+/**
+ * Memory and lookups with 1,000 / 100,000 / 1,000,000 endpoints (quick: up to 100,000) written
+ * into `redisUrl`, a dedicated redis-server; a fresh gateway per size (bench/scale.ts). Leaves
+ * Redis empty.
+ */
+async function measureScaleRows(redisUrl: string, upUrl: string): Promise<{ md: string[]; summary: string[][] }> {
+  const md: string[] = [];
+  const summary: string[][] = [];
+  const rows: ScaleRow[] = [];
+  const client = new Redis(redisUrl);
+  let written = 0;
+  for (const n of C.scale) {
+    const t0 = performance.now();
+    await writeEndpoints(client, written, n, upUrl);
+    written = n;
+    log(`  wrote ${n} endpoints (${fmt((performance.now() - t0) / 1000, 1)} s)`);
+    const row = await measureScale(redisUrl, n, C.touch, C.lookups);
+    rows.push(row);
+    log(`  ${n}: rss ${fmt(row.rssMiB)} MiB, touched ${row.touched} in ${fmt(row.touchSeconds, 1)} s, cold p50 ${fmt(row.coldP50, 3)} ms, hot p50 ${fmt(row.hotP50, 3)} ms`);
+  }
+  await client.flushall();
+  await client.quit();
+  md.push(`## Memory and lookups with many endpoints in Redis`, '', `A fresh gateway per row (WORKERS=1, ENDPOINT_CACHE_MAX=${CACHE_MAX}, the default); "touched" endpoints were requested once (each loaded from Redis and compiled; the LRU keeps the last ${CACHE_MAX}); RSS read from /proc after that. Cold = first request for an endpoint (one Redis GET + validation + compile); hot = served from memory. ${C.lookups} sequential requests each.`, '');
+  md.push('| endpoints in Redis | touched | gateway RSS MiB | Redis used MiB | cold p50 / p99 ms | hot p50 / p99 ms | touch rate /s |', '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of rows) md.push(`| ${r.endpoints.toLocaleString('en')} | ${r.touched.toLocaleString('en')} | ${fmt(r.rssMiB)} | ${fmt(r.redisMiB)} | ${fmt(r.coldP50, 3)} / ${fmt(r.coldP99, 3)} | ${fmt(r.hotP50, 3)} / ${fmt(r.hotP99, 3)} | ${fmt(r.touched / r.touchSeconds)} |`);
+  md.push('');
+  const biggest = rows[rows.length - 1];
+  summary.push([`gateway RSS with ${biggest.endpoints.toLocaleString('en')} endpoints in Redis (${biggest.touched.toLocaleString('en')} touched, LRU of ${CACHE_MAX.toLocaleString('en')})`, '≤ 200 MB', `${fmt(biggest.rssMiB)} MiB`, pass(biggest.rssMiB * 1.048576 <= 200)]);
+  return { md, summary };
+}
+
+/** `npm run bench -- scale [--quick]`: the memory and lookup rows alone, into bench/results/scale.md. */
+async function scaleOnly(): Promise<void> {
+  buildGateway();
+  const loadStart = loadavg()[0];
+  const upstream = await spawnScript('upstream.ts');
+  const redis = await startRedis();
+  let scale: { md: string[]; summary: string[][] };
+  try {
+    scale = await measureScaleRows(redis.url, `http://127.0.0.1:${upstream.port}`);
+  } finally {
+    await redis.stop();
+    await upstream.stop();
+  }
+  const out = [
+    `# modelgate scale benchmark${quick ? ' (quick)' : ''}`,
+    '',
+    `- machine: ${machine()}`,
+    `- date: ${new Date().toISOString()}, command \`npm run bench -- scale${quick ? ' --quick' : ''}\`, 1-minute load average ${loadStart.toFixed(2)} at the start, ${loadavg()[0].toFixed(2)} at the end`,
+    '',
+    '| figure | target | measured | |',
+    '| --- | --- | --- | --- |',
+    ...scale.summary.map((r) => `| ${r.join(' | ')} |`),
+    '',
+    ...scale.md,
+  ].join('\n');
+  const file = join(ROOT, 'bench/results', quick ? 'scale-quick.md' : 'scale.md');
+  writeFileSync(file, out + '\n');
+  log(`wrote ${file}`);
 }
 
 async function main(): Promise<void> {
@@ -186,27 +248,10 @@ async function main(): Promise<void> {
 
   log('Redis scale');
   const redis = await startRedis();
-  const rows2: ScaleRow[] = [];
   try {
-    const client = new Redis(redis.url);
-    let written = 0;
-    for (const n of C.scale) {
-      const t0 = performance.now();
-      await writeEndpoints(client, written, n, upUrl);
-      written = n;
-      log(`  wrote ${n} endpoints (${fmt((performance.now() - t0) / 1000, 1)} s)`);
-      const row = await measureScale(redis.url, n, C.touch, C.lookups);
-      rows2.push(row);
-      log(`  ${n}: rss ${fmt(row.rssMiB)} MiB, touched ${row.touched} in ${fmt(row.touchSeconds, 1)} s, cold p50 ${fmt(row.coldP50, 3)} ms, hot p50 ${fmt(row.hotP50, 3)} ms`);
-    }
-    await client.flushall();
-    await client.quit();
-    md.push(`## Memory and lookups with many endpoints in Redis`, '', `A fresh gateway per row (WORKERS=1, ENDPOINT_CACHE_MAX=${CACHE_MAX}, the default); "touched" endpoints were requested once (each loaded from Redis and compiled; the LRU keeps the last ${CACHE_MAX}); RSS read from /proc after that. Cold = first request for an endpoint (one Redis GET + validation + compile); hot = served from memory. ${C.lookups} sequential requests each.`, '');
-    md.push('| endpoints in Redis | touched | gateway RSS MiB | Redis used MiB | cold p50 / p99 ms | hot p50 / p99 ms | touch rate /s |', '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-    for (const r of rows2) md.push(`| ${r.endpoints.toLocaleString('en')} | ${r.touched.toLocaleString('en')} | ${fmt(r.rssMiB)} | ${fmt(r.redisMiB)} | ${fmt(r.coldP50, 3)} / ${fmt(r.coldP99, 3)} | ${fmt(r.hotP50, 3)} / ${fmt(r.hotP99, 3)} | ${fmt(r.touched / r.touchSeconds)} |`);
-    md.push('');
-    const biggest = rows2[rows2.length - 1];
-    summary.push([`gateway RSS with ${biggest.endpoints.toLocaleString('en')} endpoints in Redis (${biggest.touched.toLocaleString('en')} touched, LRU of ${CACHE_MAX.toLocaleString('en')})`, '≤ 200 MB', `${fmt(biggest.rssMiB)} MiB`, pass(biggest.rssMiB * 1.048576 <= 200)]);
+    const scale = await measureScaleRows(redis.url, upUrl);
+    md.push(...scale.md);
+    summary.push(...scale.summary);
 
     log('route-change propagation');
     const prop = await measurePropagation(redis.url, C.changes);
@@ -271,6 +316,7 @@ async function pinnedOnly(): Promise<void> {
 // `npm run bench -- failover`: the kill-a-route-under-load run (bench/failover.ts) on its own;
 // `npm run bench -- autoscale`: burst and load ramp against an autoscaled service (bench/autoscale.ts);
 // `npm run bench -- pinned`: the pinned comparison alone (bench/pinned.ts);
+// `npm run bench -- scale`: memory and lookups with up to 1,000,000 endpoints in Redis alone (bench/scale.ts);
 // `npm run bench -- tls`: TLS HTTP/1.1 and HTTP/2 against nginx with the same certificate (bench/tls.ts);
 // `npm run bench -- traffic`: the hot-path cost of caps, rate limits and metering (bench/traffic.ts);
 // `npm run bench -- traffic --profile [--capped]`: where that cost goes (bench/traffic-profile.ts).
@@ -282,13 +328,15 @@ const run = process.argv.includes('failover')
       ? () => import('./tls.js').then(() => new Promise<void>(() => {}))
       : process.argv.includes('pinned')
         ? pinnedOnly
-        : process.argv.includes('traffic')
-          ? () => import(process.argv.includes('--profile') ? './traffic-profile.js' : './traffic.js').then(() => undefined)
-          : main;
+        : process.argv.includes('scale')
+          ? scaleOnly
+          : process.argv.includes('traffic')
+            ? () => import(process.argv.includes('--profile') ? './traffic-profile.js' : './traffic.js').then(() => undefined)
+            : main;
 
 run().then(
   () => {
-    if (run !== main && run !== pinnedOnly) return;
+    if (run !== main && run !== pinnedOnly && run !== scaleOnly) return;
     process.exit(0);
   },
   (err) => {

@@ -6,16 +6,13 @@ import { statsRoutes } from './admin/stats-routes.js';
 import { endpointsRoutes } from './admin/endpoints-routes.js';
 import type { AdminMount } from './admin/mount.js';
 import { OwnAddresses } from './admin/own-addresses.js';
-import { servicesRoutes } from './admin/services-routes.js';
 import { tokensRoutes } from './admin/tokens-routes.js';
 import { usageRoutes } from './admin/usage-routes.js';
 import { CidrList } from './auth/cidr.js';
 import { createAuth, type Auth } from './auth/create-auth.js';
 import { serveMetricsToPrimary, serveStatsToPrimary, WorkerPool } from './cluster/workers.js';
 import type { Settings } from './config/settings.js';
-import { KubernetesRuntime } from './controller/kubernetes-runtime.js';
-import { LeaseLeadership } from './controller/leadership.js';
-import { ServiceController } from './controller/service-controller.js';
+import type { ServiceController } from './controller/service-controller.js';
 import type { AccessLogSink } from './obs/access-log.js';
 import type { Logger } from './obs/logger.js';
 import { collectEndpointStats, mergeEndpointStats, type EndpointStats } from './obs/endpoint-stats.js';
@@ -202,12 +199,7 @@ async function startAdmin(core: Core, dataPlane: DataPlane): Promise<AdminPart> 
   const scheme = gatewayScheme(settings);
   const portSuffix = dataPlane.port === (scheme === 'https' ? 443 : 80) ? '' : `:${dataPlane.port}`;
   const endpointUrl = (name: string) => `${scheme}://${name}.${settings.APPS_DOMAIN}${portSuffix}/`;
-  // With a shared store one controller leads (a lease); the embedded store has one process.
-  const leadership = isLeaseStore(store) ? new LeaseLeadership({ store, logger, ttlMs: settings.CONTROLLER_LEASE_MS }) : undefined;
-  const kubernetes = () => new KubernetesRuntime({ namespace: settings.KUBERNETES_NAMESPACE, kubeconfig: settings.KUBECONFIG, logger });
-  const controller = settings.CONTROLLER_ENABLED
-    ? new ServiceController({ store, settings, logger, endpointUrl, metrics: core.metrics, leadership, kubernetes, defaultRuntime: settings.CONTROLLER_RUNTIME })
-    : null;
+  const controller = settings.CONTROLLER_ENABLED ? await createController(core, endpointUrl) : null;
   const mounts: AdminMount[] = [
     endpointsRoutes({
       store,
@@ -220,7 +212,7 @@ async function startAdmin(core: Core, dataPlane: DataPlane): Promise<AdminPart> 
     tokensRoutes({ store, issuer: auth.issuer, maxLifetimeSeconds: auth.maxLifetimeSeconds, revocations: auth.revocations, clock: auth.clock }),
     usageRoutes({ store, flushUsage: dataPlane.gateway ? () => dataPlane.gateway!.traffic.flushUsage() : undefined }),
   ];
-  if (controller) mounts.push(servicesRoutes(controller));
+  if (controller) mounts.push((await import('./admin/services-routes.js')).servicesRoutes(controller));
   mounts.push(consoleRoutes(), statsRoutes({ store, collect: dataPlane.endpointStats }));
   const app = createAdminApp(
     {
@@ -264,6 +256,23 @@ async function startAdmin(core: Core, dataPlane: DataPlane): Promise<AdminPart> 
       await closed;
     },
   };
+}
+
+/**
+ * The model-service controller and its admin routes are loaded only when CONTROLLER_ENABLED:
+ * a gateway that runs no model services does not carry their modules (and schemas) in memory.
+ */
+async function createController(core: Core, endpointUrl: (name: string) => string): Promise<ServiceController> {
+  const { settings, logger, store } = core;
+  const [{ ServiceController }, { LeaseLeadership }, { KubernetesRuntime }] = await Promise.all([
+    import('./controller/service-controller.js'),
+    import('./controller/leadership.js'),
+    import('./controller/kubernetes-runtime.js'),
+  ]);
+  // With a shared store one controller leads (a lease); the embedded store has one process.
+  const leadership = isLeaseStore(store) ? new LeaseLeadership({ store, logger, ttlMs: settings.CONTROLLER_LEASE_MS }) : undefined;
+  const kubernetes = () => new KubernetesRuntime({ namespace: settings.KUBERNETES_NAMESPACE, kubeconfig: settings.KUBECONFIG, logger });
+  return new ServiceController({ store, settings, logger, endpointUrl, metrics: core.metrics, leadership, kubernetes, defaultRuntime: settings.CONTROLLER_RUNTIME });
 }
 
 /** The start line, and a generated admin token printed once so the operator can copy it. */

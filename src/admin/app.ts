@@ -7,7 +7,6 @@ import { isSafeRequestId } from '../lib/headers.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import type { AdminApp, AdminEnv, AdminMount } from './mount.js';
-import { openApiJson } from './openapi.js';
 
 
 export interface AdminAppOptions {
@@ -70,7 +69,8 @@ export function createAdminApp(opts: AdminAppOptions, mounts: AdminMount[]): Adm
     return c.body(text, 200, { 'content-type': opts.metrics.registry.contentType });
   });
 
-  app.get('/openapi.json', (c) => c.body(openApiJson(), 200, { 'content-type': 'application/json' }));
+  // Loaded on first request: the document's schemas are only ever needed here.
+  app.get('/openapi.json', async (c) => c.body((await import('./openapi.js')).openApiJson(), 200, { 'content-type': 'application/json' }));
 
   app.use('/v1/*', async (c, next) => {
     if (!isAdmin(c.req.header('authorization'))) throw new GatewayError('ADM_UNAUTHORIZED');

@@ -53,8 +53,14 @@ function negativeEntrySize(_value: AuthFailureCode, key: string): number {
  * Expiry and revocation are the checker's job on every hit; the LRU ttl only frees memory.
  */
 export class TokenCache {
-  readonly #verified: LRUCache<string, CachedToken> | null;
-  readonly #failed: LRUCache<string, AuthFailureCode> | null;
+  // Both LRUs are built on first use: lru-cache allocates its arrays for `max` entries up
+  // front (about 4 MB for the default 100,000), which a gateway serving only public endpoints
+  // never needs.
+  #verified: LRUCache<string, CachedToken> | null = null;
+  #failed: LRUCache<string, AuthFailureCode> | null = null;
+  readonly #max: number;
+  readonly #negativeMax: number;
+  readonly #negativeMaxBytes: number;
   readonly #leewayMs: number;
   readonly #maxTtlMs: number;
   readonly #negativeTtlMs: number;
@@ -65,18 +71,22 @@ export class TokenCache {
     this.#maxTtlMs = opts.maxTtlMs ?? TOKEN_CACHE_DEFAULTS.maxTtlMs;
     this.#negativeTtlMs = opts.negativeTtlMs ?? TOKEN_CACHE_DEFAULTS.negativeTtlMs;
     this.#transientNegativeTtlMs = opts.transientNegativeTtlMs ?? TOKEN_CACHE_DEFAULTS.transientNegativeTtlMs;
-    if (opts.max > 0) {
-      this.#verified = new LRUCache<string, CachedToken>({ max: opts.max, ttl: this.#maxTtlMs, updateAgeOnGet: false });
-      this.#failed = new LRUCache<string, AuthFailureCode>({
-        max: Math.min(opts.negativeMax ?? TOKEN_CACHE_DEFAULTS.negativeMax, Math.max(opts.max, 1)),
-        maxSize: opts.negativeMaxBytes ?? TOKEN_CACHE_DEFAULTS.negativeMaxBytes,
-        sizeCalculation: negativeEntrySize,
-        ttl: this.#negativeTtlMs,
-      });
-    } else {
-      this.#verified = null;
-      this.#failed = null;
-    }
+    this.#max = opts.max;
+    this.#negativeMax = Math.min(opts.negativeMax ?? TOKEN_CACHE_DEFAULTS.negativeMax, Math.max(opts.max, 1));
+    this.#negativeMaxBytes = opts.negativeMaxBytes ?? TOKEN_CACHE_DEFAULTS.negativeMaxBytes;
+  }
+
+  #verifiedCache(): LRUCache<string, CachedToken> {
+    return (this.#verified ??= new LRUCache<string, CachedToken>({ max: this.#max, ttl: this.#maxTtlMs, updateAgeOnGet: false }));
+  }
+
+  #failedCache(): LRUCache<string, AuthFailureCode> {
+    return (this.#failed ??= new LRUCache<string, AuthFailureCode>({
+      max: this.#negativeMax,
+      maxSize: this.#negativeMaxBytes,
+      sizeCalculation: negativeEntrySize,
+      ttl: this.#negativeTtlMs,
+    }));
   }
 
   get size(): number {
@@ -99,7 +109,7 @@ export class TokenCache {
       tpm: claims.tpm ?? 0,
     };
     const ttl = Math.min(entry.expiredAfterMs - nowMs, this.#maxTtlMs);
-    if (this.#verified !== null && ttl > 0) this.#verified.set(token, entry, { ttl });
+    if (this.#max > 0 && ttl > 0) this.#verifiedCache().set(token, entry, { ttl });
     return entry;
   }
 
@@ -108,7 +118,7 @@ export class TokenCache {
   }
 
   rememberFailure(token: string, code: AuthFailureCode, transient: boolean): void {
-    this.#failed?.set(token, code, { ttl: transient ? this.#transientNegativeTtlMs : this.#negativeTtlMs });
+    if (this.#max > 0) this.#failedCache().set(token, code, { ttl: transient ? this.#transientNegativeTtlMs : this.#negativeTtlMs });
   }
 
   clear(): void {

@@ -101,6 +101,8 @@ export const settingsSchema = z.object({
   DRAIN_GRACE_MS: nonNegativeInt.default(30_000),
   RESYNC_INTERVAL_MS: positiveMs.default(10_000),
   ENDPOINT_CACHE_MAX: z.coerce.number().int().min(1).default(25_000),
+  /** V8's old-generation growth between full collections, in percent (docs/performance.md); 0 = V8's own heuristic. */
+  HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(300).default(30),
   NEGATIVE_CACHE_TTL_MS: nonNegativeInt.default(1_000),
   TRUSTED_PROXIES: list.default([]),
   ADMIN_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),

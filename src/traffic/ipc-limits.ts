@@ -29,7 +29,12 @@ function isMsg(m: unknown, kind: string): boolean {
 /** The primary's counters, shared by every worker. */
 export class PrimaryLimits {
   readonly slots = new Map<string, Set<string>>();
-  readonly #gcra = localLimiterState();
+  // Built on first use (the LRU's arrays are allocated for its whole size up front).
+  #gcraState: Map<string, number> | null = null;
+
+  get #gcra(): Map<string, number> {
+    return (this.#gcraState ??= localLimiterState());
+  }
 
   acquire(keys: string[], cap: number, member: string): number {
     for (let i = 0; i < keys.length; i++) {

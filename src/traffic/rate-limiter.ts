@@ -65,11 +65,17 @@ export function localLimiterState(): RecentMap {
 export class RateLimiter {
   readonly #shared: SharedLimits | null;
   readonly #flag: FallbackFlag | null;
-  readonly #local = localLimiterState();
+  // Built on first use: the LRU allocates its arrays for LOCAL_MAX_KEYS up front (~3 MB),
+  // and most gateways limit nothing, or limit through Redis.
+  #localState: Map<string, number> | null = null;
 
   constructor(shared: SharedLimits | null, flag: FallbackFlag | null) {
     this.#shared = shared;
     this.#flag = flag;
+  }
+
+  get #local(): Map<string, number> {
+    return (this.#localState ??= localLimiterState());
   }
 
   check(specs: readonly LimiterSpec[]): LimitDecision | Promise<LimitDecision> {

@@ -32,6 +32,14 @@ describe('loadSettings', () => {
     expect(s.IDLE_TIMEOUT_MS).toBe(300000);
     expect(s.BODY_LIMIT_BYTES).toBe(100 * 1024 * 1024);
     expect(s.ephemeral).toBe(false);
+    expect(s.HEAP_GROWING_PERCENT).toBe(30);
+  });
+
+  it('takes HEAP_GROWING_PERCENT from 0 (V8 decides) to 300', () => {
+    expect(loadSettings({ env: { HEAP_GROWING_PERCENT: '0' } }).HEAP_GROWING_PERCENT).toBe(0);
+    expect(loadSettings({ env: { HEAP_GROWING_PERCENT: '100' } }).HEAP_GROWING_PERCENT).toBe(100);
+    expect(() => loadSettings({ env: { HEAP_GROWING_PERCENT: '301' } })).toThrow(SettingsError);
+    expect(() => loadSettings({ env: { HEAP_GROWING_PERCENT: '-1' } })).toThrow(SettingsError);
   });
 
   it('lets the environment override the YAML file', () => {
