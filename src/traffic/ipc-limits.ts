@@ -1,5 +1,5 @@
 import { gcraLocal, gcraSettleLocal, type LimitDecision, type LimiterSpec } from './gcra.js';
-import { localLimiterState } from './rate-limiter.js';
+import { localLimiterState, type RecentMap } from './rate-limiter.js';
 import type { SharedLimits } from './shared-limits.js';
 
 /**
@@ -29,10 +29,10 @@ function isMsg(m: unknown, kind: string): boolean {
 /** The primary's counters, shared by every worker. */
 export class PrimaryLimits {
   readonly slots = new Map<string, Set<string>>();
-  // Built on first use (the LRU's arrays are allocated for its whole size up front).
-  #gcraState: Map<string, number> | null = null;
+  // Built on first use (a primary whose workers limit nothing keeps none).
+  #gcraState: RecentMap | null = null;
 
-  get #gcra(): Map<string, number> {
+  get #gcra(): RecentMap {
     return (this.#gcraState ??= localLimiterState());
   }
 

@@ -65,16 +65,15 @@ export function localLimiterState(): RecentMap {
 export class RateLimiter {
   readonly #shared: SharedLimits | null;
   readonly #flag: FallbackFlag | null;
-  // Built on first use: the LRU allocates its arrays for LOCAL_MAX_KEYS up front (~3 MB),
-  // and most gateways limit nothing, or limit through Redis.
-  #localState: Map<string, number> | null = null;
+  // Built on first use: most gateways limit nothing, or limit through Redis.
+  #localState: RecentMap | null = null;
 
   constructor(shared: SharedLimits | null, flag: FallbackFlag | null) {
     this.#shared = shared;
     this.#flag = flag;
   }
 
-  get #local(): Map<string, number> {
+  get #local(): RecentMap {
     return (this.#localState ??= localLimiterState());
   }
 
