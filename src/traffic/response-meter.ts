@@ -25,6 +25,9 @@ const enum Line {
 /** Picks the mode from a response's Content-Type (null: none). */
 export function meterModeFor(contentType: string | undefined): MeterMode {
   if (contentType === undefined) return MeterMode.None;
+  // The values servers send, recognised without a lower-cased copy.
+  if (contentType === 'application/json') return MeterMode.Json;
+  if (contentType === 'text/event-stream' || contentType === 'text/event-stream; charset=utf-8') return MeterMode.Sse;
   const ct = contentType.toLowerCase();
   if (ct.includes('text/event-stream')) return MeterMode.Sse;
   if (ct.includes('json')) return MeterMode.Json;
