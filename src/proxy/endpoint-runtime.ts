@@ -68,38 +68,43 @@ type DurationHistogram = HistogramSeries;
 class LabelChildren {
   readonly #requests: RequestCounter[] = [];
   readonly #durations: DurationHistogram[] = [];
-  constructor(
-    private readonly label: string,
-    private readonly metrics: Metrics,
-  ) {}
+  readonly #label: string;
+  readonly #metrics: Metrics;
+  constructor(label: string, metrics: Metrics) {
+    this.#label = label;
+    this.#metrics = metrics;
+  }
 
   record(status: number, seconds: number): void {
     const i = Math.min(5, (status / 100) | 0);
     let counter = this.#requests[i];
     if (counter === undefined) {
-      counter = this.metrics.requests.labels(this.label, STATUS_CLASSES[i]);
+      counter = this.#metrics.requests.labels(this.#label, STATUS_CLASSES[i]);
       this.#requests[i] = counter;
-      this.#durations[i] = this.metrics.requestDuration.labels(this.label, STATUS_CLASSES[i]);
+      this.#durations[i] = this.#metrics.requestDuration.labels(this.#label, STATUS_CLASSES[i]);
     }
     counter.inc();
     this.#durations[i].observe(seconds);
   }
 
   recordError(code: string): void {
-    this.metrics.endpointErrors.labels(this.label, code).inc();
+    this.#metrics.endpointErrors.labels(this.#label, code).inc();
   }
 }
 
 /** One LabelChildren per distinct endpoint label (bounded by the labeler's cap). */
 export class EndpointMetricsRegistry {
   readonly #byLabel = new Map<string, LabelChildren>();
+  readonly #labeler: EndpointLabeler;
   constructor(
     readonly metrics: Metrics,
-    private readonly labeler: EndpointLabeler,
-  ) {}
+    labeler: EndpointLabeler,
+  ) {
+    this.#labeler = labeler;
+  }
 
   forEndpoint(name: string): { label: string; children: LabelChildren } {
-    const label = this.labeler.label(name);
+    const label = this.#labeler.label(name);
     let children = this.#byLabel.get(label);
     if (children === undefined) {
       children = new LabelChildren(label, this.metrics);
@@ -207,24 +212,25 @@ export class EndpointRuntime {
 
 /** Builds runtimes from tables, carrying route state and pools over from the previous version. */
 export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime> {
-  private readonly registry: EndpointMetricsRegistry;
+  readonly #registry: EndpointMetricsRegistry;
+  readonly #pools: PoolRegistry;
+  readonly #defaults: RuntimeDefaults;
+  /** Where autoscaled endpoints are registered for load reports; null: none reported. */
+  readonly #loadReporter: LoadReporter | null;
+  readonly #logger: Logger | undefined;
   /** Called when a health check brings a route back, so held requests can use it. */
   onRouteRecovered: (runtime: EndpointRuntime) => void = () => {};
 
-  constructor(
-    private readonly pools: PoolRegistry,
-    private readonly defaults: RuntimeDefaults,
-    metrics: Metrics,
-    labeler: EndpointLabeler,
-    /** Where autoscaled endpoints are registered for load reports; null: none reported. */
-    private readonly loadReporter: LoadReporter | null = null,
-    private readonly logger?: Logger,
-  ) {
-    this.registry = new EndpointMetricsRegistry(metrics, labeler);
+  constructor(pools: PoolRegistry, defaults: RuntimeDefaults, metrics: Metrics, labeler: EndpointLabeler, loadReporter: LoadReporter | null = null, logger?: Logger) {
+    this.#pools = pools;
+    this.#defaults = defaults;
+    this.#loadReporter = loadReporter;
+    this.#logger = logger;
+    this.#registry = new EndpointMetricsRegistry(metrics, labeler);
   }
 
   compile(table: RouteTable, previous: EndpointRuntime | undefined): EndpointRuntime {
-    const connectMs = table.timeouts?.connect_ms ?? this.defaults.connectTimeoutMs;
+    const connectMs = table.timeouts?.connect_ms ?? this.#defaults.connectTimeoutMs;
     const previousByKey = previous ? indexByKey(previous.routes) : null;
     // `map`, not `push`: an array grown by push keeps room for 17 elements, and every hot
     // endpoint holds this array for as long as it is cached.
@@ -236,39 +242,39 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
         state.weight = route.weight;
         state.status = route.status;
       } else {
-        state = new RouteState(route, (origin, protocol) => this.pools.acquire(origin, connectMs, protocol), key);
+        state = new RouteState(route, (origin, protocol) => this.#pools.acquire(origin, connectMs, protocol), key);
       }
       return state;
     });
     const sameEndpoint = previous && previous.id === table.id;
-    const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.registry);
+    const shared = sameEndpoint ? previous.shared : new EndpointShared(table.name, this.#registry);
     // Routes the new table dropped: their pool reference goes (in-flight requests finish).
     if (previousByKey) {
       for (const state of previousByKey.values()) {
         previous!.shared.health?.stop(state);
-        this.pools.release(state.pool);
+        this.#pools.release(state.pool);
       }
     }
     if (!sameEndpoint && previous) for (const state of routes) previous.shared.health?.stop(state);
     // Endpoints without health_check never get a tracker: nothing to pay for it.
     const probe = table.health_check ? probeConfigOf(table.health_check) : null;
     if (probe !== null || shared.health !== null) {
-      const health = (shared.health ??= new EndpointRouteHealth(shared.label, this.registry.metrics, this.logger, (rt) => this.onRouteRecovered(rt as EndpointRuntime)));
+      const health = (shared.health ??= new EndpointRouteHealth(shared.label, this.#registry.metrics, this.#logger, (rt) => this.onRouteRecovered(rt as EndpointRuntime)));
       // Only routes the table sends traffic to are probed (the others take none anyway).
       for (const state of routes) health.sync(state, probe !== null && state.status === 'healthy' ? probe : null);
     }
-    if (this.loadReporter !== null && table.autoscaled !== true && shared.load !== null) {
+    if (this.#loadReporter !== null && table.autoscaled !== true && shared.load !== null) {
       shared.load = null;
-      this.loadReporter.endpoints.delete(table.name);
+      this.#loadReporter.endpoints.delete(table.name);
     }
     // Bounded like every endpoint label (METRICS_ENDPOINT_LABEL_CAP): one series per endpoint
     // for a million endpoints would cost memory on every instance and flood /metrics.
-    if (shared.label !== 'other') this.registry.metrics.routeTableVersion.labels(shared.label).set(table.version);
-    const runtime = new EndpointRuntime(slimTable(table), routes, new Candidates(takingTraffic(routes)), shared, this.defaults);
+    if (shared.label !== 'other') this.#registry.metrics.routeTableVersion.labels(shared.label).set(table.version);
+    const runtime = new EndpointRuntime(slimTable(table), routes, new Candidates(takingTraffic(routes)), shared, this.#defaults);
     if (shared.health !== null) shared.health.current = runtime;
-    if (this.loadReporter !== null && table.autoscaled === true) {
+    if (this.#loadReporter !== null && table.autoscaled === true) {
       shared.load ??= new LoadMeter();
-      this.loadReporter.endpoints.set(table.name, runtime);
+      this.#loadReporter.endpoints.set(table.name, runtime);
     }
     return runtime;
   }
@@ -278,9 +284,9 @@ export class EndpointRuntimeCompiler implements EndpointCompiler<EndpointRuntime
     if (health !== null && health.current === runtime) health.current = null;
     for (const state of runtime.routes) {
       health?.stop(state);
-      this.pools.release(state.pool);
+      this.#pools.release(state.pool);
     }
-    if (this.loadReporter?.endpoints.get(runtime.name) === runtime) this.loadReporter.endpoints.delete(runtime.name);
+    if (this.#loadReporter?.endpoints.get(runtime.name) === runtime) this.#loadReporter.endpoints.delete(runtime.name);
   }
 
   /** Stops the runtime's health checks (the gateway is stopping; the runtime stays cached). */
