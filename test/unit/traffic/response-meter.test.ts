@@ -2,18 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MeterMode, ResponseMeter, meterModeFor } from '../../../src/traffic/response-meter.js';
 import { UsageScanner } from '../../../src/traffic/usage-scanner.js';
+import { splitAt } from './support/split.js';
 
-function splitAt(buf: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let last = 0;
-  for (const p of points) {
-    out.push(buf.subarray(last, p));
-    last = p;
-  }
-  out.push(buf.subarray(last));
-  return out;
-}
 
 function feed(meter: ResponseMeter, chunks: Buffer[]): string {
   let out = '';

@@ -4,18 +4,8 @@ import { MeterMode, ResponseMeter } from '../../../src/traffic/response-meter.js
 import { UsageScanner, usageAtEnd } from '../../../src/traffic/usage-scanner.js';
 import { ReferenceResponseMeter } from './support/response-meter-reference.js';
 import { ReferenceUsageScanner } from './support/usage-scanner-reference.js';
+import { splitAt as pieces } from './support/split.js';
 
-function pieces(buf: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let last = 0;
-  for (const p of points) {
-    out.push(buf.subarray(last, p));
-    last = p;
-  }
-  out.push(buf.subarray(last));
-  return out;
-}
 
 function scan(text: Buffer, cuts: number[]) {
   const fast = new UsageScanner();
