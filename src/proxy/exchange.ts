@@ -79,10 +79,10 @@ const CONTENT_LENGTH: Set<string> = new Set(['content-length']);
 
 /**
  * 1 at the lengths of the response header names onHeaders acts on: the hop-by-hop set,
- * x-request-id and content-type. Any other name is passed through without lower-casing it.
+ * x-request-id, and content-type and content-length (traffic control reads them). Any other name is passed through without lower-casing it.
  */
 const ACTED_ON_LENGTH: Uint8Array = (() => {
-  const names = [...HOP_BY_HOP, 'x-request-id', 'content-type'];
+  const names = [...HOP_BY_HOP, 'x-request-id', 'content-type', 'content-length'];
   const table = new Uint8Array(Math.max(...names.map((n) => n.length)) + 1);
   for (const n of names) table[n.length] = 1;
   return table;
@@ -601,11 +601,13 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     let contentLength = -1;
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = latin1(rawHeaders[i]);
-      if (ticket !== null && name.length === 14 && name.toLowerCase() === 'content-length') contentLength = Number(latin1(rawHeaders[i + 1]));
       // Only names as long as one the gateway acts on are lower-cased (Server, Date, ... are not).
       if (name.length < ACTED_ON_LENGTH.length && ACTED_ON_LENGTH[name.length] === 1) {
         const lower = name.toLowerCase();
-        if (ticket !== null && lower === 'content-type') contentType = latin1(rawHeaders[i + 1]);
+        if (ticket !== null) {
+          if (lower === 'content-type') contentType = latin1(rawHeaders[i + 1]);
+          else if (lower === 'content-length') contentLength = Number(latin1(rawHeaders[i + 1]));
+        }
         if (lower === 'connection') {
           listed = connectionListedHeaders(latin1(rawHeaders[i + 1]));
           continue;
@@ -972,8 +974,10 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       const q = this.#path.indexOf('?');
       const path = q < 0 ? this.#path : this.#path.slice(0, q);
       if (this.#upgrade === null && this.#replays === 0) {
-        if (ticket === null) ctx.accessLogger.request(this.requestId, this.#method, path, runtime?.name, this.#routeId, status, this.#bytes, durationMs, this.#ttfbMs, this.#errCode);
-        else ctx.accessLogger.request(this.requestId, this.#method, path, runtime?.name, this.#routeId, status, this.#bytes, durationMs, this.#ttfbMs, this.#errCode, ticket.priority, ticket.prompt, ticket.completion);
+        ctx.accessLogger.request(
+          this.requestId, this.#method, path, runtime?.name, this.#routeId, status, this.#bytes, durationMs, this.#ttfbMs, this.#errCode,
+          ticket === null ? -1 : ticket.priority, ticket === null ? -1 : ticket.prompt, ticket === null ? -1 : ticket.completion,
+        );
       } else {
         const line: Record<string, unknown> = {
           request_id: this.requestId,
