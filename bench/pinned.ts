@@ -15,8 +15,11 @@ import { join } from 'node:path';
 import { TokenIssuer } from '../src/auth/issuer.js';
 import { freePort, median, ROOT, sleep, spawnGateway, spawnScript, TMP, TOKEN_SECRET, type Proc } from './lib.js';
 
-const PROXY_CPU = '0';
-const LOAD_CPU = '1';
+/** What the origin answers on /v1/chat/completions: a non-streamed completion with its usage. */
+export const COMPLETION =
+  '{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}';
+export const PROXY_CPU = '0';
+export const LOAD_CPU = '1';
 
 export interface PinnedOptions {
   rounds: number;
@@ -34,7 +37,7 @@ function have(bin: string): boolean {
 }
 
 /** wrk and nginx from Debian's packages, installed when missing (needs root, as on the reference machine). */
-function ensureTools(): void {
+export function ensureTools(): void {
   const missing = ['wrk', 'nginx', 'taskset'].filter((b) => !have(b));
   if (missing.length === 0) return;
   const pkgs = missing.map((b) => (b === 'taskset' ? 'util-linux' : b));
@@ -44,8 +47,11 @@ function ensureTools(): void {
   if (r.status !== 0) throw new Error(`apt-get install ${pkgs.join(' ')} failed`);
 }
 
-/** nginx origin on CPU 1: `/` a 64-byte JSON body (no disk), `/16k` a 16 KiB file. Same config as the harness. */
-async function startOrigin(): Promise<{ port: number; child: ChildProcess }> {
+/**
+ * nginx origin on CPU 1: `/` a 64-byte JSON body (no disk), `/16k` a 16 KiB file. Same config as the
+ * harness, plus `/v1/chat/completions`: an OpenAI-style completion with `usage` (bench/traffic-pinned.ts).
+ */
+export async function startOrigin(): Promise<{ port: number; child: ChildProcess }> {
   const dir = join(TMP, 'origin');
   mkdirSync(join(dir, 'www'), { recursive: true });
   // nginx's worker runs as an unprivileged user: it must be able to read the 16 KiB file.
@@ -58,6 +64,7 @@ async function startOrigin(): Promise<{ port: number; child: ChildProcess }> {
       `http {\n access_log off;\n keepalive_timeout 60s;\n keepalive_requests 1000000;\n sendfile on;\n open_file_cache max=16;\n` +
       ` server {\n  listen 127.0.0.1:${port} backlog=4096;\n  default_type application/json;\n` +
       `  location = /16k { root ${dir}/www; try_files /16k.json =404; }\n` +
+      `  location = /v1/chat/completions { return 200 '${COMPLETION}'; }\n` +
       `  location / { return 200 '{"ok":true,"service":"bench-upstream","pad":"0123456789abcdef0"}'; }\n }\n}\n`,
   );
   const child = spawn('taskset', ['-c', LOAD_CPU, 'nginx', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: 'ignore' });
@@ -86,7 +93,7 @@ function cpuSnap(): number[] {
   return out;
 }
 
-interface WrkSample {
+export interface WrkSample {
   rps: number;
   p50: number;
   p99: number;
@@ -101,9 +108,10 @@ function pct(text: string, p: number): number {
   return m ? Number(m[1]) * UNIT[m[2]] : NaN;
 }
 
-function wrk(url: string, seconds: number, headers: string[]): WrkSample {
+/** One wrk run from CPU 1; `script`: a wrk Lua script (the POST of bench/traffic-pinned.ts). */
+export function wrk(url: string, seconds: number, headers: string[], script?: string): WrkSample {
   const before = cpuSnap();
-  const args = ['-c', LOAD_CPU, 'wrk', '-t1', '-c64', `-d${seconds}s`, '--timeout', '5s', '--latency', ...headers.flatMap((h) => ['-H', h]), url];
+  const args = ['-c', LOAD_CPU, 'wrk', '-t1', '-c64', `-d${seconds}s`, '--timeout', '5s', '--latency', ...headers.flatMap((h) => ['-H', h]), ...(script ? ['-s', script] : []), url];
   const r = spawnSync('taskset', args, { encoding: 'utf8', timeout: (seconds + 15) * 1000 });
   const after = cpuSnap();
   const text = r.stdout ?? '';

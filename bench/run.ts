@@ -319,6 +319,7 @@ async function pinnedOnly(): Promise<void> {
 // `npm run bench -- scale`: memory and lookups with up to 1,000,000 endpoints in Redis alone (bench/scale.ts);
 // `npm run bench -- tls`: TLS HTTP/1.1 and HTTP/2 against nginx with the same certificate (bench/tls.ts);
 // `npm run bench -- traffic`: the hot-path cost of caps, rate limits and metering (bench/traffic.ts);
+// `npm run bench -- traffic --pinned`: the same cost by the referee's method (bench/traffic-pinned.ts);
 // `npm run bench -- traffic --profile [--capped]`: where that cost goes (bench/traffic-profile.ts).
 const run = process.argv.includes('failover')
   ? () => import('./failover.js').then(() => undefined)
@@ -331,7 +332,7 @@ const run = process.argv.includes('failover')
         : process.argv.includes('scale')
           ? scaleOnly
           : process.argv.includes('traffic')
-            ? () => import(process.argv.includes('--profile') ? './traffic-profile.js' : './traffic.js').then(() => undefined)
+            ? () => import(process.argv.includes('--profile') ? './traffic-profile.js' : process.argv.includes('--pinned') ? './traffic-pinned.js' : './traffic.js').then(() => undefined)
             : main;
 
 run().then(
