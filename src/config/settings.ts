@@ -82,6 +82,7 @@ export const settingsSchema = z.object({
   FIRST_BYTE_TIMEOUT_MS: positiveMs.default(300_000),
   IDLE_TIMEOUT_MS: positiveMs.default(300_000),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(0).default(100 * 1024 * 1024),
+  REQUEST_BUFFER_MAX_BYTES: z.coerce.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
   MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
   /** Header lines per request; more is refused with 431 GW_HEADERS_TOO_LARGE (Envoy's default is 100 too). */
   MAX_HEADER_COUNT: z.coerce.number().int().min(16).max(10_000).default(100),

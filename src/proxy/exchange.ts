@@ -20,6 +20,7 @@ import { ReplayBody } from './replay-body.js';
 import { RequestHead, VIA_ENTRY, forwardedFor, gatewayHops, keepPreflightHeaders, readRequestHead, resolveTarget } from './request-head.js';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, Tunnel, type OpenTunnel, type TunnelOwner } from './tunnel.js';
 import { UpgradeRequest, extractQueryToken, websocketAccept } from './upgrade.js';
+import { BodyAbortedError, readWholeBody } from './whole-body.js';
 
 /**
  * A request that already passed this many modelgate instances is refused with 508: a route
@@ -363,8 +364,39 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       ctx.traffic.admit(ticket, this, this.#req, head.contentLength, head.hasBody);
       return;
     }
+    this.#attachBodyAndDispatch();
+  }
+
+  /**
+   * Sends the request upstream with its body. A body of declared length up to
+   * REQUEST_BUFFER_MAX_BYTES (a chat completion's prompt, typically) is read whole first and goes
+   * out in the same write as the request head (docs/performance.md, "Small request bodies");
+   * larger or chunked bodies stream as they arrive.
+   */
+  #attachBodyAndDispatch(): void {
+    const head = this.#head;
+    if (head.hasBody && head.contentLength >= 0 && head.contentLength <= this.#ctx.requestBufferMaxBytes && this.#upgrade === null) {
+      readWholeBody(this.#req, head.contentLength).then(
+        (body) => {
+          if (this.#finished || this.#clientGone) return;
+          this.#useBuffer(body);
+          this.#dispatch();
+        },
+        (err: unknown) => {
+          // A client that left mid-body was already finished by clientClosed (499).
+          if (!this.#finished) this.fail(err instanceof BodyAbortedError ? new GatewayError('GW_BAD_REQUEST', { message: 'request body ended early', closeConnection: true }) : err);
+        },
+      );
+      return;
+    }
     this.#attachBody();
     this.#dispatch();
+  }
+
+  /** A body held whole: a Buffer can be sent again as it is, so a replay needs no copy. */
+  #useBuffer(body: Buffer): void {
+    this.#body = body;
+    if (body.length > this.#runtime!.replayBodyMaxBytes) this.#replay = false;
   }
 
   #attachBody(): void {
@@ -389,15 +421,16 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   trafficAdmitted(): void {
     if (this.#finished || this.#clientGone) return;
     const body = this.#ticket!.body;
-    if (body === null) this.#attachBody();
-    else if (Buffer.isBuffer(body)) {
-      // The body was read (and maybe rewritten): its length is what it is now. A Buffer can be
-      // sent again as it is, so a replay needs no copy.
+    if (body === null) {
+      this.#attachBodyAndDispatch();
+      return;
+    }
+    if (Buffer.isBuffer(body)) {
+      // The body was read (and maybe rewritten): its length is what it is now.
       const forward = this.#head.forward;
       dropListed(forward, CONTENT_LENGTH);
       forward.push('content-length', String(body.length));
-      this.#body = body;
-      if (body.length > this.#runtime!.replayBodyMaxBytes) this.#replay = false;
+      this.#useBuffer(body);
     } else {
       // Past the inspection bound: the rest streams, still under the body limit.
       this.#useBodyStream(this.#head.contentLength >= 0 ? body : body.pipe(new BodyLimiter(this.#ctx.bodyLimitBytes)));

@@ -27,6 +27,8 @@ export interface ProxyContext {
   readonly traffic: TrafficControl;
   readonly maxConcurrent: number;
   readonly bodyLimitBytes: number;
+  /** REQUEST_BUFFER_MAX_BYTES: bodies of declared length up to this are read whole, then sent with the head. */
+  readonly requestBufferMaxBytes: number;
   /** MAX_HEADER_COUNT: more header lines → 431. */
   readonly maxHeaderCount: number;
   /** UPSTREAM_MAX_HEADER_COUNT: an upstream response with more header lines → 502. */
@@ -99,6 +101,7 @@ export function createProxyContext(
     outlier: new OutlierDetector({ failuresToEject: s.EJECT_AFTER_FAILURES, baseMs: s.EJECT_BASE_MS, maxMs: s.EJECT_MAX_MS }),
     maxConcurrent: s.MAX_CONCURRENT_REQUESTS,
     bodyLimitBytes: s.BODY_LIMIT_BYTES,
+    requestBufferMaxBytes: Math.min(s.REQUEST_BUFFER_MAX_BYTES, s.BODY_LIMIT_BYTES),
     maxHeaderCount: s.MAX_HEADER_COUNT,
     maxUpstreamHeaderCount: s.UPSTREAM_MAX_HEADER_COUNT,
     holdTimeoutMs: s.HOLD_TIMEOUT_MS,
