@@ -17,7 +17,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { TokenIssuer } from '../src/auth/issuer.js';
-import { killAll, median, ROOT, spawnGateway, TMP, TOKEN_SECRET } from './lib.js';
+import { buildGateway, killAll, median, ROOT, spawnGateway, TMP, TOKEN_SECRET } from './lib.js';
 import { ensureTools, PROXY_CPU, startOrigin, wrk } from './pinned.js';
 
 const quick = process.argv.includes('--quick');
@@ -45,6 +45,7 @@ interface Target {
 
 async function main(): Promise<void> {
   ensureTools();
+  buildGateway();
   const load0 = loadavg();
   const origin = await startOrigin();
   const script = join(TMP, 'post.lua');
