@@ -9,6 +9,7 @@ import { fromUndici, upstreamFailureKind, type UpstreamFailureKind } from '../er
 import { toHttp } from '../errors/to-http.js';
 import { grpcErrorHeaders, isGrpcContentType } from '../errors/to-grpc.js';
 import { NOOP_SPAN, type RequestSpan } from '../obs/tracing.js';
+import { BodyAbortedError } from '../lib/body-events.js';
 import { HOP_BY_HOP, connectionListedHeaders, dropListed, isSafeRequestId } from '../lib/headers.js';
 import type { RouteState } from '../upstream/route-state.js';
 import type { TrafficHost, TrafficTicket } from '../traffic/traffic-control.js';
@@ -20,7 +21,7 @@ import { ReplayBody } from './replay-body.js';
 import { RequestHead, VIA_ENTRY, forwardedFor, gatewayHops, keepPreflightHeaders, readRequestHead, resolveTarget } from './request-head.js';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, Tunnel, type OpenTunnel, type TunnelOwner } from './tunnel.js';
 import { UpgradeRequest, extractQueryToken, websocketAccept } from './upgrade.js';
-import { BodyAbortedError, readWholeBody } from './whole-body.js';
+import { readWholeBody } from './whole-body.js';
 
 /**
  * A request that already passed this many modelgate instances is refused with 508: a route

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import { GatewayError } from '../errors/gateway-error.js';
+import { followBody } from '../lib/body-events.js';
 
 /** Bodies larger than this are forwarded untouched (no reservation, no usage request). */
 export const BODY_INSPECT_MAX_BYTES = 1024 * 1024;
@@ -15,45 +16,29 @@ export function readBodyBounded(req: IncomingMessage, max: number, limit: number
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const cleanup = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('aborted', onAborted);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        reject(new GatewayError('GW_BODY_TOO_LARGE', { message: `request body is over ${limit} bytes` }));
-        return;
-      }
-      chunks.push(chunk);
-      if (size > max) {
-        cleanup();
-        req.pause();
-        const replay = new PassThrough();
-        for (const c of chunks) replay.write(c);
-        req.pipe(replay);
-        resolve({ buffer: null, stream: replay });
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve({ buffer: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size), stream: null });
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const onAborted = () => {
-      cleanup();
-      reject(new Error('client aborted the request body'));
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-    req.on('aborted', onAborted);
+    const stop = followBody(req, {
+      data(chunk) {
+        size += chunk.length;
+        if (size > limit) {
+          stop();
+          reject(new GatewayError('GW_BODY_TOO_LARGE', { message: `request body is over ${limit} bytes` }));
+          return;
+        }
+        chunks.push(chunk);
+        if (size > max) {
+          stop();
+          req.pause();
+          const replay = new PassThrough();
+          for (const c of chunks) replay.write(c);
+          req.pipe(replay);
+          resolve({ buffer: null, stream: replay });
+        }
+      },
+      end() {
+        resolve({ buffer: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size), stream: null });
+      },
+      fail: reject,
+    });
   });
 }
 
