@@ -383,10 +383,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
           this.#useBuffer(body);
           this.#dispatch();
         },
-        (err: unknown) => {
-          // A client that left mid-body was already finished by clientClosed (499).
-          if (!this.#finished) this.fail(err instanceof BodyAbortedError ? new GatewayError('GW_BAD_REQUEST', { message: 'request body ended early', closeConnection: true }) : err);
-        },
+        // A client that left mid-body was already finished by clientClosed (499).
+        (err: unknown) => this.fail(err),
       );
       return;
     }
@@ -927,6 +925,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   fail(err: unknown): void {
     const res = this.#res;
     if (this.#finished) return;
+    // Every body reader (lib/body-events) reports a client that stopped mid-body the same way.
+    if (err instanceof BodyAbortedError) err = new GatewayError('GW_BAD_REQUEST', { message: 'request body ended early', closeConnection: true });
     if (!isGatewayError(err)) this.#ctx.logger.error({ err, request_id: this.requestId }, 'internal error in the data plane');
     if (this.requestId === '') this.requestId = this.#ctx.newRequestId();
     const http = toHttp(err, this.requestId);

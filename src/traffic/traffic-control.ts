@@ -519,8 +519,3 @@ export function rateLimitState(specs: readonly LimiterSpec[], d: LimitDecision):
   }
   return state;
 }
-
-/** IETF RateLimit-Policy and RateLimit field values. */
-export function rateLimitHeaders(specs: readonly LimiterSpec[], d: LimitDecision): [string, string] {
-  return [rateLimitPolicy(specs), rateLimitState(specs, d)];
-}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { gcraLocal, gcraSettleLocal, type LimiterSpec } from '../../../src/traffic/gcra.js';
-import { rateLimitHeaders } from '../../../src/traffic/traffic-control.js';
+import { rateLimitPolicy, rateLimitState } from '../../../src/traffic/traffic-control.js';
 
 const spec = (limit: number, cost = 1): LimiterSpec => ({ key: 'k', name: 'token-requests', limit, windowMs: 60_000, cost });
 
@@ -38,7 +38,7 @@ describe('GCRA', () => {
     const tats = new Map<string, number>();
     const big = spec(100_000_000);
     const d = gcraLocal(tats, [big], 5);
-    expect(rateLimitHeaders([big], d)).toEqual(['"token-requests";q=100000000;w=60', '"token-requests";r=99999999;t=1']);
+    expect([rateLimitPolicy([big]), rateLimitState([big], d)]).toEqual(['"token-requests";q=100000000;w=60', '"token-requests";r=99999999;t=1']);
   });
 });
 
