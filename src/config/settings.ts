@@ -92,6 +92,12 @@ export const settingsSchema = z.object({
   REQUEST_BODY_TIMEOUT_MS: positiveMs.default(300_000),
   KEEP_ALIVE_TIMEOUT_MS: positiveMs.default(5_000),
   UPSTREAM_POOL_CONNECTIONS: z.coerce.number().int().min(1).default(128),
+  /**
+   * Which client carries requests to plain http:// HTTP/1.1 routes whose body is absent or read
+   * whole: the gateway's own (src/upstream/h1-client.ts) or undici. Streamed bodies, upgrades,
+   * https:// and HTTP/2 routes always go through undici.
+   */
+  UPSTREAM_CLIENT: z.enum(['modelgate', 'undici']).default('modelgate'),
   /** Requests that may wait for one route's pool past its busy connections; more → 503 GW_OVERLOADED. */
   UPSTREAM_PENDING_MAX: nonNegativeInt.default(1024),
   /** Extra tries on other routes after a connect failure; the design allows at most 2 (each try skips the routes already tried). */

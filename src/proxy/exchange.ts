@@ -91,10 +91,12 @@ const ACTED_ON_LENGTH: Uint8Array = (() => {
 })();
 
 /**
- * A header Buffer from undici as a string (latin1: a byte per character, as node:http writes it
- * back). `latin1Slice` is what `toString('latin1')` ends in, without its argument handling.
+ * A response header as a string: the gateway's own client (upstream/h1-client.ts) gives strings,
+ * undici Buffers (read as latin1: a byte per character, as node:http writes it back;
+ * `latin1Slice` is what `toString('latin1')` ends in, without its argument handling).
  */
-function latin1(buf: Buffer): string {
+function latin1(buf: Buffer | string): string {
+  if (typeof buf === 'string') return buf;
   return (buf as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(0, buf.length);
 }
 

@@ -134,6 +134,7 @@ export class GatewayServer {
       headersTimeoutMs: s.FIRST_BYTE_TIMEOUT_MS,
       bodyTimeoutMs: s.IDLE_TIMEOUT_MS,
       extraCa: opts.upstreamCa,
+      client: s.UPSTREAM_CLIENT,
     });
     const loadReporter = new LoadReporter({ store: opts.store, logger: opts.logger });
     this.loadReporter = loadReporter;

@@ -1,6 +1,7 @@
 import { rootCertificates } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
 import type { RouteProtocol } from '../schema/route-table.js';
+import { H1Pool, type H1PoolOptions } from './h1-client.js';
 import { registerGatewayHeaderNames } from './known-header-names.js';
 
 export interface PoolOptions {
@@ -10,6 +11,8 @@ export interface PoolOptions {
   bodyTimeoutMs: number;
   /** PEM text of UPSTREAM_CA_FILE: trusted for https:// routes besides the system CAs. */
   extraCa?: string;
+  /** UPSTREAM_CLIENT: `modelgate` sends bodiless and buffered requests to http:// HTTP/1.1 origins with h1-client.ts. */
+  client?: 'modelgate' | 'undici';
 }
 
 /**
@@ -19,22 +22,41 @@ export interface PoolOptions {
  */
 export class LazyPool {
   #pool: Pool | null = null;
+  #fast: H1Pool | null = null;
   #closed = false;
   readonly #options: Pool.Options;
+  /** Options of the gateway's own client, for an http:// HTTP/1.1 origin (null: undici only). */
+  readonly #fastOptions: H1PoolOptions | null;
 
   constructor(
     readonly origin: string,
     options: Pool.Options,
+    fastOptions: H1PoolOptions | null = null,
   ) {
     this.#options = options;
+    this.#fastOptions = fastOptions;
   }
 
   get created(): boolean {
-    return this.#pool !== null;
+    return this.#pool !== null || this.#fast !== null;
   }
 
+  /**
+   * Sends a request: through the gateway's own HTTP/1.1 client when the origin allows it and the
+   * body is absent or a Buffer (no upgrade); through undici otherwise.
+   */
   dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if (this.#fastOptions !== null && opts.upgrade == null && (opts.body == null || Buffer.isBuffer(opts.body))) {
+      return (this.#fast ?? this.#createFast()).dispatch(opts, handler);
+    }
     return (this.#pool ?? this.#create()).dispatch(opts, handler);
+  }
+
+  #createFast(): H1Pool {
+    const fast = new H1Pool(this.origin, this.#fastOptions!);
+    if (this.#closed) void fast.close();
+    this.#fast = fast;
+    return fast;
   }
 
   /** undici's promise API, for the gateway's health-check probes (route-prober.ts). */
@@ -55,12 +77,12 @@ export class LazyPool {
   /** close() lets in-flight requests finish before the sockets go. */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.#pool?.close().catch(() => {});
+    await Promise.all([this.#pool?.close().catch(() => {}), this.#fast?.close()]);
   }
 
   async destroy(): Promise<void> {
     this.#closed = true;
-    await this.#pool?.destroy().catch(() => {});
+    await Promise.all([this.#pool?.destroy().catch(() => {}), this.#fast?.destroy()]);
   }
 }
 
@@ -106,13 +128,18 @@ export class PoolRegistry {
         // The gateway enforces the client-side limits; the upstream may send large headers
         // (their count is bounded separately: UPSTREAM_MAX_HEADER_COUNT).
         maxHeaderSize: 64 * 1024,
-      });
+      }, this.#fastOptionsFor(origin, connectTimeoutMs, protocol));
       entry = { pool, refs: 0 };
       this.#entries.set(key, entry);
       this.#byPool.set(pool, key);
     }
     entry.refs++;
     return entry.pool;
+  }
+
+  #fastOptionsFor(origin: string, connectTimeoutMs: number, protocol: RouteProtocol): H1PoolOptions | null {
+    if ((this.#defaults.client ?? 'modelgate') !== 'modelgate' || protocol !== 'http1' || !origin.startsWith('http:')) return null;
+    return { connections: this.#defaults.connections, connectTimeoutMs, keepAliveTimeoutMs: 4_000, keepAliveMaxTimeoutMs: 60_000 };
   }
 
   release(pool: LazyPool): void {
