@@ -46,6 +46,7 @@ const enum State {
 const CR = 13;
 const LF = 10;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+const CRLF = Buffer.from('\r\n', 'latin1');
 
 /** tchar (RFC 9110 §5.6.2): 1 for characters allowed in a header name. */
 const TCHAR: Uint8Array = (() => {
@@ -68,13 +69,41 @@ function latin1(buf: Buffer, start: number, end: number): string {
   return (buf as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(start, end);
 }
 
-/** A field value may hold HTAB, SP, VCHAR and obs-text; nothing else (no CR, LF, NUL, DEL). */
-function badValueChar(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
+/**
+ * Reads the field lines of `buf[from..to)` (a head or a trailer section without its final CRLF
+ * CRLF) into `out` as name, value pairs. Names are tchar; values hold HTAB, SP, VCHAR and
+ * obs-text only (no CR, LF, NUL or DEL), trimmed of surrounding whitespace; lines end in CRLF;
+ * a line starting with whitespace (obs-fold) or a space before the colon is refused.
+ */
+function readFields(buf: Buffer, text: string, from: number, to: number, out: string[]): void {
+  let pos = from;
+  while (pos < to) {
+    let k = pos;
+    let b = buf[k];
+    if (b === 0x20 || b === 0x09) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'obsolete line folding in a header');
+    while (k < to) {
+      b = buf[k];
+      if (b === 0x3a) break;
+      if (TCHAR[b] !== 1) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'invalid character in a header name');
+      k++;
+    }
+    if (k === pos || k >= to) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'malformed header line');
+    const colon = k++;
+    while (k < to && (buf[k] === 0x20 || buf[k] === 0x09)) k++;
+    const vs = k;
+    while (k < to) {
+      b = buf[k];
+      if (b === CR) break;
+      if ((b < 0x20 && b !== 0x09) || b === 0x7f) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'invalid character in a header value');
+      k++;
+    }
+    // A CR ends the line only with its LF (a bare CR is refused).
+    if (k < to && buf[k + 1] !== LF) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'invalid character in a header value');
+    let ve = k;
+    while (ve > vs && (buf[ve - 1] === 0x20 || buf[ve - 1] === 0x09)) ve--;
+    out.push(text.slice(pos, colon), text.slice(vs, ve));
+    pos = k + 2;
   }
-  return false;
 }
 
 /** Whether a comma-separated list (Connection) holds `token`, case-insensitively. */
@@ -291,76 +320,64 @@ export class ResponseParser {
     const before = this.#head === null ? 0 : this.#head.length;
     this.#head = null;
     const consumed = at + 4 - before;
-    this.#parseHead(latin1(buf, 0, at));
+    this.#parseHead(buf, at);
     return i + consumed;
   }
 
-  /** Parses a head (without its final CRLF CRLF) and picks the body's framing. */
-  #parseHead(head: string): void {
-    let lineEnd = head.indexOf('\r\n');
-    if (lineEnd < 0) lineEnd = head.length;
+  /** Parses a head (`buf[0..at)`, without its final CRLF CRLF) and picks the body's framing. */
+  #parseHead(buf: Buffer, at: number): void {
+    // One string for the whole head; names and values are slices of it. The bytes are scanned
+    // in the Buffer (a typed-array read per byte), each once.
+    const head = latin1(buf, 0, at);
+    let lineEnd = buf.indexOf(CRLF);
+    if (lineEnd < 0 || lineEnd > at) lineEnd = at;
     // Status line: HTTP/1.x SP 3DIGIT [SP reason]
     if (
       lineEnd < 12 ||
       !head.startsWith('HTTP/1.') ||
-      (head.charCodeAt(7) !== 0x30 && head.charCodeAt(7) !== 0x31) ||
-      head.charCodeAt(8) !== 0x20 ||
-      (lineEnd > 12 && head.charCodeAt(12) !== 0x20)
+      (buf[7] !== 0x30 && buf[7] !== 0x31) ||
+      buf[8] !== 0x20 ||
+      (lineEnd > 12 && buf[12] !== 0x20)
     ) {
       throw new ParseError('HPE_INVALID_CONSTANT', 'malformed status line');
     }
     let status = 0;
     for (let k = 9; k < 12; k++) {
-      const c = head.charCodeAt(k) - 0x30;
+      const c = buf[k] - 0x30;
       if (c < 0 || c > 9) throw new ParseError('HPE_INVALID_STATUS', 'malformed status code');
       status = status * 10 + c;
     }
     if (status < 100) throw new ParseError('HPE_INVALID_STATUS', 'malformed status code');
-    if (badValueChar(head, 12, lineEnd)) throw new ParseError('HPE_INVALID_STATUS', 'invalid character in the reason phrase');
+    for (let k = 12; k < lineEnd; k++) {
+      const b = buf[k];
+      if ((b < 0x20 && b !== 0x09) || b === 0x7f) throw new ParseError('HPE_INVALID_STATUS', 'invalid character in the reason phrase');
+    }
     const reason = lineEnd > 13 ? head.slice(13, lineEnd) : '';
-    const http10 = head.charCodeAt(7) === 0x30;
+    const http10 = buf[7] === 0x30;
 
     const headers: string[] = [];
+    readFields(buf, head, lineEnd + 2, at, headers);
     let contentLength = -1;
     let chunked = false;
     let transferEncoding: string | null = null;
     let close = http10;
     let keepAliveTimeout = -1;
-    let pos = lineEnd + 2;
-    while (pos < head.length) {
-      let end = head.indexOf('\r\n', pos);
-      if (end < 0) end = head.length;
-      const first = head.charCodeAt(pos);
-      if (first === 0x20 || first === 0x09) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'obsolete line folding in a response header');
-      const colon = head.indexOf(':', pos);
-      if (colon < 0 || colon >= end || colon === pos) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'malformed header line');
-      for (let k = pos; k < colon; k++) {
-        if (TCHAR[head.charCodeAt(k)] !== 1) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'invalid character in a header name');
+    for (let h = 0; h < headers.length; h += 2) {
+      const len = headers[h].length;
+      if (len !== 14 && len !== 17 && len !== 10) continue;
+      const lower = headers[h].toLowerCase();
+      const value = headers[h + 1];
+      if (lower === 'content-length') {
+        if (contentLength >= 0) throw new ParseError('HPE_UNEXPECTED_CONTENT_LENGTH', 'duplicate Content-Length');
+        contentLength = parseLength(value);
+      } else if (lower === 'transfer-encoding') {
+        transferEncoding = transferEncoding === null ? value : `${transferEncoding}, ${value}`;
+      } else if (lower === 'connection') {
+        if (listHas(value, 'close')) close = true;
+        else if (http10 && listHas(value, 'keep-alive')) close = false;
+      } else if (lower === 'keep-alive') {
+        keepAliveTimeout = keepAliveTimeoutOf(value);
       }
-      let vs = colon + 1;
-      let ve = end;
-      while (vs < ve && (head.charCodeAt(vs) === 0x20 || head.charCodeAt(vs) === 0x09)) vs++;
-      while (ve > vs && (head.charCodeAt(ve - 1) === 0x20 || head.charCodeAt(ve - 1) === 0x09)) ve--;
-      if (badValueChar(head, vs, ve)) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'invalid character in a header value');
-      const name = head.slice(pos, colon);
-      const value = head.slice(vs, ve);
-      const len = colon - pos;
-      if (len === 14 || len === 17 || len === 10) {
-        const lower = name.toLowerCase();
-        if (lower === 'content-length') {
-          if (contentLength >= 0) throw new ParseError('HPE_UNEXPECTED_CONTENT_LENGTH', 'duplicate Content-Length');
-          contentLength = parseLength(value);
-        } else if (lower === 'transfer-encoding') {
-          transferEncoding = transferEncoding === null ? value : `${transferEncoding}, ${value}`;
-        } else if (lower === 'connection') {
-          if (listHas(value, 'close')) close = true;
-          else if (http10 && listHas(value, 'keep-alive')) close = false;
-        } else if (lower === 'keep-alive') {
-          keepAliveTimeout = keepAliveTimeoutOf(value);
-        }
-      }
-      headers.push(name, value);
-      pos = end + 2;
     }
 
     if (status < 200) {
@@ -407,25 +424,8 @@ export class ResponseParser {
       this.#tail = Buffer.from(buf);
       return -1;
     }
-    const text = latin1(buf, 0, at);
     const trailers: string[] = [];
-    let pos = 0;
-    while (pos < text.length) {
-      let end = text.indexOf('\r\n', pos);
-      if (end < 0) end = text.length;
-      const colon = text.indexOf(':', pos);
-      if (colon <= pos || colon >= end) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'malformed trailer line');
-      for (let k = pos; k < colon; k++) {
-        if (TCHAR[text.charCodeAt(k)] !== 1) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'invalid character in a trailer name');
-      }
-      let vs = colon + 1;
-      let ve = end;
-      while (vs < ve && (text.charCodeAt(vs) === 0x20 || text.charCodeAt(vs) === 0x09)) vs++;
-      while (ve > vs && (text.charCodeAt(ve - 1) === 0x20 || text.charCodeAt(ve - 1) === 0x09)) ve--;
-      if (badValueChar(text, vs, ve)) throw new ParseError('HPE_INVALID_HEADER_TOKEN', 'invalid character in a trailer value');
-      trailers.push(text.slice(pos, colon), text.slice(vs, ve));
-      pos = end + 2;
-    }
+    readFields(buf, latin1(buf, 0, at), 0, at, trailers);
     this.#finishTrailers(trailers);
     return i + at + 4 - before;
   }
