@@ -349,6 +349,82 @@ describe('H1Pool against upstreams that lie', () => {
     expect(got.body.toString()).toBe('all of it');
   });
 
+  it('never answers a request with bytes an upstream sent past the previous answer (the connection is dropped, not reused)', async () => {
+    // Every request on a connection gets the same two answers glued together: the second is
+    // unsolicited and must never reach the next request.
+    const server = await listen(
+      createNetServer((socket) => {
+        socket.on('error', () => {});
+        socket.on('data', () => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil', 'latin1'));
+      }),
+    );
+    const pool = new H1Pool(`http://127.0.0.1:${server.port}`, { ...OPTIONS, connections: 1 });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const got = await get(pool, `/${i}`);
+        expect(got.error).toBeNull();
+        expect(got.body.toString()).toBe('ok');
+      }
+    } finally {
+      await pool.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('skips interim 1xx answers, sends HEAD with connection: close and reads no body for it', async () => {
+    const heads: string[] = [];
+    const server = await listen(
+      createNetServer((socket) => {
+        socket.on('error', () => {});
+        socket.on('data', (d: Buffer) => {
+          heads.push(d.toString('latin1'));
+          if (d.toString('latin1').startsWith('HEAD')) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n', 'latin1');
+          else socket.write('HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal', 'latin1');
+        });
+      }),
+    );
+    const pool = new H1Pool(`http://127.0.0.1:${server.port}`, OPTIONS);
+    try {
+      const got = await get(pool, '/');
+      expect(got).toMatchObject({ status: 200, error: null });
+      expect(got.body.toString()).toBe('final');
+      const head = await get(pool, '/', { method: 'HEAD' });
+      expect(head).toMatchObject({ status: 200, error: null });
+      expect(head.body.length).toBe(0);
+      expect(heads[1]).toMatch(/^HEAD \/ HTTP\/1\.1\r\nhost: [^\r]+\r\nconnection: close\r\n/);
+      // The HEAD went on the GET's kept connection, which is not kept after it.
+      await sleep(20);
+      expect(pool.size).toBe(0);
+      expect((await get(pool, '/')).body.toString()).toBe('final');
+    } finally {
+      await pool.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it("honours the upstream's Keep-Alive timeout, minus a second, for idle connections", async () => {
+    let connections = 0;
+    const server = await listen(
+      createNetServer((socket) => {
+        connections++;
+        socket.on('error', () => {});
+        socket.on('data', () => socket.write('HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok', 'latin1'));
+      }),
+    );
+    const pool = new H1Pool(`http://127.0.0.1:${server.port}`, OPTIONS);
+    try {
+      // timeout=1 leaves no safe idle time: each connection closes after its answer.
+      expect((await get(pool, '/a')).status).toBe(200);
+      await sleep(20);
+      expect(pool.size).toBe(0);
+      expect((await get(pool, '/b')).status).toBe(200);
+      expect(connections).toBe(2);
+    } finally {
+      await pool.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('fails a request whose connection closes before any answer with UND_ERR_SOCKET', async () => {
     const got = await against('');
     expect(got.connected).toBe(true);
