@@ -82,11 +82,27 @@ const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 4
  * latin1 (a copy, no UTF-8 pass). The common all-printable-ASCII case skips JSON.stringify.
  */
 function quote(s: string): string {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return quoteSlow(s);
+  // A compiled character class beats a charCodeAt loop here (the common case: nothing to escape).
+  return NEEDS_ESCAPE.test(s) ? quoteSlow(s) : `"${s}"`;
+}
+
+/** Anything outside printable ASCII, a quote or a backslash. */
+const NEEDS_ESCAPE = /[^\x20\x21\x23-\x5b\x5d-\x7e]/;
+
+/**
+ * The quoted form of the last string seen: a gateway's lines repeat the same method, endpoint
+ * and route, so most lines reuse it (a pointer comparison) instead of scanning and concatenating.
+ */
+class LastQuoted {
+  #raw = '';
+  #quoted = '""';
+  get(s: string): string {
+    if (s !== this.#raw) {
+      this.#raw = s;
+      this.#quoted = quote(s);
+    }
+    return this.#quoted;
   }
-  return `"${s}"`;
 }
 
 function quoteSlow(s: string): string {
@@ -141,6 +157,9 @@ export class AccessLog implements AccessLogSink {
   #inFlight = 0;
   #writing = false;
   #timer: NodeJS.Timeout | null = null;
+  readonly #method = new LastQuoted();
+  readonly #endpoint = new LastQuoted();
+  readonly #route = new LastQuoted();
   #lastMs = 0;
   #lastTime = '';
   readonly #onTimer = (): void => {
@@ -192,9 +211,9 @@ export class AccessLog implements AccessLogSink {
       this.dropped++;
       return;
     }
-    let line = `${this.#head()}"request_id":${quote(requestId)},"method":${quote(method)},"path":${quote(path)}`;
-    if (endpoint !== undefined) line += `,"endpoint":${quote(endpoint)}`;
-    if (route !== undefined) line += `,"route":${quote(route)}`;
+    let line = `${this.#head()}"request_id":${quote(requestId)},"method":${this.#method.get(method)},"path":${quote(path)}`;
+    if (endpoint !== undefined) line += `,"endpoint":${this.#endpoint.get(endpoint)}`;
+    if (route !== undefined) line += `,"route":${this.#route.get(route)}`;
     line += `,"status":${status},"bytes":${bytes},"duration_ms":${ms3(durationMs)}`;
     if (ttfbMs >= 0) line += `,"ttfb_ms":${ms3(ttfbMs)}`;
     if (errCode !== undefined) line += `,"err_code":${quote(errCode)}`;

@@ -139,12 +139,8 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly tokenCache = new Counter({
-    name: 'modelgate_token_cache_total',
-    help: 'Verified-token cache lookups by result (hit, miss)',
-    labelNames: ['result'] as const,
-    registers: [this.registry],
-  });
+  /** Counted on every private request: plain additions (obs/fast-metrics.ts), not prom-client's per-call label hashing. */
+  readonly tokenCache = new LabeledCounter('modelgate_token_cache_total', 'Verified-token cache lookups by result (hit, miss)', ['result'], this.registry);
 
   readonly authFailures = new Counter({
     name: 'modelgate_auth_failures_total',

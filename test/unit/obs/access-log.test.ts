@@ -21,6 +21,9 @@ describe('access log', () => {
     // Traffic control's fields: priority always, token counts when usage was read.
     log.request('id-4', 'POST', '/v1/chat/completions', 'e', 'r1', 200, 9, 2, 1, undefined, 7, 12, 5);
     log.request('id-5', 'POST', '/v1/chat/completions', 'e', 'r1', 200, 9, 2, 1, undefined, 5, -1, -1);
+    // Method, endpoint and route reuse the last quoted form: a change of value is quoted afresh.
+    log.request('id-6', 'GE"T', '/', 'e"é', 'r\\2', 200, 1, 1, 1, undefined);
+    log.request('id-7', 'GET', '/', 'e', 'r1', 200, 1, 1, 1, undefined);
     await log.flush();
     const text = batches.join('');
     expect(/^[\x20-\x7e\n]*$/.test(text)).toBe(true);
@@ -33,6 +36,8 @@ describe('access log', () => {
     expect(lines[3]).toMatchObject({ priority: 7, prompt_tokens: 12, completion_tokens: 5 });
     expect(lines[4].priority).toBe(5);
     expect('prompt_tokens' in lines[4] || 'completion_tokens' in lines[4]).toBe(false);
+    expect(lines[5]).toMatchObject({ method: 'GE"T', endpoint: 'e"é', route: 'r\\2' });
+    expect(lines[6]).toMatchObject({ method: 'GET', endpoint: 'e', route: 'r1' });
   });
 
   it('writes other lines (WebSocket sessions) from a fields object, undefined fields left out and odd strings escaped', async () => {
