@@ -118,6 +118,8 @@ class H1Connection implements ResponseSink {
   #reset = false;
   #keepAliveMs: number;
   #paused = false;
+  /** The handler asked to pause while a chunk was being parsed: applied once the chunk is done, unless the answer ended in it. */
+  #pauseWanted = false;
   #bodyTimeoutMs = 0;
   /** Set by the parser's onEnd: completion is handled once execute() returned. */
   #ended = false;
@@ -249,14 +251,14 @@ class H1Connection implements ResponseSink {
     req.phase = Phase.Body;
     this.#deadlineCode = 'UND_ERR_BODY_TIMEOUT';
     this.deadline = deadlineIn(this.#bodyTimeoutMs);
-    if (req.handler.onHeaders!(status, headers as unknown as Buffer[], req.resume, reason) === false && (req.phase as Phase) !== Phase.Done) this.#pause();
+    if (req.handler.onHeaders!(status, headers as unknown as Buffer[], req.resume, reason) === false && (req.phase as Phase) !== Phase.Done) this.#pauseWanted = true;
   }
 
   onBody(chunk: Buffer): void {
     const req = this.req;
     if (req === null || req.phase !== Phase.Body) return;
     if (this.#bodyTimeoutMs > 0 && !this.#paused) this.deadline = coarseNow + this.#bodyTimeoutMs + TICK_MS;
-    if (req.handler.onData!(chunk) === false && (req.phase as Phase) !== Phase.Done) this.#pause();
+    if (req.handler.onData!(chunk) === false && (req.phase as Phase) !== Phase.Done) this.#pauseWanted = true;
   }
 
   onEnd(trailers: string[] | null): void {
@@ -273,7 +275,9 @@ class H1Connection implements ResponseSink {
   }
 
   resumeFor(req: H1Request): void {
-    if (this.req !== req || !this.#paused) return;
+    if (this.req !== req) return;
+    this.#pauseWanted = false;
+    if (!this.#paused) return;
     this.#paused = false;
     this.deadline = deadlineIn(this.#bodyTimeoutMs);
     this.socket.resume();
@@ -295,13 +299,23 @@ class H1Connection implements ResponseSink {
       this.#destroy(err as ParseError);
       return;
     }
-    if (!this.#ended || this.closed) return;
+    if (this.closed) return;
+    if (!this.#ended) {
+      // A whole answer in one chunk (the usual small response) never pauses the socket: the
+      // client's backpressure then concerns node's buffer for that answer only.
+      if (this.#pauseWanted) {
+        this.#pauseWanted = false;
+        this.#pause();
+      }
+      return;
+    }
     if (used < chunk.length) this.#reset = true; // bytes after the response: the connection is out of step
     this.#complete(req);
   };
 
   #complete(req: H1Request): void {
     this.#ended = false;
+    this.#pauseWanted = false;
     const trailers = this.#trailers;
     this.#trailers = null;
     this.deadline = 0;
