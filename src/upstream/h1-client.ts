@@ -149,7 +149,7 @@ class H1Connection implements ResponseSink {
 
   readonly #onConnectTimeout = (): void => {
     this.#connectTimer = null;
-    this.#destroy(new UpstreamClientError('UND_ERR_CONNECT_TIMEOUT', 'Connect Timeout Error'));
+    this.destroy(new UpstreamClientError('UND_ERR_CONNECT_TIMEOUT', 'Connect Timeout Error'));
   };
 
   readonly #onConnect = (): void => {
@@ -162,10 +162,6 @@ class H1Connection implements ResponseSink {
     if (req !== null) this.send(req);
     else this.pool.released(this);
   };
-
-  get connected(): boolean {
-    return this.#connected;
-  }
 
   /** Writes `req` on this (connected, free) connection. */
   send(req: H1Request): void {
@@ -289,14 +285,14 @@ class H1Connection implements ResponseSink {
     const req = this.req;
     if (req === null || req.phase === Phase.Done || req.phase === Phase.Queued) {
       // An idle connection that talks (or one whose request was aborted) is not reused.
-      this.#destroy(null);
+      this.destroy(null);
       return;
     }
     let used: number;
     try {
       used = this.parser.execute(chunk);
     } catch (err) {
-      this.#destroy(err as ParseError);
+      this.destroy(err as ParseError);
       return;
     }
     if (this.closed) return;
@@ -330,7 +326,7 @@ class H1Connection implements ResponseSink {
       this.socket.resume();
     }
     // A body still being written means the upstream answered without reading it all.
-    if (this.#reset || this.socket.writableLength > 0) this.#destroy(null);
+    if (this.#reset || this.socket.writableLength > 0) this.destroy(null);
     else this.pool.released(this);
     if (done) req.handler.onComplete!(trailers);
   }
@@ -345,15 +341,15 @@ class H1Connection implements ResponseSink {
         return;
       }
     }
-    this.#destroy(new UpstreamClientError('UND_ERR_SOCKET', 'other side closed'));
+    this.destroy(new UpstreamClientError('UND_ERR_SOCKET', 'other side closed'));
   };
 
   readonly #onError = (err: Error): void => {
-    this.#destroy(err);
+    this.destroy(err);
   };
 
   readonly #onClose = (): void => {
-    this.#destroy(new UpstreamClientError('UND_ERR_SOCKET', 'other side closed'));
+    this.destroy(new UpstreamClientError('UND_ERR_SOCKET', 'other side closed'));
   };
 
   /** The current wait passed its deadline (called by the sweep). */
@@ -361,10 +357,10 @@ class H1Connection implements ResponseSink {
     this.deadline = 0;
     if (this.req === null) {
       // Idle past its keep-alive time.
-      this.#destroy(null);
+      this.destroy(null);
       return;
     }
-    this.#destroy(new UpstreamClientError(this.#deadlineCode, this.#deadlineCode === 'UND_ERR_HEADERS_TIMEOUT' ? 'Headers Timeout Error' : 'Body Timeout Error'));
+    this.destroy(new UpstreamClientError(this.#deadlineCode, this.#deadlineCode === 'UND_ERR_HEADERS_TIMEOUT' ? 'Headers Timeout Error' : 'Body Timeout Error'));
   }
 
   /** Idle in the pool from now: closes after the keep-alive time. */
@@ -372,17 +368,13 @@ class H1Connection implements ResponseSink {
     this.deadline = coarseNow + this.#keepAliveMs;
   }
 
-  /** Gives the connection back without using it further (an aborted request that sent nothing). */
+  /** Connected and fit for another request (an aborted request that sent nothing leaves it so). */
   get reusable(): boolean {
     return !this.#reset && !this.closed && this.#connected;
   }
 
-  /** Closes the connection; the request on it (if any) fails with `err`. */
+  /** Closes the connection; the request on it (if any) fails with `err` (null: "other side closed"). */
   destroy(err: Error | null): void {
-    this.#destroy(err);
-  }
-
-  #destroy(err: Error | null): void {
     if (this.closed) return;
     this.closed = true;
     if (this.#connectTimer !== null) {
@@ -491,7 +483,7 @@ export class H1Pool {
         // Connecting for it, or handed to it in onConnect before anything was written.
         conn.req = null;
         req.conn = null;
-        if (conn.connected && conn.reusable) this.released(conn);
+        if (conn.reusable) this.released(conn);
       }
       req.fail(err ?? new UpstreamClientError('UND_ERR_ABORTED', 'Request aborted'));
       return;
@@ -534,4 +526,3 @@ export class H1Pool {
   }
 }
 
-export { ParseError };

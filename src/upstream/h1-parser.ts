@@ -145,10 +145,10 @@ export class ResponseParser {
   #sink: ResponseSink;
   #state: State = State.Done;
   #noBody = false;
-  #head: Buffer | null = null;
+  /** Bytes of an unfinished head or trailer section, kept across reads (the two never overlap). */
+  #pending: Buffer | null = null;
   #remaining = 0;
   #sizeDigits = 0;
-  #tail: Buffer | null = null;
 
   constructor(sink: ResponseSink) {
     this.#sink = sink;
@@ -158,23 +158,12 @@ export class ResponseParser {
   expect(isHead: boolean): void {
     this.#state = State.Head;
     this.#noBody = isHead;
-    this.#head = null;
-    this.#tail = null;
+    this.#pending = null;
   }
 
   /** True while a response is expected or under way. */
   get busy(): boolean {
     return this.#state !== State.Done;
-  }
-
-  /** True when the body runs to the end of the connection. */
-  get untilClose(): boolean {
-    return this.#state === State.Close;
-  }
-
-  /** True once the head was read (the body is under way). */
-  get inBody(): boolean {
-    return this.#state !== State.Head && this.#state !== State.Done;
   }
 
   /**
@@ -246,7 +235,7 @@ export class ResponseParser {
           i++;
           if (this.#remaining === 0) {
             this.#state = State.Trailers;
-            this.#tail = null;
+            this.#pending = null;
           } else {
             this.#state = State.ChunkData;
           }
@@ -275,8 +264,7 @@ export class ResponseParser {
           break;
         case State.Trailers: {
           const end = this.#readTrailers(chunk, i);
-          if (end < 0) return n;
-          return end;
+          return end < 0 ? n : end;
         }
         case State.Done:
           // Bytes past the end of the response: the caller decides (an idle connection must not talk).
@@ -298,12 +286,12 @@ export class ResponseParser {
   #readHead(chunk: Buffer, i: number): number {
     let buf: Buffer;
     let searchFrom: number;
-    if (this.#head === null) {
+    if (this.#pending === null) {
       buf = i === 0 ? chunk : chunk.subarray(i);
       searchFrom = 0;
     } else {
-      searchFrom = Math.max(0, this.#head.length - 3);
-      buf = Buffer.concat([this.#head, i === 0 ? chunk : chunk.subarray(i)]);
+      searchFrom = Math.max(0, this.#pending.length - 3);
+      buf = Buffer.concat([this.#pending, i === 0 ? chunk : chunk.subarray(i)]);
     }
     const at = buf.indexOf(HEAD_END, searchFrom);
     if (at < 0) {
@@ -313,12 +301,12 @@ export class ResponseParser {
         if (lf === 0 || buf[lf - 1] !== CR) throw new ParseError('HPE_CR_EXPECTED', 'bare LF in the response head');
       }
       // Kept as a copy: the socket's chunk memory is reused after this read.
-      this.#head = Buffer.from(buf);
+      this.#pending = Buffer.from(buf);
       return chunk.length;
     }
     if (at > MAX_HEAD_BYTES) throw new ParseError('HPE_HEADER_OVERFLOW', 'response head too large');
-    const before = this.#head === null ? 0 : this.#head.length;
-    this.#head = null;
+    const before = this.#pending === null ? 0 : this.#pending.length;
+    this.#pending = null;
     const consumed = at + 4 - before;
     this.#parseHead(buf, at);
     return i + consumed;
@@ -412,8 +400,8 @@ export class ResponseParser {
 
   /** Reads the trailer section; returns the offset past it, or -1 when more bytes are needed. */
   #readTrailers(chunk: Buffer, i: number): number {
-    const before = this.#tail === null ? 0 : this.#tail.length;
-    const buf = this.#tail === null ? chunk.subarray(i) : Buffer.concat([this.#tail, chunk.subarray(i)]);
+    const before = this.#pending === null ? 0 : this.#pending.length;
+    const buf = this.#pending === null ? chunk.subarray(i) : Buffer.concat([this.#pending, chunk.subarray(i)]);
     if (buf.length >= 2 && buf[0] === CR && buf[1] === LF) {
       this.#finishTrailers(null);
       return i + 2 - before;
@@ -421,7 +409,7 @@ export class ResponseParser {
     const at = buf.length < 2 ? -1 : buf.indexOf(HEAD_END);
     if (at < 0) {
       if (buf.length > MAX_HEAD_BYTES) throw new ParseError('HPE_HEADER_OVERFLOW', 'trailers too large');
-      this.#tail = Buffer.from(buf);
+      this.#pending = Buffer.from(buf);
       return -1;
     }
     const trailers: string[] = [];
@@ -431,7 +419,7 @@ export class ResponseParser {
   }
 
   #finishTrailers(trailers: string[] | null): void {
-    this.#tail = null;
+    this.#pending = null;
     this.#state = State.Done;
     this.#sink.onEnd(trailers);
   }
