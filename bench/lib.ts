@@ -97,6 +97,12 @@ export function buildGateway(): void {
 }
 
 /**
+ * The node flags `npm start` (package.json) and the Docker image run the gateway with, so a
+ * bench measures what users run. test/unit/scripts/start-flags.test.ts keeps the three in step.
+ */
+export const START_NODE_FLAGS: readonly string[] = ['--single-threaded-gc'];
+
+/**
  * Runs modelgate (dist/main.js, built by buildGateway) in its own process. Its stdout goes to a file (the access log
  * costs the gateway what it costs in production, not the bench's CPU); the start line is read from it.
  */
@@ -110,7 +116,7 @@ export async function spawnGateway(env: Record<string, string>, nodeArgs: string
   // `mainJs`: another build (a before/after comparison within one run).
   const entry = mainJs !== undefined ? [mainJs] : existsSync(join(ROOT, 'dist/main.js')) ? [join(ROOT, 'dist/main.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
   // `wrap` is a command prefix, e.g. ['taskset', '-c', '0'] to pin the gateway to a CPU.
-  const argv = [process.execPath, ...nodeArgs, ...entry];
+  const argv = [process.execPath, ...START_NODE_FLAGS, ...nodeArgs, ...entry];
   const child = spawn(wrap[0] ?? argv[0], [...wrap.slice(1), ...(wrap.length > 0 ? argv : argv.slice(1))], {
     cwd: ROOT,
     env: {
