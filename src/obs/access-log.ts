@@ -152,8 +152,16 @@ export class AccessLog implements AccessLogSink {
   /** Pipes and sockets: at most PIPE_BUF per write, cut at a line end, so workers sharing stdout never interleave inside a line. */
   readonly #maxWrite: number;
   readonly #prefix: string;
-  #parts: string[] = [];
-  #buffered = 0;
+  /** Size of each batch buffer (flushBytes, at least 4 KiB). */
+  readonly #chunkBytes: number;
+  /** The buffer lines are being copied into, and how far it is filled. */
+  #cur: Buffer;
+  #off = 0;
+  /** Filled buffers (and oversized lines) waiting for the write in flight. */
+  #queue: Buffer[] = [];
+  #queued = 0;
+  /** Buffers a finished write gave back. */
+  readonly #spare: Buffer[] = [];
   #inFlight = 0;
   #writing = false;
   #timer: NodeJS.Timeout | null = null;
@@ -174,6 +182,8 @@ export class AccessLog implements AccessLogSink {
     this.#write = opts.writer ?? ((batch, done) => fsWrite(fd, batch, 0, batch.length, null, done));
     this.#flushBytes = opts.flushBytes ?? 64 * 1024;
     this.#flushIntervalMs = opts.flushIntervalMs ?? 100;
+    this.#chunkBytes = Math.max(4096, this.#flushBytes);
+    this.#cur = Buffer.allocUnsafeSlow(this.#chunkBytes);
     this.#maxPending = opts.maxPendingBytes ?? 4 * 1024 * 1024;
     this.#prefix = `,"pid":${process.pid},`;
     this.#maxWrite = Infinity;
@@ -261,15 +271,41 @@ export class AccessLog implements AccessLogSink {
   }
 
   #append(line: string): void {
-    // Lines are ASCII (quote()), so string length is byte length.
-    this.#parts.push(line);
-    this.#buffered += line.length;
+    // Lines are ASCII (quote()), so string length is byte length. Each line is copied into the
+    // batch buffer at once: no string outlives the request (nothing for the scavenger to copy or
+    // promote), and a flush is a slice instead of a join and a second copy.
+    const len = line.length;
+    if (this.#off + len > this.#cur.length) {
+      this.#seal();
+      if (len > this.#cur.length) {
+        this.#queue.push(Buffer.from(line, 'latin1'));
+        this.#queued += len;
+      }
+    }
+    if (len <= this.#cur.length - this.#off) {
+      this.#cur.write(line, this.#off, len, 'latin1');
+      this.#off += len;
+    }
     if (this.#writing) return;
-    if (this.#buffered >= this.#flushBytes) this.#flush();
+    if (this.#queued + this.#off >= this.#flushBytes) this.#flush();
     else if (this.#timer === null) {
       this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
       this.#timer.unref();
     }
+  }
+
+  /** Bytes buffered and not yet handed to a write. */
+  get #buffered(): number {
+    return this.#queued + this.#off;
+  }
+
+  /** The current buffer's lines join the queue; writing goes on in a fresh (or recycled) buffer. */
+  #seal(): void {
+    if (this.#off === 0) return;
+    this.#queue.push(this.#cur.subarray(0, this.#off));
+    this.#queued += this.#off;
+    this.#cur = this.#spare.pop() ?? Buffer.allocUnsafeSlow(this.#chunkBytes);
+    this.#off = 0;
   }
 
   #flush(): void {
@@ -278,13 +314,13 @@ export class AccessLog implements AccessLogSink {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    const batch = Buffer.from(this.#parts.length === 1 ? this.#parts[0] : this.#parts.join(''), 'latin1');
-    this.#parts = [];
-    this.#buffered = 0;
-    this.#send(batch);
+    if (this.#queue.length === 0) this.#seal();
+    const batch = this.#queue.shift()!;
+    this.#queued -= batch.length;
+    this.#send(batch, batch);
   }
 
-  #send(whole: Buffer): void {
+  #send(whole: Buffer, chunk: Buffer): void {
     this.#writing = true;
     this.#inFlight = whole.length;
     let batch = whole;
@@ -296,19 +332,22 @@ export class AccessLog implements AccessLogSink {
       if (err) {
         if (err.code === 'EAGAIN') {
           // A non-blocking pipe is full: try again shortly, keep what waits (bounded by maxPendingBytes).
-          setTimeout(() => this.#send(whole), 10).unref();
+          setTimeout(() => this.#send(whole, chunk), 10).unref();
           return;
         }
         // The destination is gone (EPIPE, EBADF, ...): the batch is lost, and counted.
         this.dropped += countLines(whole);
       } else if (written < whole.length) {
-        this.#send(whole.subarray(written));
+        this.#send(whole.subarray(written), chunk);
         return;
       }
       this.#writing = false;
       this.#inFlight = 0;
-      if (this.#buffered >= this.#flushBytes) this.#flush();
-      else if (this.#buffered > 0 && this.#timer === null) {
+      // The write is done with the buffer: keep one for the next seal instead of allocating.
+      // (Batch buffers are the only ones of exactly that size: an oversized line is longer.)
+      if (chunk.buffer.byteLength === this.#chunkBytes && this.#spare.length < 2) this.#spare.push(Buffer.from(chunk.buffer, 0, this.#chunkBytes));
+      if (this.#queue.length > 0 || this.#off >= this.#flushBytes) this.#flush();
+      else if (this.#off > 0 && this.#timer === null) {
         this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
         this.#timer.unref();
       }
@@ -318,12 +357,15 @@ export class AccessLog implements AccessLogSink {
   /** Writes what is buffered synchronously (process exit); a batch already being written is left to its write. */
   flushSync(): void {
     if (this.#buffered === 0 || this.#fd === undefined) return;
-    const batch = Buffer.from(this.#parts.join(''), 'latin1');
-    this.#parts = [];
-    this.#buffered = 0;
+    this.#seal();
+    const batches = this.#queue;
+    this.#queue = [];
+    this.#queued = 0;
     try {
-      let off = 0;
-      while (off < batch.length) off += writeSync(this.#fd, batch, off);
+      for (const batch of batches) {
+        let off = 0;
+        while (off < batch.length) off += writeSync(this.#fd, batch, off);
+      }
     } catch {
       // stdout already gone
     }

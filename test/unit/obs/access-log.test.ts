@@ -84,6 +84,50 @@ describe('access log', () => {
     expect(log.dropped).toBe(0);
   });
 
+  it('keeps every line whole and in order across batch buffers, oversized lines and a slow write', async () => {
+    // The writer reads each batch only when it completes: a batch buffer reused too early would show here.
+    const seen: string[] = [];
+    const writer: BatchWriter = (b, done) => {
+      setTimeout(() => {
+        seen.push(b.toString('latin1'));
+        done(null, b.length);
+      }, 3);
+    };
+    const log = new AccessLog({ level: 'info', writer, flushBytes: 4096, flushIntervalMs: 2 });
+    const expected: string[] = [];
+    for (let i = 0; i < 600; i++) {
+      // Every 97th path is longer than a whole batch buffer.
+      const path = `/p/${i}/${'x'.repeat(i % 97 === 0 ? 6000 : i % 50)}`;
+      expected.push(path);
+      log.request(`id-${i}`, 'POST', path, 'e', 'r', 200, i, 1, 0.5, undefined);
+      if (i % 100 === 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    await log.flush();
+    const lines = seen.join('').trimEnd().split('\n').map((l) => JSON.parse(l) as { path: string; bytes: number });
+    expect(lines.map((l) => l.path)).toEqual(expected);
+    expect(lines.map((l) => l.bytes)).toEqual(expected.map((_, i) => i));
+    expect(log.dropped).toBe(0);
+  });
+
+  it('writes what is buffered synchronously at exit, in order, behind the batch in flight', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mg-access-'));
+    const file = join(dir, 'access.log');
+    const fd = openSync(file, 'w');
+    // The first 4 KiB batch goes to a write that never completes; the rest fills batch buffers behind it.
+    let inFlight = '';
+    const writer: BatchWriter = (b) => {
+      inFlight = b.toString('latin1');
+    };
+    const log = new AccessLog({ level: 'info', writer, fd, flushBytes: 4096, flushIntervalMs: 60_000 });
+    for (let i = 0; i < 60; i++) log.request(`id-${i}`, 'GET', `/${'y'.repeat(200)}`, 'e', 'r', 200, i, 1, 0.5, undefined);
+    log.flushSync();
+    closeSync(fd);
+    const ids = (inFlight + readFileSync(file, 'utf8')).trimEnd().split('\n').map((l) => (JSON.parse(l) as { request_id: string }).request_id);
+    rmSync(dir, { recursive: true, force: true });
+    expect(inFlight.length).toBeGreaterThan(0);
+    expect(ids).toEqual(Array.from({ length: 60 }, (_, i) => `id-${i}`));
+  });
+
   it('drops and counts lines when the destination cannot keep up, without blocking the caller', async () => {
     let release: (() => void) | null = null;
     const writer: BatchWriter = (b, done) => {
