@@ -90,7 +90,13 @@ export const settingsSchema = z.object({
   UPSTREAM_MAX_HEADER_COUNT: z.coerce.number().int().min(16).max(10_000).default(100),
   HEADERS_TIMEOUT_MS: positiveMs.default(20_000),
   REQUEST_BODY_TIMEOUT_MS: positiveMs.default(300_000),
-  KEEP_ALIVE_TIMEOUT_MS: positiveMs.default(5_000),
+  /**
+   * Idle client keep-alive. 60 s like a cloud load balancer (nginx 75 s): node's 5 s makes clients
+   * that keep a pool (undici, browsers, mobile SDKs) reconnect after every lull, and those
+   * reconnects land on the requests that follow it (docs/performance.md, "Client keep-alive").
+   * Idle sockets are bounded by MAX_CONNECTIONS.
+   */
+  KEEP_ALIVE_TIMEOUT_MS: positiveMs.default(60_000),
   UPSTREAM_POOL_CONNECTIONS: z.coerce.number().int().min(1).default(128),
   /**
    * Which client carries requests to plain http:// HTTP/1.1 routes whose body is absent or read
