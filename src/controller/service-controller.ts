@@ -1,5 +1,4 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Settings } from '../config/settings.js';
 import { GatewayError, type FieldError } from '../errors/gateway-error.js';
@@ -20,7 +19,7 @@ import { LogRing } from './log-ring.js';
 import { resolveRunAs } from './run-as.js';
 import { DEFAULT_POLICY, Replica, type ReplicaLaunch, type ReplicaPolicy, type ReplicaView } from './replica.js';
 import type { ReplicaRef, ReplicaResources, ReplicaRuntime } from './runtime.js';
-import { prepareWorkDir } from './work-dir.js';
+import { prepareWorkDir, releaseWorkDir, type WorkDirSettings } from './work-dir.js';
 import {
   DEFAULT_MOUNT_DESTINATION,
   parseMemory,
@@ -218,7 +217,8 @@ export class ServiceController {
   /** This instance currently acts on services (leader, restore done or in progress). */
   #acting = false;
   #takeover: Promise<void> = Promise.resolve();
-  #ownWorkDir: string | null = null;
+  /** The process runtime's work dir, released on stop (work-dir.ts). */
+  #workDir: { dir: string; settings: WorkDirSettings } | null = null;
 
   constructor(opts: ServiceControllerOptions) {
     this.#store = opts.store;
@@ -234,8 +234,7 @@ export class ServiceController {
     const s = opts.settings;
     this.#advertiseHost = s.CONTROLLER_ADVERTISE_HOST ?? '127.0.0.1';
     const workDir = opts.runtime ? null : prepareWorkDir(s);
-    // An ephemeral gateway's default work dir (per pid) is nobody's to reuse: removed on stop.
-    if (workDir && s.ephemeral && !s.CONTROLLER_WORK_DIR) this.#ownWorkDir = workDir;
+    if (workDir) this.#workDir = { dir: workDir, settings: s };
     this.#runtime =
       opts.runtime ??
       new ProcessRuntime({
@@ -529,7 +528,7 @@ export class ServiceController {
     this.#services.clear();
     this.#acting = false;
     await this.#leadership.stop();
-    if (this.#ownWorkDir) await rm(this.#ownWorkDir, { recursive: true, force: true }).catch(() => undefined);
+    if (this.#workDir) await releaseWorkDir(this.#workDir.dir, this.#workDir.settings);
   }
 
   // ---------------------------------------------------------------- API operations

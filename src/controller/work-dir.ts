@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
+import { rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 
@@ -47,6 +48,22 @@ function ownDirectory(path: string, uid: number | undefined): void {
   chmodSync(path, TRAVERSE_ONLY);
 }
 
+/** Without a DATA_DIR to key it by, the default directory belongs to this process alone. */
+function perRun(s: WorkDirSettings): boolean {
+  return s.ephemeral || !s.DATA_DIR;
+}
+
+/**
+ * On a clean stop: a per-run default directory is nobody's to reuse and goes with everything in
+ * it; a DATA_DIR-keyed one goes only when empty (rmdir refuses otherwise), so what a restarted
+ * gateway must find and clean up stays, and gateways that never ran a replica leave nothing in
+ * /tmp. CONTROLLER_WORK_DIR is the operator's and is left alone.
+ */
+export async function releaseWorkDir(dir: string, s: WorkDirSettings): Promise<void> {
+  if (s.CONTROLLER_WORK_DIR) return;
+  await (perRun(s) ? rm(dir, { recursive: true, force: true }) : rmdir(dir)).catch(() => undefined);
+}
+
 /** Resolves (and creates) the replicas' base directory. */
 export function prepareWorkDir(s: WorkDirSettings): string {
   const uid = process.getuid?.();
@@ -60,7 +77,7 @@ export function prepareWorkDir(s: WorkDirSettings): string {
   }
   const base = join(tmpdir(), `modelgate-replicas-${uid ?? 'user'}`);
   ownDirectory(base, uid);
-  const id = s.ephemeral || !s.DATA_DIR ? `run-${process.pid}` : createHash('sha256').update(resolve(s.DATA_DIR)).digest('hex').slice(0, 16);
+  const id = perRun(s) ? `run-${process.pid}` : createHash('sha256').update(resolve(s.DATA_DIR)).digest('hex').slice(0, 16);
   const dir = join(base, id);
   ownDirectory(dir, uid);
   return dir;

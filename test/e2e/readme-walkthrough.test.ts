@@ -27,6 +27,8 @@ function curl(port: number, host: string, path = '/', opts: { method?: string; h
 
 describe('README walk-through', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'mg-readme-'));
+  // Replica folders under the test's own temp dir (the default keeps them in /tmp for a restart).
+  const workDir = mkdtempSync(join(tmpdir(), 'mg-readme-work-'));
   let gw: SpawnedGateway;
   let v1: TestUpstream;
   let v2: TestUpstream;
@@ -35,7 +37,7 @@ describe('README walk-through', () => {
     adminCall(gw.adminUrl, readFileSync(join(dataDir, 'admin-token'), 'utf8').trim(), method, path, body);
 
   beforeAll(async () => {
-    gw = await spawnGateway({ DATA_DIR: dataDir, ADMIN_TOKEN: '', TOKEN_SECRET: '', CONTROLLER_ENABLED: 'true' });
+    gw = await spawnGateway({ DATA_DIR: dataDir, ADMIN_TOKEN: '', TOKEN_SECRET: '', CONTROLLER_ENABLED: 'true', CONTROLLER_WORK_DIR: workDir });
     host = (name) => `${name}.localhost:${gw.port}`;
     v1 = await startUpstream((_req, res) => res.end('hello from v1\n'));
     v2 = await startUpstream((_req, res) => res.end('hello from v2\n'));
@@ -44,7 +46,7 @@ describe('README walk-through', () => {
     await gw?.stop();
     await v1?.close();
     await v2?.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    for (const dir of [dataDir, workDir]) rmSync(dir, { recursive: true, force: true });
   });
 
   it('creates a public endpoint and calls it by host name and by path', async () => {

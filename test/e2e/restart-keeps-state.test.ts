@@ -12,7 +12,9 @@ import { eventually } from '../support/eventually.js';
  */
 describe('restart on the embedded store loses nothing', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'mg-restart-'));
-  const env = { DATA_DIR: dataDir, ADMIN_TOKEN: '', TOKEN_SECRET: '', CONTROLLER_ENABLED: 'true' };
+  // Replica folders under the test's own temp dir (the default keeps them in /tmp for a restart).
+  const workDir = mkdtempSync(join(tmpdir(), 'mg-restart-work-'));
+  const env = { DATA_DIR: dataDir, ADMIN_TOKEN: '', TOKEN_SECRET: '', CONTROLLER_ENABLED: 'true', CONTROLLER_WORK_DIR: workDir };
   let gw: SpawnedGateway | null = null;
   let up: TestUpstream;
 
@@ -26,7 +28,7 @@ describe('restart on the embedded store loses nothing', () => {
   afterAll(async () => {
     await gw?.stop();
     await up?.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    for (const dir of [dataDir, workDir]) rmSync(dir, { recursive: true, force: true });
   });
 
   it('keeps endpoints, tokens, revocations, secrets and services across a restart', { timeout: 90_000 }, async () => {

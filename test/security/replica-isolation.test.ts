@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, spawnGateway, TEST_ADMIN_TOKEN, TEST_TOKEN_SECRET, type SpawnedGateway } from '../support/gateway.js';
 import { eventually } from '../support/eventually.js';
@@ -108,6 +108,18 @@ async function runProbe(env: Record<string, string>, portRange: string): Promise
   }
 }
 
+/**
+ * The probe ran in the gateway's default work dir (`<tmpdir>/modelgate-replicas-<uid>/<id>/`, which
+ * this suite checks on purpose): its replica folders are kept for a restart, so the test removes them.
+ */
+function removeProbe(run: { report: string; root: string }): void {
+  rmSync(run.root, { recursive: true, force: true });
+  const cwd = /cwd=(.*)/.exec(run.report)?.[1];
+  const base = realpathSync(join(tmpdir(), `modelgate-replicas-${process.getuid?.() ?? 'user'}`));
+  if (cwd === undefined || !cwd.startsWith(base + sep)) return;
+  rmSync(join(base, cwd.slice(base.length + 1).split(sep)[0]), { recursive: true, force: true });
+}
+
 function expectNoSecrets(report: string, secrets: string[]): void {
   for (const secret of secrets) expect(report.includes(secret), `report contains ${secret.slice(0, 12)}…:\n${report}`).toBe(false);
 }
@@ -120,7 +132,7 @@ describe('security: replicas cannot read the gateway secrets (same user as the g
   }, 40_000);
   afterAll(async () => {
     await run?.gw.stop();
-    if (run) rmSync(run.root, { recursive: true, force: true });
+    if (run) removeProbe(run);
   });
 
   it('the start-up environment of the gateway (the replica parent) holds no secret', () => {
@@ -163,7 +175,7 @@ describe.runIf(isRoot)('security: replicas run as their own user (CONTROLLER_RUN
   }, 40_000);
   afterAll(async () => {
     await run?.gw.stop();
-    if (run) rmSync(run.root, { recursive: true, force: true });
+    if (run) removeProbe(run);
   });
 
   it('the replica and its pre-start commands run with the configured uid, without root groups', () => {

@@ -1,3 +1,6 @@
+import { rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 import { startRedis } from './redis-server.js';
@@ -18,5 +21,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('redisUrl', redis.url);
   return async () => {
     await redis.stop();
+    // Gateways the tests started made the replicas' base dir in /tmp (src/controller/work-dir.ts)
+    // and released their own folders in it; the base goes too once nothing is left (rmdir refuses
+    // a non-empty one, e.g. a gateway running outside the tests).
+    try {
+      rmdirSync(join(tmpdir(), `modelgate-replicas-${process.getuid?.() ?? 'user'}`));
+    } catch {
+      // not there, or still in use
+    }
   };
 }

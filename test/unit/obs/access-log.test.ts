@@ -118,12 +118,17 @@ describe('access log', () => {
     const writer: BatchWriter = (b) => {
       inFlight = b.toString('latin1');
     };
-    const log = new AccessLog({ level: 'info', writer, fd, flushBytes: 4096, flushIntervalMs: 60_000 });
-    for (let i = 0; i < 60; i++) log.request(`id-${i}`, 'GET', `/${'y'.repeat(200)}`, 'e', 'r', 200, i, 1, 0.5, undefined);
-    log.flushSync();
-    closeSync(fd);
-    const ids = (inFlight + readFileSync(file, 'utf8')).trimEnd().split('\n').map((l) => (JSON.parse(l) as { request_id: string }).request_id);
-    rmSync(dir, { recursive: true, force: true });
+    let written: string;
+    try {
+      const log = new AccessLog({ level: 'info', writer, fd, flushBytes: 4096, flushIntervalMs: 60_000 });
+      for (let i = 0; i < 60; i++) log.request(`id-${i}`, 'GET', `/${'y'.repeat(200)}`, 'e', 'r', 200, i, 1, 0.5, undefined);
+      log.flushSync();
+      closeSync(fd);
+      written = readFileSync(file, 'utf8');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const ids = (inFlight + written).trimEnd().split('\n').map((l) => (JSON.parse(l) as { request_id: string }).request_id);
     expect(inFlight.length).toBeGreaterThan(0);
     expect(ids).toEqual(Array.from({ length: 60 }, (_, i) => `id-${i}`));
   });
@@ -174,8 +179,9 @@ describe('access log', () => {
     for (let i = 1; i <= 3; i++) on.info(fields(i), 'request');
     await on.flush();
     closeSync(fd);
-    const lines = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
+    const text = readFileSync(file, 'utf8');
     rmSync(dir, { recursive: true, force: true });
+    const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.request_id)).toEqual(['id-1', 'id-2', 'id-3']);
   });
 });
