@@ -286,9 +286,13 @@ export class AccessLog implements AccessLogSink {
       this.#cur.write(line, this.#off, len, 'latin1');
       this.#off += len;
     }
-    if (this.#writing) return;
-    if (this.#queued + this.#off >= this.#flushBytes) this.#flush();
-    else if (this.#timer === null) {
+    if (!this.#writing) this.#flushWhenDue();
+  }
+
+  /** Writes at once when a batch's worth (or a sealed buffer) waits; otherwise the timer writes what waits. */
+  #flushWhenDue(): void {
+    if (this.#queue.length > 0 || this.#off >= this.#flushBytes) this.#flush();
+    else if (this.#off > 0 && this.#timer === null) {
       this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
       this.#timer.unref();
     }
@@ -317,10 +321,10 @@ export class AccessLog implements AccessLogSink {
     if (this.#queue.length === 0) this.#seal();
     const batch = this.#queue.shift()!;
     this.#queued -= batch.length;
-    this.#send(batch, batch);
+    this.#send(batch);
   }
 
-  #send(whole: Buffer, chunk: Buffer): void {
+  #send(whole: Buffer): void {
     this.#writing = true;
     this.#inFlight = whole.length;
     let batch = whole;
@@ -332,25 +336,22 @@ export class AccessLog implements AccessLogSink {
       if (err) {
         if (err.code === 'EAGAIN') {
           // A non-blocking pipe is full: try again shortly, keep what waits (bounded by maxPendingBytes).
-          setTimeout(() => this.#send(whole, chunk), 10).unref();
+          setTimeout(() => this.#send(whole), 10).unref();
           return;
         }
         // The destination is gone (EPIPE, EBADF, ...): the batch is lost, and counted.
         this.dropped += countLines(whole);
       } else if (written < whole.length) {
-        this.#send(whole.subarray(written), chunk);
+        this.#send(whole.subarray(written));
         return;
       }
       this.#writing = false;
       this.#inFlight = 0;
-      // The write is done with the buffer: keep one for the next seal instead of allocating.
-      // (Batch buffers are the only ones of exactly that size: an oversized line is longer.)
-      if (chunk.buffer.byteLength === this.#chunkBytes && this.#spare.length < 2) this.#spare.push(Buffer.from(chunk.buffer, 0, this.#chunkBytes));
-      if (this.#queue.length > 0 || this.#off >= this.#flushBytes) this.#flush();
-      else if (this.#off > 0 && this.#timer === null) {
-        this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
-        this.#timer.unref();
-      }
+      // The write is done with the buffer (a partial write's rest is a view of the same memory):
+      // keep one for the next seal instead of allocating. Batch buffers are the only ones of
+      // exactly that size: an oversized line is longer.
+      if (whole.buffer.byteLength === this.#chunkBytes && this.#spare.length < 2) this.#spare.push(Buffer.from(whole.buffer, 0, this.#chunkBytes));
+      this.#flushWhenDue();
     });
   }
 
