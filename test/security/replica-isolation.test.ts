@@ -110,14 +110,17 @@ async function runProbe(env: Record<string, string>, portRange: string): Promise
 
 /**
  * The probe ran in the gateway's default work dir (`<tmpdir>/modelgate-replicas-<uid>/<id>/`, which
- * this suite checks on purpose): its replica folders are kept for a restart, so the test removes them.
+ * this suite checks on purpose): its replica folders are kept for a restart, so the test removes
+ * `<id>`, found from the replica's own cwd (the gateway's tmpdir, not necessarily this process's).
  */
 function removeProbe(run: { report: string; root: string }): void {
   rmSync(run.root, { recursive: true, force: true });
-  const cwd = /cwd=(.*)/.exec(run.report)?.[1];
-  const base = realpathSync(join(tmpdir(), `modelgate-replicas-${process.getuid?.() ?? 'user'}`));
-  if (cwd === undefined || !cwd.startsWith(base + sep)) return;
-  rmSync(join(base, cwd.slice(base.length + 1).split(sep)[0]), { recursive: true, force: true });
+  const cwd = /cwd=(.*)/.exec(run.report)?.[1] ?? '';
+  const at = cwd.indexOf(`${sep}modelgate-replicas-`);
+  if (at < 0) return;
+  const base = cwd.indexOf(sep, at + 1);
+  const id = cwd.indexOf(sep, base + 1);
+  if (base > 0 && id > base) rmSync(cwd.slice(0, id), { recursive: true, force: true });
 }
 
 function expectNoSecrets(report: string, secrets: string[]): void {

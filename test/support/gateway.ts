@@ -91,6 +91,8 @@ export async function spawnGateway(env: Record<string, string> = {}, args: strin
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
+      // The run's own temp folder (run-tests.mjs): replica work dirs and the like go there, not to /tmp.
+      ...(process.env.TMPDIR ? { TMPDIR: process.env.TMPDIR } : {}),
       GATEWAY_HOST: '127.0.0.1',
       GATEWAY_PORT: '0',
       ADMIN_PORT: '0',
