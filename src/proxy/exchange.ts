@@ -18,7 +18,8 @@ import { BodyLimiter } from './body-limiter.js';
 import { OnReset, type EndpointRuntime, type HeldRequest } from './endpoint-runtime.js';
 import type { ProxyContext } from './proxy-context.js';
 import { ReplayBody } from './replay-body.js';
-import { RequestHead, VIA_ENTRY, forwardedFor, gatewayHops, keepPreflightHeaders, readRequestHead, resolveTarget } from './request-head.js';
+import { writeCheckedHead } from './response-head.js';
+import { RequestHead, VIA_ENTRY, forwardedFor, gatewayHops, keepPreflightHeaders, readRequestHead, resolveTarget, skipBodilessDump } from './request-head.js';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, Tunnel, type OpenTunnel, type TunnelOwner } from './tunnel.js';
 import { UpgradeRequest, extractQueryToken, websocketAccept } from './upgrade.js';
 import { readWholeBody } from './whole-body.js';
@@ -77,6 +78,8 @@ const kUntrustedPeer = Symbol('modelgate.untrustedPeer');
 type PeerSocket = IncomingMessage['socket'] & { encrypted?: boolean; [kUntrustedPeer]?: string };
 
 const CLIENT_GONE = 499;
+/** A last body piece up to this size is sent as a string with the head (one copy, one write). */
+const SMALL_BODY_BYTES = 4096;
 const CONTENT_LENGTH: Set<string> = new Set(['content-length']);
 
 /**
@@ -151,6 +154,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
   #resume: (() => void) | null = null;
   #drainListening = false;
   #body: Readable | Buffer | null = null;
+  /** The body's last piece, held from onLastData to onComplete (same call stack). */
+  #lastChunk: Buffer | null = null;
   /** The verified token (priority, rate limits); undefined for public endpoints. */
   #token: CachedToken | undefined;
   /** Traffic control state (src/traffic/); null for requests it has nothing to do with. */
@@ -218,6 +223,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
         throw err;
       }
       const head = this.#head;
+      if (!head.hasBody && this.#upgrade === null && this.#req.httpVersionMajor === 1) skipBodilessDump(this.#req);
       const requestId = head.requestId;
       this.requestId = requestId !== undefined && isSafeRequestId(requestId) ? requestId : this.#ctx.newRequestId();
       if (this.#method === 'CONNECT' || this.#method === 'TRACE') {
@@ -631,6 +637,9 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     const out: string[] = [];
     let listed: Set<string> | null = null;
     const ticket = this.#ticket;
+    // Our own client's headers (strings) passed its parser's checks; undici's (Buffers) and
+    // traffic control's additions go through writeHead's validation.
+    let checked = rawHeaders.length === 0 || typeof rawHeaders[0] === 'string';
     let contentType: string | undefined;
     let contentLength = -1;
     for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -653,7 +662,10 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     if (listed !== null) dropListed(out, listed);
     if (ticket !== null) {
       const extra = this.#ctx.traffic.onResponseHead(ticket, statusCode, contentType, contentLength);
-      if (extra !== null) for (let i = 0; i < extra.length; i++) out.push(extra[i]);
+      if (extra !== null) {
+        checked = false;
+        for (let i = 0; i < extra.length; i++) out.push(extra[i]);
+      }
       // Filtering the usage chunk changes the length: let node frame the body itself.
       if (ticket.meter !== null && ticket.injectedUsage) dropListed(out, CONTENT_LENGTH);
     }
@@ -664,15 +676,11 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     if (this.#ctx.draining && !h2) out.push('connection', 'close');
     this.#status = statusCode;
     try {
-      res.writeHead(statusCode, h2 ? undefined : statusText || undefined, out);
+      if (h2 || !checked || !writeCheckedHead(res, statusCode, statusText, out)) res.writeHead(statusCode, h2 ? undefined : statusText || undefined, out);
     } catch (err) {
       // The upstream sent something node:http refuses to write (a bad header value).
       this.#abort?.(err as Error);
       return false;
-    }
-    if (!this.#drainListening) {
-      this.#drainListening = true;
-      res.on('drain', onResponseDrain);
     }
     return true;
   }
@@ -783,7 +791,28 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
       chunk = out;
     }
     this.#bytes += chunk.length;
-    return this.#res.write(chunk);
+    if (this.#res.write(chunk)) return true;
+    // The client's socket is full: the upstream pauses until it drains. Listened for only from
+    // the first time it happens (most answers never fill the socket).
+    if (!this.#drainListening) {
+      this.#drainListening = true;
+      this.#res.on('drain', onResponseDrain);
+    }
+    return false;
+  }
+
+  /**
+   * The gateway's own client: `chunk` ends a Content-Length body and onComplete follows before
+   * the next read. It goes out with `end()`, so the head, the body and the end leave in one write
+   * (a small body as one string with the head: a `write`, not a `writev`).
+   */
+  onLastData(chunk: Buffer): void {
+    if (this.#ticket !== null || this.#req.httpVersionMajor === 2) {
+      this.onData(chunk);
+      return;
+    }
+    this.#bytes += chunk.length;
+    this.#lastChunk = chunk;
   }
 
   onComplete(trailers: string[] | Buffer[] | Record<string, string | string[]> | null): void {
@@ -817,7 +846,14 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
         // A trailer node refuses is dropped; the body is already complete.
       }
     }
-    res.end();
+    const last = this.#lastChunk;
+    if (last === null || res.writableEnded) res.end();
+    else {
+      this.#lastChunk = null;
+      // latin1 maps bytes to characters one to one: the string is the body's exact bytes.
+      if (last.length <= SMALL_BODY_BYTES) res.end(latin1(last), 'latin1');
+      else res.end(last);
+    }
     this.#finish();
   }
 

@@ -224,3 +224,13 @@ export function resolveTarget(addresser: Addresser, head: RequestHead, url: stri
   if (address.kind === AddressKind.BadHost) throw new GatewayError('GW_BAD_REQUEST', { message: 'malformed Host header' });
   return address;
 }
+
+/**
+ * A request whose framing says it has no body needs no reading, yet node:http, once the response
+ * is done, "dumps" a request stream nobody read: resumes it, reads its end and destroys it (four
+ * ticks and three events per request). Marking it dumped up front skips that. Nothing reads or
+ * waits on such a request's stream; one with a body is never marked (HTTP/1.x only).
+ */
+export function skipBodilessDump(req: IncomingMessage): void {
+  (req as IncomingMessage & { _dumped: boolean })._dumped = true;
+}

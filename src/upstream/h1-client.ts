@@ -15,6 +15,14 @@ import { ParseError, ResponseParser, type ResponseSink } from './h1-parser.js';
  * docs/performance.md, "The upstream client".
  */
 
+/**
+ * undici's handler, plus one optional step of this client: `onLastData` receives the last piece of
+ * a Content-Length body instead of onData, with onComplete to follow in the same call stack.
+ */
+export interface H1Handler extends Dispatcher.DispatchHandler {
+  onLastData?(chunk: Buffer): void;
+}
+
 export interface H1PoolOptions {
   connections: number;
   connectTimeoutMs: number;
@@ -254,7 +262,14 @@ class H1Connection implements ResponseSink {
     const req = this.req;
     if (req === null || req.phase !== Phase.Body) return;
     if (this.#bodyTimeoutMs > 0 && !this.#paused) this.deadline = coarseNow + this.#bodyTimeoutMs + TICK_MS;
-    if (req.handler.onData!(chunk) === false && (req.phase as Phase) !== Phase.Done) this.#pauseWanted = true;
+    const handler = req.handler as H1Handler;
+    // The parser is done once a Content-Length body's last piece is in: onComplete follows
+    // before the next read, so a handler that can may take the piece and the end together.
+    if (handler.onLastData !== undefined && !this.parser.busy) {
+      handler.onLastData(chunk);
+      return;
+    }
+    if (handler.onData!(chunk) === false && (req.phase as Phase) !== Phase.Done) this.#pauseWanted = true;
   }
 
   onEnd(trailers: string[] | null): void {

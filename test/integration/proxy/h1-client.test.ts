@@ -211,6 +211,48 @@ describe('H1Pool, the gateway’s own HTTP/1.1 upstream client, against real ser
     expect(pauses).toBeGreaterThan(1);
   });
 
+  it('hands a Content-Length body’s last piece to onLastData, right before onComplete; other framings never use it', async () => {
+    pool = new H1Pool(`http://127.0.0.1:${http.port}`, OPTIONS);
+    const withLast = async (path: string) => {
+      const steps: string[] = [];
+      const c = call();
+      const chunks: Buffer[] = [];
+      const handler = c.handler as Dispatcher.DispatchHandler & { onLastData(chunk: Buffer): void };
+      const { onData, onComplete } = handler;
+      handler.onData = (chunk) => {
+        steps.push('data');
+        chunks.push(Buffer.from(chunk));
+        return onData!.call(handler, chunk);
+      };
+      handler.onLastData = (chunk) => {
+        steps.push('last');
+        chunks.push(Buffer.from(chunk));
+      };
+      handler.onComplete = (trailers) => {
+        steps.push('complete');
+        onComplete!.call(handler, trailers);
+      };
+      pool.dispatch({ method: 'GET', path, headers: [] } as Dispatcher.DispatchOptions, handler);
+      const out = await c.done;
+      return { steps, body: Buffer.concat(chunks), out };
+    };
+    // A small answer arrives in one read: its whole body is the last piece.
+    const small = await withLast('/small');
+    expect(small.steps).toEqual(['last', 'complete']);
+    expect(small.body.toString()).toBe('ok GET /small');
+    // A 4 MiB body comes in many reads: every piece but the final one goes to onData.
+    const big = await withLast('/big');
+    expect(big.steps.at(-2)).toBe('last');
+    expect(big.steps.at(-1)).toBe('complete');
+    expect(big.steps.filter((s) => s === 'last')).toHaveLength(1);
+    expect(big.steps.filter((s) => s === 'data').length).toBeGreaterThan(0);
+    expect(big.body.equals(Buffer.alloc(4 * 1024 * 1024, 0x61))).toBe(true);
+    // A chunked body only knows its end after its last piece.
+    const chunked = await withLast('/chunked');
+    expect(chunked.steps).not.toContain('last');
+    expect(chunked.body.toString()).toBe('a'.repeat(10) + 'b'.repeat(10));
+  });
+
   it('fails a refused connection before onConnect (a connect failure the gateway retries elsewhere)', async () => {
     const probe = await listen(createNetServer());
     const port = probe.port;
