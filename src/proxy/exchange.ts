@@ -18,7 +18,7 @@ import { BodyLimiter } from './body-limiter.js';
 import { OnReset, type EndpointRuntime, type HeldRequest } from './endpoint-runtime.js';
 import type { ProxyContext } from './proxy-context.js';
 import { ReplayBody } from './replay-body.js';
-import { writeCheckedHead } from './response-head.js';
+import { endWithBody, writeCheckedHead } from './response-writes.js';
 import { RequestHead, VIA_ENTRY, forwardedFor, gatewayHops, keepPreflightHeaders, readRequestHead, resolveTarget, skipBodilessDump } from './request-head.js';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, Tunnel, type OpenTunnel, type TunnelOwner } from './tunnel.js';
 import { UpgradeRequest, extractQueryToken, websocketAccept } from './upgrade.js';
@@ -850,8 +850,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     if (last === null || res.writableEnded) res.end();
     else {
       this.#lastChunk = null;
-      // latin1 maps bytes to characters one to one: the string is the body's exact bytes.
-      if (last.length <= SMALL_BODY_BYTES) res.end(latin1(last), 'latin1');
+      if (last.length <= SMALL_BODY_BYTES) endWithBody(res, last);
       else res.end(last);
     }
     this.#finish();

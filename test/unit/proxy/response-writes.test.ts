@@ -1,7 +1,7 @@
-import { IncomingMessage, ServerResponse } from 'node:http';
-import { Socket } from 'node:net';
+import { Agent, IncomingMessage, ServerResponse, createServer, request } from 'node:http';
+import { Socket, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { writeCheckedHead } from '../../../src/proxy/response-head.js';
+import { endWithBody, writeCheckedHead } from '../../../src/proxy/response-writes.js';
 
 /**
  * writeCheckedHead must leave a ServerResponse exactly as node's writeHead would: the same header
@@ -104,5 +104,66 @@ describe('writeCheckedHead: the same head as writeHead, without re-validating ch
     const res = response({});
     res.writeHead(200, ['Content-Length', '0']);
     expect(writeCheckedHead(res, 200, 'OK', ['Content-Length', '0'])).toBe(false);
+  });
+});
+
+describe('endWithBody: head and body in one write', () => {
+  it('sends a stored head and the body as one write of the socket, and the connection goes on', async () => {
+    const writes: string[] = [];
+    const body = Buffer.from(Array.from({ length: 300 }, (_, i) => i & 0xff));
+    const server = createServer((req, res) => {
+      const socket = res.socket as Socket & { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
+      if (!(socket as unknown as { spied?: boolean }).spied) {
+        (socket as unknown as { spied?: boolean }).spied = true;
+        const write = socket._write.bind(socket);
+        const writev = socket._writev.bind(socket);
+        socket._write = (...a: unknown[]) => {
+          writes.push('write');
+          write(...a);
+        };
+        socket._writev = (...a: unknown[]) => {
+          writes.push('writev');
+          writev(...a);
+        };
+      }
+      writeCheckedHead(res, 200, 'OK', ['Content-Length', String(body.length), 'X-Path', req.url!]);
+      endWithBody(res, body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as AddressInfo).port;
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (path: string) =>
+      new Promise<{ body: Buffer; path: string | undefined; reused: boolean }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path, agent }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ body: Buffer.concat(chunks), path: res.headers['x-path'] as string | undefined, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      const first = await get('/one');
+      const second = await get('/two');
+      expect(first.body.equals(body)).toBe(true);
+      expect(second.body.equals(body)).toBe(true);
+      expect([first.path, second.path]).toEqual(['/one', '/two']);
+      expect(second.reused).toBe(true);
+      expect(writes).toEqual(['write', 'write']);
+    } finally {
+      agent.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('leaves a response queued behind another on its connection to res.end', () => {
+    const res = response({});
+    writeCheckedHead(res, 200, 'OK', ['Content-Length', '3']);
+    // No socket yet (a pipelined request waiting its turn): node buffers the whole response.
+    endWithBody(res, Buffer.from('abc'));
+    const internal = res as unknown as { outputData: { data: string }[]; finished: boolean };
+    expect(internal.finished).toBe(true);
+    expect(internal.outputData.map((o) => o.data).join('')).toMatch(/\r\n\r\nabc$/);
   });
 });

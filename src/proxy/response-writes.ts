@@ -1,4 +1,5 @@
 import { OutgoingMessage, STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 
 /**
  * `ServerResponse.writeHead` for a header list the gateway's own upstream parser produced
@@ -36,6 +37,44 @@ export function writeCheckedHead(res: ServerResponse, status: number, reason: st
   return true;
 }
 
+/**
+ * Ends a response whose head is stored (writeCheckedHead or writeHead) and not yet sent, with
+ * `body` as the whole of its body: head and body leave in one `write` of one string (latin1 maps
+ * bytes to characters one to one, so the string is the body's exact bytes). `res.end(chunk)`
+ * would queue the chunk and an empty end marker and send them with a `writev`. Falls back to
+ * `res.end` whenever the response is not alone on its connection with nothing queued
+ * (pipelined requests wait their turn in node's queue).
+ */
+export function endWithBody(res: ServerResponse, body: Buffer): void {
+  const r = res as unknown as InternalResponse;
+  const socket = r.socket;
+  if (
+    SUPPORTED &&
+    socket !== null &&
+    socket._httpMessage === res &&
+    socket.writable &&
+    !socket.writableCorked &&
+    typeof r._header === 'string' &&
+    !r._headerSent &&
+    r._hasBody &&
+    !r.chunkedEncoding &&
+    r.outputData.length === 0 &&
+    !r.finished
+  ) {
+    r._headerSent = true;
+    socket.write(r._header + latin1(body), 'latin1');
+    // Nothing is left to send: end() only marks the response finished (and writes nothing
+    // more once the socket took the bytes).
+    res.end();
+    return;
+  }
+  res.end(latin1(body), 'latin1');
+}
+
+function latin1(buf: Buffer): string {
+  return (buf as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(0, buf.length);
+}
+
 /** The header names node's `matchHeader` acts on (lower case). */
 const STEERING: ReadonlySet<string> = new Set(['connection', 'content-length', 'date', 'expect', 'keep-alive', 'trailer', 'transfer-encoding']);
 /** 1 at the lengths of those names: other names are not lower-cased. */
@@ -46,7 +85,12 @@ const STEERING_LENGTH: Uint8Array = (() => {
 })();
 
 interface InternalResponse {
+  socket: (Socket & { _httpMessage?: unknown }) | null;
   _header: string | null;
+  _headerSent: boolean;
+  chunkedEncoding: boolean;
+  finished: boolean;
+  outputData: unknown[];
   _hasBody: boolean;
   _expect_continue: boolean;
   _sent100: boolean;
@@ -58,4 +102,7 @@ interface InternalResponse {
 
 /** node keeps headers set with setHeader under this symbol; a response that has some goes through writeHead. */
 const kOutHeaders: symbol | undefined = Object.getOwnPropertySymbols(new OutgoingMessage()).find((s) => s.description === 'kOutHeaders');
-const SUPPORTED = kOutHeaders !== undefined && typeof (OutgoingMessage.prototype as unknown as InternalResponse)._storeHeader === 'function';
+const SUPPORTED =
+  kOutHeaders !== undefined &&
+  typeof (OutgoingMessage.prototype as unknown as InternalResponse)._storeHeader === 'function' &&
+  Array.isArray((new OutgoingMessage() as unknown as InternalResponse).outputData);
