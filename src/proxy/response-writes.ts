@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
  * that steer node's framing and keep-alive (Content-Length, Date, Connection, Transfer-Encoding,
  * Trailer, Keep-Alive, Expect) go through node's own `_storeHeader`, so node still decides
  * chunking, `Connection: keep-alive`/`close` and the Date header as writeHead would
- * (docs/performance.md, "Response heads without the second validation").
+ * (docs/performance.md, "Response writes").
  *
  * HTTP/1.x responses only. Returns false when this node's `OutgoingMessage` lacks what the
  * shortcut needs (the caller then uses writeHead).
