@@ -4,7 +4,8 @@
  * `npm run bench -- failover` (one of three routes killed and restarted under load) /
  * `npm run bench -- scale` (memory and lookups with up to 1,000,000 endpoints in Redis, bench/scale.ts) /
  * `npm run bench -- traffic` (the hot-path cost of caps, rate limits and metering, bench/traffic.ts) /
- * `npm run bench -- autoscale [--ramp-seconds 180]` (burst → new replica, failed requests over a ramp).
+ * `npm run bench -- autoscale [--ramp-seconds 180]` (burst → new replica, failed requests over a ramp) /
+ * `npm run bench -- side-by-side [--base REV] [--path /16k]` (two builds' CPU per request under one load, bench/side-by-side.ts).
  *
  * Every system runs in its own process against the same upstream process, on loopback. Systems
  * are primed, then measured in alternating rounds (rotated order) and the median of the rounds
@@ -320,20 +321,23 @@ async function pinnedOnly(): Promise<void> {
 // `npm run bench -- tls`: TLS HTTP/1.1 and HTTP/2 against nginx with the same certificate (bench/tls.ts);
 // `npm run bench -- traffic`: the hot-path cost of caps, rate limits and metering (bench/traffic.ts);
 // `npm run bench -- traffic --pinned`: the same cost by the referee's method (bench/traffic-pinned.ts);
-// `npm run bench -- traffic --profile [--capped]`: where that cost goes (bench/traffic-profile.ts).
+// `npm run bench -- traffic --profile [--capped]`: where that cost goes (bench/traffic-profile.ts);
+// `npm run bench -- side-by-side [--base REV] [--path /16k]`: two builds' CPU per request under one load (bench/side-by-side.ts).
 const run = process.argv.includes('failover')
   ? () => import('./failover.js').then(() => undefined)
-  : process.argv.includes('autoscale')
-    ? () => import('./autoscale.js').then(() => undefined)
-    : process.argv.includes('tls')
-      ? () => import('./tls.js').then(() => new Promise<void>(() => {}))
-      : process.argv.includes('pinned')
-        ? pinnedOnly
-        : process.argv.includes('scale')
-          ? scaleOnly
-          : process.argv.includes('traffic')
-            ? () => import(process.argv.includes('--profile') ? './traffic-profile.js' : process.argv.includes('--pinned') ? './traffic-pinned.js' : './traffic.js').then(() => undefined)
-            : main;
+  : process.argv.includes('side-by-side')
+    ? () => import('./side-by-side.js').then(() => undefined)
+    : process.argv.includes('autoscale')
+      ? () => import('./autoscale.js').then(() => undefined)
+      : process.argv.includes('tls')
+        ? () => import('./tls.js').then(() => new Promise<void>(() => {}))
+        : process.argv.includes('pinned')
+          ? pinnedOnly
+          : process.argv.includes('scale')
+            ? scaleOnly
+            : process.argv.includes('traffic')
+              ? () => import(process.argv.includes('--profile') ? './traffic-profile.js' : process.argv.includes('--pinned') ? './traffic-pinned.js' : './traffic.js').then(() => undefined)
+              : main;
 
 run().then(
   () => {
