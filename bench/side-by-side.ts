@@ -8,7 +8,8 @@
  * to CPU 0, each loaded by its own wrk (1 thread, 32 connections) from CPU 1 against one nginx
  * origin, for the same seconds; the CPU time each process used (utime + stime from /proc) over
  * that interval divided by the requests it served. Whatever the host does then, it does to both.
- * Two copies of the same build (`--base HEAD` with a clean tree) read 1.00–1.01 this way.
+ * Two copies of the same build (`--base HEAD` with a clean tree) read 1.01 on 64 B and 0.97 on
+ * 16 KiB (rounds 0.85–1.05 there): a difference under about 5% on 16 KiB is noise.
  *
  * The base build is a detached `git worktree` of REV (default HEAD) compiled into its own dist,
  * using this checkout's node_modules. Writes bench/results/side-by-side.md. The ratio is a
