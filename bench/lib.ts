@@ -165,6 +165,14 @@ export async function spawnGateway(env: Record<string, string>, nodeArgs: string
   };
 }
 
+/** CPU time (user + system, every thread) of a process so far, in microseconds (Linux /proc; clock ticks of 10 ms). */
+export function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat(5), i.e. 11 and 12 after the command name.
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
 /** RSS of a process and its children (a cluster primary and its workers), in MiB. */
 export function rssMiB(pid: number): number {
   let kb = 0;

@@ -16,10 +16,10 @@
  * guide for comparing builds; the referee's throughput figures are taken one system at a time.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, symlinkSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { buildGateway, killAll, median, ROOT, spawnGateway, TMP, type Gateway } from './lib.js';
+import { buildGateway, cpuMicros, killAll, median, ROOT, spawnGateway, TMP, type Gateway } from './lib.js';
 import { ensureTools, LOAD_CPU, PROXY_CPU, startOrigin } from './pinned.js';
 
 const quick = process.argv.includes('--quick');
@@ -33,13 +33,6 @@ const PATH = arg('--path', '/');
 const ROUNDS = 2 * Math.ceil(Number(arg('--rounds', quick ? '4' : '8')) / 2);
 const SECONDS = quick ? 3 : 5;
 const log = (msg: string) => process.stderr.write(`[bench side-by-side ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-
-/** CPU time (user + system, every thread) of a process so far, in microseconds (clock ticks of 10 ms). */
-function cpuMicros(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 /** wrk from CPU 1, asynchronously (two run at once); resolves with the requests it completed. */
 function wrkAsync(url: string, seconds: number, connections: number): Promise<number> {

@@ -13,11 +13,11 @@
  * Cost = 1 − median of the per-round req/s ratios (the issue's target: ≤ 5%). The gateway's CPU
  * time per request (utime + stime from /proc) is reported beside it. Writes bench/results/traffic-pinned.md.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { TokenIssuer } from '../src/auth/issuer.js';
-import { buildGateway, killAll, median, ROOT, spawnGateway, TMP, TOKEN_SECRET } from './lib.js';
+import { buildGateway, cpuMicros, killAll, median, ROOT, spawnGateway, TMP, TOKEN_SECRET } from './lib.js';
 import { ensureTools, PROXY_CPU, startOrigin, wrk } from './pinned.js';
 
 const quick = process.argv.includes('--quick');
@@ -25,13 +25,6 @@ const ROUNDS = quick ? 3 : 9;
 const SECONDS = quick ? 3 : 5;
 const BODY = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16 });
 const log = (msg: string) => process.stderr.write(`[bench traffic --pinned ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-
-/** CPU time (user + system, every thread) of a process so far, in microseconds (clock ticks of 10 ms). */
-function cpuMicros(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 interface Target {
   name: string;

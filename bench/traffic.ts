@@ -14,12 +14,12 @@
  * bench/results/traffic.md. `--compare DIR` runs a second gateway from another build (DIR/main.js)
  * in the same rounds: a before/after under the same conditions.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { TokenIssuer } from '../src/auth/issuer.js';
-import { buildGateway, killAll, median, percentile, ROOT, spawnGateway, spawnScript, TOKEN_SECRET, type Gateway } from './lib.js';
+import { buildGateway, cpuMicros, killAll, median, percentile, ROOT, spawnGateway, spawnScript, TOKEN_SECRET, type Gateway } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 /** `--access-log`: the access log on, as `npm start` (and the referee) run the gateway. */
@@ -38,14 +38,6 @@ interface Row {
   rps: number[];
   p99: number[];
   cpuUs: number[];
-}
-
-/** CPU time (user + system) of a process so far, in microseconds (Linux /proc; clock ticks of 10 ms). */
-function cpuMicros(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // utime and stime are fields 14 and 15 of stat(5), i.e. 11 and 12 after the command name.
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
 /** `--compare DIR`: a second gateway from another build (DIR/main.js, e.g. main's) in the same rounds. */
