@@ -103,6 +103,13 @@ describe('controller leadership on one Redis', () => {
     }, 'three replicas', 30_000);
     const pids3 = three.routes.map((r: { pid: number }) => r.pid).sort();
     expect(pids3).toEqual(expect.arrayContaining(pids));
+    // The next leader adopts what the leader published (healthy replicas only), which follows
+    // its own view by a store write: wait until the follower sees all three before the kill.
+    await waitFor(async () => {
+      const res = await follower.admin('GET', '/v1/services/lead-web');
+      const seenPids = res.body.routes?.map((r: { pid: number }) => r.pid).sort() ?? [];
+      return res.body.healthy_replicas === 3 && JSON.stringify(seenPids) === JSON.stringify(pids3) ? true : null;
+    }, 'three replicas published (seen from the follower)', 30_000);
 
     // kill -9 of the leader: the follower takes over within the lease time (plus slack for a busy machine).
     const killedAt = Date.now();
