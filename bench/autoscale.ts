@@ -14,11 +14,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildGateway, killAll, ROOT, sleep, spawnGateway, type Gateway } from './lib.js';
+import { buildGateway, cliArg, killAll, ROOT, sleep, spawnGateway, type Gateway } from './lib.js';
 
 function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : NaN;
+  const v = Number(cliArg(name) ?? NaN);
   return Number.isFinite(v) ? v : fallback;
 }
 const RAMP_S = arg('ramp-seconds', 40);

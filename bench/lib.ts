@@ -165,6 +165,12 @@ export async function spawnGateway(env: Record<string, string>, nodeArgs: string
   };
 }
 
+/** The value after `--name` on the command line (undefined when absent). */
+export function cliArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : undefined;
+}
+
 /** CPU time (user + system, every thread) of a process so far, in microseconds (Linux /proc; clock ticks of 10 ms). */
 export function cpuMicros(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

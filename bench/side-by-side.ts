@@ -19,18 +19,14 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, symlinkSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { buildGateway, cpuMicros, killAll, median, ROOT, spawnGateway, TMP, type Gateway } from './lib.js';
+import { buildGateway, cliArg, cpuMicros, killAll, median, ROOT, spawnGateway, TMP, type Gateway } from './lib.js';
 import { ensureTools, LOAD_CPU, PROXY_CPU, startOrigin } from './pinned.js';
 
 const quick = process.argv.includes('--quick');
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-};
-const BASE = arg('--base', 'HEAD');
-const PATH = arg('--path', '/');
+const BASE = cliArg('base') ?? 'HEAD';
+const PATH = cliArg('path') ?? '/';
 /** Even, so that each gateway is loaded first as often as the other. */
-const ROUNDS = 2 * Math.ceil(Number(arg('--rounds', quick ? '4' : '8')) / 2);
+const ROUNDS = 2 * Math.ceil(Number(cliArg('rounds') ?? (quick ? 4 : 8)) / 2);
 const SECONDS = quick ? 3 : 5;
 const log = (msg: string) => process.stderr.write(`[bench side-by-side ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 

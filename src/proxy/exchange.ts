@@ -10,6 +10,7 @@ import { toHttp } from '../errors/to-http.js';
 import { grpcErrorHeaders, isGrpcContentType } from '../errors/to-grpc.js';
 import { NOOP_SPAN, type RequestSpan } from '../obs/tracing.js';
 import { BodyAbortedError } from '../lib/body-events.js';
+import { latin1 } from '../lib/latin1.js';
 import { HOP_BY_HOP, connectionListedHeaders, dropListed, isSafeRequestId } from '../lib/headers.js';
 import type { RouteState } from '../upstream/route-state.js';
 import type { TrafficHost, TrafficTicket } from '../traffic/traffic-control.js';
@@ -78,8 +79,6 @@ const kUntrustedPeer = Symbol('modelgate.untrustedPeer');
 type PeerSocket = IncomingMessage['socket'] & { encrypted?: boolean; [kUntrustedPeer]?: string };
 
 const CLIENT_GONE = 499;
-/** A last body piece up to this size is sent as a string with the head (one copy, one write). */
-const SMALL_BODY_BYTES = 4096;
 const CONTENT_LENGTH: Set<string> = new Set(['content-length']);
 
 /**
@@ -95,12 +94,10 @@ const ACTED_ON_LENGTH: Uint8Array = (() => {
 
 /**
  * A response header as a string: the gateway's own client (upstream/h1-client.ts) gives strings,
- * undici Buffers (read as latin1: a byte per character, as node:http writes it back;
- * `latin1Slice` is what `toString('latin1')` ends in, without its argument handling).
+ * undici Buffers (read as latin1: a byte per character, as node:http writes it back).
  */
-function latin1(buf: Buffer | string): string {
-  if (typeof buf === 'string') return buf;
-  return (buf as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(0, buf.length);
+function headerText(buf: Buffer | string): string {
+  return typeof buf === 'string' ? buf : latin1(buf);
 }
 
 /** Methods `retry.on_reset: idempotent` replays (RFC 9110 §9.2.2; TRACE is never proxied). */
@@ -643,21 +640,21 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     let contentType: string | undefined;
     let contentLength = -1;
     for (let i = 0; i < rawHeaders.length; i += 2) {
-      const name = latin1(rawHeaders[i]);
+      const name = headerText(rawHeaders[i]);
       // Only names as long as one the gateway acts on are lower-cased (Server, Date, ... are not).
       if (name.length < ACTED_ON_LENGTH.length && ACTED_ON_LENGTH[name.length] === 1) {
         const lower = name.toLowerCase();
         if (ticket !== null) {
-          if (lower === 'content-type') contentType = latin1(rawHeaders[i + 1]);
-          else if (lower === 'content-length') contentLength = Number(latin1(rawHeaders[i + 1]));
+          if (lower === 'content-type') contentType = headerText(rawHeaders[i + 1]);
+          else if (lower === 'content-length') contentLength = Number(headerText(rawHeaders[i + 1]));
         }
         if (lower === 'connection') {
-          listed = connectionListedHeaders(latin1(rawHeaders[i + 1]));
+          listed = connectionListedHeaders(headerText(rawHeaders[i + 1]));
           continue;
         }
         if (HOP_BY_HOP.has(lower) || lower === 'x-request-id') continue;
       }
-      out.push(name, latin1(rawHeaders[i + 1]));
+      out.push(name, headerText(rawHeaders[i + 1]));
     }
     if (listed !== null) dropListed(out, listed);
     if (ticket !== null) {
@@ -850,8 +847,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldRequest, Tunnel
     if (last === null || res.writableEnded) res.end();
     else {
       this.#lastChunk = null;
-      if (last.length <= SMALL_BODY_BYTES) endWithBody(res, last);
-      else res.end(last);
+      endWithBody(res, last);
     }
     this.#finish();
   }

@@ -1,5 +1,6 @@
 import { OutgoingMessage, STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { latin1 } from '../lib/latin1.js';
 
 /**
  * `ServerResponse.writeHead` for a header list the gateway's own upstream parser produced
@@ -37,15 +38,22 @@ export function writeCheckedHead(res: ServerResponse, status: number, reason: st
   return true;
 }
 
+/** A last body piece up to this size is sent as a string with the head (one copy, one write). */
+const SMALL_BODY_BYTES = 4096;
+
 /**
- * Ends a response whose head is stored (writeCheckedHead or writeHead) and not yet sent, with
- * `body` as the whole of its body: head and body leave in one `write` of one string (latin1 maps
- * bytes to characters one to one, so the string is the body's exact bytes). `res.end(chunk)`
- * would queue the chunk and an empty end marker and send them with a `writev`. Falls back to
- * `res.end` whenever the response is not alone on its connection with nothing queued
- * (pipelined requests wait their turn in node's queue).
+ * Ends a response with `body`, the rest of its body. A small one, when the head is stored
+ * (writeCheckedHead or writeHead) and not yet sent, leaves with the head in one `write` of one
+ * string (latin1 maps bytes to characters one to one, so the string is the body's exact bytes):
+ * `res.end(chunk)` would queue the chunk and an empty end marker and send them with a `writev`.
+ * A larger body, or a response not alone on its connection with nothing queued (pipelined
+ * requests wait their turn in node's queue), goes through `res.end`.
  */
 export function endWithBody(res: ServerResponse, body: Buffer): void {
+  if (body.length > SMALL_BODY_BYTES) {
+    res.end(body);
+    return;
+  }
   const r = res as unknown as InternalResponse;
   const socket = r.socket;
   if (
@@ -69,10 +77,6 @@ export function endWithBody(res: ServerResponse, body: Buffer): void {
     return;
   }
   res.end(latin1(body), 'latin1');
-}
-
-function latin1(buf: Buffer): string {
-  return (buf as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(0, buf.length);
 }
 
 /** The header names node's `matchHeader` acts on (lower case). */
@@ -101,8 +105,9 @@ interface InternalResponse {
 }
 
 /** node keeps headers set with setHeader under this symbol; a response that has some goes through writeHead. */
-const kOutHeaders: symbol | undefined = Object.getOwnPropertySymbols(new OutgoingMessage()).find((s) => s.description === 'kOutHeaders');
+const probe = new OutgoingMessage();
+const kOutHeaders: symbol | undefined = Object.getOwnPropertySymbols(probe).find((s) => s.description === 'kOutHeaders');
 const SUPPORTED =
   kOutHeaders !== undefined &&
-  typeof (OutgoingMessage.prototype as unknown as InternalResponse)._storeHeader === 'function' &&
-  Array.isArray((new OutgoingMessage() as unknown as InternalResponse).outputData);
+  typeof (probe as unknown as InternalResponse)._storeHeader === 'function' &&
+  Array.isArray((probe as unknown as InternalResponse).outputData);

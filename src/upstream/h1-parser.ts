@@ -6,6 +6,8 @@
  * the gateway classifies them as protocol failures (502) exactly as before.
  */
 
+import { latin1 } from '../lib/latin1.js';
+
 /** What the parser reports, in order: one head, body pieces, the end. */
 export interface ResponseSink {
   /** A final (non-1xx) response head. `headers` is a flat name, value list as received. */
@@ -63,10 +65,6 @@ function hexValue(b: number): number {
   if (b >= 0x61 && b <= 0x66) return b - 0x57;
   if (b >= 0x41 && b <= 0x46) return b - 0x37;
   return -1;
-}
-
-function latin1(buf: Buffer, start: number, end: number): string {
-  return (buf as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(start, end);
 }
 
 /**
