@@ -25,4 +25,4 @@ USER node
 VOLUME ["/data"]
 EXPOSE 8080 8081
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "--single-threaded-gc", "dist/main.js"]
+ENTRYPOINT ["node", "--single-threaded-gc", "--no-memory-reducer", "dist/main.js"]

@@ -100,7 +100,7 @@ export function buildGateway(): void {
  * The node flags `npm start` (package.json) and the Docker image run the gateway with, so a
  * bench measures what users run. test/unit/scripts/start-flags.test.ts keeps the three in step.
  */
-export const START_NODE_FLAGS: readonly string[] = ['--single-threaded-gc'];
+export const START_NODE_FLAGS: readonly string[] = ['--single-threaded-gc', '--no-memory-reducer'];
 
 /**
  * Runs modelgate (dist/main.js, built by buildGateway) in its own process. Its stdout goes to a file (the access log

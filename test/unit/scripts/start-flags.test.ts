@@ -23,6 +23,7 @@ describe('node flags of the gateway process', () => {
   it('are the same for npm start, the Docker image and the benches', () => {
     const flags = benchFlags();
     expect(flags).toContain('--single-threaded-gc');
+    expect(flags).toContain('--no-memory-reducer');
     const start = (JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts.start;
     expect(start).toContain(`node ${flags.join(' ')} dist/main.js`);
     const entrypoint = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(read('Dockerfile'));
