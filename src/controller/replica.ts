@@ -88,8 +88,12 @@ export class Replica {
   readonly #onChange: (replica: Replica) => Promise<void>;
   readonly #abort = new AbortController();
   #handle: ReplicaHandle | undefined;
-  /** A running, healthy replica taken over from a previous leader: supervised without a start. */
+  /** A running replica taken over from a previous leader: supervised without a start. */
   #adopted: ReplicaHandle | undefined;
+  /** The adopted replica had not passed its health check yet: wait for it as for a new start. */
+  #adoptedStarting = false;
+  /** Its process (or Pod) runs: started or adopted, and not stopped since. */
+  #running = false;
   #loop: Promise<void> | undefined;
   #stopped = false;
 
@@ -102,7 +106,8 @@ export class Replica {
     /** Called on every status change; awaited, so "leaves the table" happens before the kill. */
     onChange: (replica: Replica) => Promise<void>;
     log?: LogRing;
-    adopted?: { handle: ReplicaHandle; restarts: number };
+    /** `starting`: published before its first passing health check; it keeps `provisioning`. */
+    adopted?: { handle: ReplicaHandle; restarts: number; starting?: boolean };
   }) {
     this.id = opts.id;
     this.generation = opts.generation;
@@ -115,7 +120,8 @@ export class Replica {
       this.#adopted = opts.adopted.handle;
       this.restarts = opts.adopted.restarts;
       this.#adoptHandle(opts.adopted.handle);
-      this.status = 'healthy';
+      this.#adoptedStarting = opts.adopted.starting === true;
+      this.status = this.#adoptedStarting ? 'provisioning' : 'healthy';
     }
   }
 
@@ -125,10 +131,22 @@ export class Replica {
     this.pid = handle.pid;
     this.enforced = handle.enforced;
     this.ref = handle.ref;
+    this.#running = true;
+  }
+
+  async #stopHandle(handle: ReplicaHandle): Promise<void> {
+    await handle.stop(this.#policy.stopGraceMs);
+    this.pid = undefined;
+    this.#running = false;
   }
 
   get stopped(): boolean {
     return this.#stopped;
+  }
+
+  /** Its process runs (a later leader can adopt it), though it may not be healthy yet. */
+  get running(): boolean {
+    return this.#running;
   }
 
   start(): void {
@@ -191,8 +209,11 @@ export class Replica {
     const signal = this.#abort.signal;
     const check = this.#launch.model.service.health_check;
     let handle: ReplicaHandle;
+    const adoptedStarting = this.#adoptedStarting;
+    this.#adoptedStarting = false;
     if (adopted) {
-      // Probed healthy by the adopting controller just before: watch it from here on.
+      // Probed by the adopting controller just before: healthy, or still starting (then waited
+      // for below with a full health window, as a new start is).
       handle = adopted;
     } else {
       try {
@@ -204,10 +225,9 @@ export class Replica {
       await this.#set('provisioning');
     }
 
-    const first = adopted ? ({ kind: 'healthy' } as const) : await waitUntilHealthy(handle, check, signal);
+    const first = adopted && !adoptedStarting ? ({ kind: 'healthy' } as const) : await waitUntilHealthy(handle, check, signal);
     if (first.kind !== 'healthy') {
-      await handle.stop(this.#policy.stopGraceMs);
-      this.pid = undefined;
+      await this.#stopHandle(handle);
       if (first.kind === 'aborted' || this.#stopped) return { kind: 'stopped' };
       return { kind: 'start_failed', error: this.#explain(first, true) };
     }
@@ -220,8 +240,7 @@ export class Replica {
     if (down.kind === 'aborted' || this.#stopped) return { kind: 'stopped' };
     // Out of the table first, then the kill: requests stop arriving before the process goes.
     await this.#set('unhealthy', this.#explain(down, false));
-    await handle.stop(this.#policy.stopGraceMs);
-    this.pid = undefined;
+    await this.#stopHandle(handle);
     return { kind: 'crashed', error: this.#explain(down, false), healthyMs: Date.now() - healthySince };
   }
 
@@ -265,8 +284,7 @@ export class Replica {
     this.#stopped = true;
     this.#abort.abort();
     await this.#loop;
-    await this.#handle?.stop(this.#policy.stopGraceMs);
-    this.pid = undefined;
+    if (this.#handle) await this.#stopHandle(this.#handle);
   }
 
   /**

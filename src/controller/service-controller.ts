@@ -115,7 +115,8 @@ interface PublishedStatus {
   generation: number;
   /** Digest of what a roll depends on (env, resources, definition text). */
   roll_key: string;
-  refs: Record<string, ReplicaRef & { generation: number; restarts: number }>;
+  /** Running replicas; `starting` ones had not passed their health check yet when published. */
+  refs: Record<string, ReplicaRef & { generation: number; restarts: number; starting?: boolean }>;
   leader: string;
   updated_at: string;
 }
@@ -406,8 +407,9 @@ export class ServiceController {
   }
 
   /**
-   * Replicas recorded by the previous leader that still run and answer their health check;
-   * the others are left to releaseService.
+   * Replicas recorded by the previous leader that still run and answer their health check, and
+   * those it recorded while they were starting (they get a new health window here); the others
+   * are stopped.
    */
   async #adoptable(spec: ServiceSpec, loaded: LoadedDefinition, status: PublishedStatus | null, generation: number): Promise<Replica[]> {
     if (!status) return [];
@@ -422,11 +424,13 @@ export class ServiceController {
         .catch(() => null);
       if (!handle) continue;
       const probe = await probeOnce(handle.host, handle.port, loaded.model.service.health_check ?? TCP_CHECK);
-      if (!probe.ok) {
+      const starting = !probe.ok && ref.starting === true;
+      if (!probe.ok && !starting) {
         log.push(`[controller] not adopted: ${probe.detail}`);
         await handle.stop(0);
         continue;
       }
+      if (starting) log.push(`[controller] adopted while starting (${probe.detail}); waiting for its health check`);
       const replica: Replica = new Replica({
         id,
         generation: ref.generation === status.generation ? generation : generation - 1,
@@ -434,7 +438,7 @@ export class ServiceController {
         launch,
         policy: this.#policy,
         log,
-        adopted: { handle, restarts: ref.restarts },
+        adopted: { handle, restarts: ref.restarts, starting },
         onChange: async () => {
           const svc = this.#services.get(spec.name);
           if (!svc) return;
@@ -1012,7 +1016,12 @@ export class ServiceController {
     if (!this.#cluster || !fence || !this.#acting || svc.terminating) return;
     const { url: _url, ...view } = this.#view(svc, 0);
     const refs: PublishedStatus['refs'] = {};
-    for (const r of svc.replicas) if (r.ref && r.status === 'healthy' && !r.retiring) refs[r.id] = { ...r.ref, generation: r.generation, restarts: r.restarts };
+    // Starting replicas too: a leader that dies while a model loads must not leave its process
+    // running unknown to the next leader (which would start another beside it).
+    for (const r of svc.replicas) {
+      if (!r.ref || !r.running || r.retiring || (r.status !== 'healthy' && r.status !== 'provisioning')) continue;
+      refs[r.id] = { ...r.ref, generation: r.generation, restarts: r.restarts, ...(r.status === 'healthy' ? {} : { starting: true }) };
+    }
     const body = { view, generation: svc.generation, roll_key: this.#rollKey(svc.spec, svc.loaded), refs, leader: this.#leadership.instance };
     const text = JSON.stringify(body);
     if (text === svc.published) return;

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, type SpawnedGateway } from '../support/gateway.js';
 import { startRedis, type RedisServer } from '../support/redis-server.js';
 import { eventually } from '../support/eventually.js';
-import { EXAMPLES, pidAlive } from './controller-harness.js';
+import { EXAMPLES, FIXTURES, pidAlive } from './controller-harness.js';
 
 function waitFor<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 20_000): Promise<NonNullable<T>> {
   return eventually(probe, { what, timeoutMs, stepMs: 100 });
@@ -51,15 +51,24 @@ afterAll(async () => {
   // Replicas outlive gateways by design; the test cleans up what it made.
   const r = new Redis(redis.url);
   try {
-    const raw = await r.get('mg:service-status:lead-web');
-    const refs = raw ? (JSON.parse(raw) as { refs: Record<string, { pid?: number }> }).refs : {};
-    for (const ref of Object.values(refs)) if (ref.pid) try { process.kill(-ref.pid, 'SIGKILL'); } catch {}
+    for (const name of ['lead-web', 'lead-slow']) for (const ref of await publishedRefs(r, name)) if (ref.pid) try { process.kill(-ref.pid, 'SIGKILL'); } catch {}
   } finally {
     r.disconnect();
   }
   await redis?.stop();
   rmSync(workDir, { recursive: true, force: true });
 });
+
+interface PublishedRef {
+  pid?: number;
+  starting?: boolean;
+}
+
+/** The replicas the leader published for the next leader to adopt (read straight from Redis). */
+async function publishedRefs(r: Redis, service: string): Promise<PublishedRef[]> {
+  const raw = await r.get(`mg:service-status:${service}`);
+  return raw ? Object.values((JSON.parse(raw) as { refs: Record<string, PublishedRef> }).refs) : [];
+}
 
 async function leaderOf(gws: SpawnedGateway[]): Promise<{ leader: SpawnedGateway; follower: SpawnedGateway }> {
   return waitFor(async () => {
@@ -103,8 +112,8 @@ describe('controller leadership on one Redis', () => {
     }, 'three replicas', 30_000);
     const pids3 = three.routes.map((r: { pid: number }) => r.pid).sort();
     expect(pids3).toEqual(expect.arrayContaining(pids));
-    // The next leader adopts what the leader published (healthy replicas only), which follows
-    // its own view by a store write: wait until the follower sees all three before the kill.
+    // The next leader adopts what the leader published, which follows its own view by a store
+    // write: wait until the follower sees all three healthy before the kill.
     await waitFor(async () => {
       const res = await follower.admin('GET', '/v1/services/lead-web');
       const seenPids = res.body.routes?.map((r: { pid: number }) => r.pid).sort() ?? [];
@@ -148,4 +157,42 @@ describe('controller leadership on one Redis', () => {
     await waitFor(async () => ((await c.admin('GET', '/v1/services/lead-web')).status === 404 ? true : null), 'service gone', 20_000);
     await waitFor(() => (healed.every((pid: number) => !pidAlive(pid)) ? true : null), 'replicas stopped', 20_000);
   }, 180_000);
+
+  it('adopts a replica that was still starting when the leader died, instead of starting another', async () => {
+    // Fresh instances: the first test's survivors step down first.
+    for (const gw of gateways.splice(0)) if (gw.child.exitCode === null) await gw.stop();
+    const a = await start();
+    const b = await start();
+    const { leader, follower } = await leaderOf([a, b]);
+    const r = new Redis(redis.url);
+    try {
+      const created = await follower.admin('POST', '/v1/services', { name: 'lead-slow', model_folder: join(FIXTURES, 'slow-start'), replicas: 1, public: true });
+      expect(created.status).toBe(201);
+      // Published as soon as its process runs, 12 s before it answers its health check.
+      const ref = await waitFor(async () => {
+        const refs = await publishedRefs(r, 'lead-slow');
+        return refs.length === 1 && refs[0].starting === true && refs[0].pid ? refs[0] : null;
+      }, 'starting replica published', 20_000);
+      expect(pidAlive(ref.pid!)).toBe(true);
+
+      leader.child.kill('SIGKILL');
+      await leader.exited;
+      await waitFor(async () => ((await follower.admin('GET', '/v1/controller')).body.is_leader ? true : null), 'follower leads', 20_000);
+
+      // The new leader waits for the same process instead of killing it and loading the model again.
+      const healthy = await waitFor(async () => {
+        const res = await follower.admin('GET', '/v1/services/lead-slow');
+        return res.body.status === 'HEALTHY' ? res.body : null;
+      }, 'the adopted replica healthy', 40_000);
+      expect(healthy.routes.map((x: { pid: number }) => x.pid)).toEqual([ref.pid]);
+      expect(healthy.routes[0].restarts).toBe(0);
+      expect(await (await fetch(`${follower.url}/e/lead-slow/`)).text()).toBe('ready');
+      expect((await publishedRefs(r, 'lead-slow')).map((x) => [x.pid, x.starting])).toEqual([[ref.pid, undefined]]);
+
+      expect((await follower.admin('DELETE', '/v1/services/lead-slow')).status).toBe(204);
+      await waitFor(() => (!pidAlive(ref.pid!) ? true : null), 'replica stopped', 20_000);
+    } finally {
+      r.disconnect();
+    }
+  }, 120_000);
 });
