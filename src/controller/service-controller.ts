@@ -419,8 +419,10 @@ export class ServiceController {
       const launch = launchOf(spec, loaded);
       const abort = new AbortController();
       const runtime = this.#runtimeFor(spec);
+      // Only where it runs: the handle's ref is published again as this leader's own.
+      const { generation: _generation, restarts: _restarts, starting: _starting, ...where } = ref;
       const handle = await runtime
-        .adopt({ ...launch, replicaId: id, log: (line) => log.push(line), signal: abort.signal }, ref)
+        .adopt({ ...launch, replicaId: id, log: (line) => log.push(line), signal: abort.signal }, where)
         .catch(() => null);
       if (!handle) continue;
       const probe = await probeOnce(handle.host, handle.port, loaded.model.service.health_check ?? TCP_CHECK);

@@ -187,7 +187,10 @@ describe('controller leadership on one Redis', () => {
       expect(healthy.routes.map((x: { pid: number }) => x.pid)).toEqual([ref.pid]);
       expect(healthy.routes[0].restarts).toBe(0);
       expect(await (await fetch(`${follower.url}/e/lead-slow/`)).text()).toBe('ready');
-      expect((await publishedRefs(r, 'lead-slow')).map((x) => [x.pid, x.starting])).toEqual([[ref.pid, undefined]]);
+      await waitFor(async () => {
+        const refs = await publishedRefs(r, 'lead-slow');
+        return refs.length === 1 && refs[0].pid === ref.pid && refs[0].starting === undefined ? true : null;
+      }, 'the replica published as healthy by the new leader', 10_000);
 
       expect((await follower.admin('DELETE', '/v1/services/lead-slow')).status).toBe(204);
       await waitFor(() => (!pidAlive(ref.pid!) ? true : null), 'replica stopped', 20_000);
