@@ -88,10 +88,11 @@ export class Replica {
   readonly #onChange: (replica: Replica) => Promise<void>;
   readonly #abort = new AbortController();
   #handle: ReplicaHandle | undefined;
-  /** A running replica taken over from a previous leader: supervised without a start. */
-  #adopted: ReplicaHandle | undefined;
-  /** The adopted replica had not passed its health check yet: wait for it as for a new start. */
-  #adoptedStarting = false;
+  /**
+   * A running replica taken over from a previous leader: supervised without a start. `starting`:
+   * it had not passed its health check yet, so it is waited for as a new start is.
+   */
+  #adopted: { handle: ReplicaHandle; starting: boolean } | undefined;
   /** Its process (or Pod) runs: started or adopted, and not stopped since. */
   #running = false;
   #loop: Promise<void> | undefined;
@@ -117,11 +118,10 @@ export class Replica {
     this.#onChange = opts.onChange;
     this.log = opts.log ?? new LogRing(500);
     if (opts.adopted) {
-      this.#adopted = opts.adopted.handle;
+      this.#adopted = { handle: opts.adopted.handle, starting: opts.adopted.starting === true };
       this.restarts = opts.adopted.restarts;
       this.#adoptHandle(opts.adopted.handle);
-      this.#adoptedStarting = opts.adopted.starting === true;
-      this.status = this.#adoptedStarting ? 'provisioning' : 'healthy';
+      this.status = this.#adopted.starting ? 'provisioning' : 'healthy';
     }
   }
 
@@ -205,16 +205,14 @@ export class Replica {
     }
   }
 
-  async #attempt(adopted?: ReplicaHandle): Promise<{ kind: 'start_failed'; error: string } | { kind: 'crashed'; error: string; healthyMs: number } | { kind: 'stopped' }> {
+  async #attempt(adopted?: { handle: ReplicaHandle; starting: boolean }): Promise<{ kind: 'start_failed'; error: string } | { kind: 'crashed'; error: string; healthyMs: number } | { kind: 'stopped' }> {
     const signal = this.#abort.signal;
     const check = this.#launch.model.service.health_check;
     let handle: ReplicaHandle;
-    const adoptedStarting = this.#adoptedStarting;
-    this.#adoptedStarting = false;
     if (adopted) {
       // Probed by the adopting controller just before: healthy, or still starting (then waited
       // for below with a full health window, as a new start is).
-      handle = adopted;
+      handle = adopted.handle;
     } else {
       try {
         handle = await this.#runtime.start({ ...this.#launch, replicaId: this.id, preferredPort: this.port, log: (line) => this.log.push(line), signal });
@@ -225,7 +223,7 @@ export class Replica {
       await this.#set('provisioning');
     }
 
-    const first = adopted && !adoptedStarting ? ({ kind: 'healthy' } as const) : await waitUntilHealthy(handle, check, signal);
+    const first = adopted && !adopted.starting ? ({ kind: 'healthy' } as const) : await waitUntilHealthy(handle, check, signal);
     if (first.kind !== 'healthy') {
       await this.#stopHandle(handle);
       if (first.kind === 'aborted' || this.#stopped) return { kind: 'stopped' };
